@@ -1,0 +1,42 @@
+"""``python -m bot``: read the settings, set up logging, and long-poll until stopped.
+
+A bad configuration exits with code 2 and one line on stderr naming the variable, before
+anything else happens; SIGTERM/SIGINT stop the bot cleanly (PTB's ``run_polling`` handles
+them), flushing storage on the way out.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from telegram import Update
+
+from bot.app import build_application
+from bot.config import ConfigError, load_settings
+from bot.logging_setup import configure_logging, redact
+
+EXIT_CONFIG = 2
+EXIT_STARTUP = 1
+
+
+def main() -> int:
+    """Run the bot; return the process exit code."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"newsbot: configuration error: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_level, settings.log_format, secrets=(settings.token,))
+    log = logging.getLogger("bot")
+    try:
+        app = build_application(settings)
+        app.run_polling(allowed_updates=Update.ALL_TYPES, close_loop=False)
+    except Exception:
+        log.critical("newsbot stopped on an error", exc_info=True)
+        return EXIT_STARTUP
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Typed, immutable settings read once from the environment.
+
+Every tunable lives here so that the rest of the code never touches ``os.environ``.
+A bad value stops the process at start (exit code 2) with one line naming the variable,
+rather than surfacing later as a confusing runtime error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from dotenv import dotenv_values
+
+DEFAULT_API_BASE_URL = "https://api.telegram.org"
+MIN_POLL_INTERVAL_S = 60
+# Telegram tokens look like "123456789:AAH...": a numeric bot id, a colon, 30+ url-safe chars.
+TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,100}$")
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+LogFormat = Literal["text", "json"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the bot can be configured with; see the README's configuration table."""
+
+    token: str = field(repr=False)
+    api_base_url: str = DEFAULT_API_BASE_URL
+    admin_ids: frozenset[int] = frozenset()
+    data_dir: Path = Path("data")
+    backup_dir: Path = Path("backups")
+    backup_keep: int = 10
+    backup_interval_s: int = 6 * 3600
+    default_feeds: tuple[str, ...] = ()
+    feed_poll_interval_s: int = 600
+    news_rate_count: int = 5
+    news_rate_window_s: int = 60
+    allow_private_feeds: bool = False
+    feed_max_bytes: int = 5 * 1024 * 1024
+    log_level: str = "INFO"
+    log_format: LogFormat = "text"
+    health_host: str = "127.0.0.1"
+    health_port: int = 8080
+    health_max_api_silence_s: int = 120
+
+    @property
+    def bot_base_url(self) -> str:
+        """The URL PTB puts the token after (``<root>/bot<token>/<method>``)."""
+        return f"{self.api_base_url}/bot"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a whole number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}: must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name}: expected true/false (1/0, yes/no, on/off), got {raw!r}")
+
+
+def _size(env: Mapping[str, str], name: str, default: int) -> int:
+    """Parse a byte size such as ``5242880``, ``512KiB`` or ``5MiB``."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    match = re.fullmatch(r"(\d+)\s*(B|KB|KIB|MB|MIB|K|M)?", raw.upper())
+    if not match:
+        raise ConfigError(f"{name}: expected a size like 5242880 or 5MiB, got {raw!r}")
+    scale = {
+        "": 1,
+        "B": 1,
+        "K": 1024,
+        "KB": 1024,
+        "KIB": 1024,
+        "M": 1 << 20,
+        "MB": 1 << 20,
+        "MIB": 1 << 20,
+    }[match.group(2) or ""]
+    value = int(match.group(1)) * scale
+    if not 1024 <= value <= 100 * (1 << 20):
+        raise ConfigError(f"{name}: must be between 1KiB and 100MiB, got {raw!r}")
+    return value
+
+
+def _url(name: str, raw: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", raw):
+        raise ConfigError(f"{name}: expected an http(s) URL, got {raw!r}")
+    return raw
+
+
+def _token(env: Mapping[str, str]) -> str:
+    raw = env.get("TELEGRAM_BOT_TOKEN", "").strip()
+    if not raw:
+        raise ConfigError("TELEGRAM_BOT_TOKEN: is required (get one from @BotFather)")
+    if not TOKEN_RE.match(raw):
+        # Never echo the value: a malformed token is still probably a secret.
+        raise ConfigError(
+            "TELEGRAM_BOT_TOKEN: malformed (expected '<digits>:<30+ letters, digits, _ or ->')"
+        )
+    return raw
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> Settings:
+    """Build :class:`Settings` from the environment, with ``env_file`` filling the gaps.
+
+    Real environment variables win over the ``.env`` file, as in docker and most tools.
+
+    Raises:
+        ConfigError: naming the first variable that is missing or malformed.
+    """
+    env: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    env.update(os.environ if environ is None else environ)
+
+    api = env.get("TELEGRAM_API_BASE_URL", "").strip().rstrip("/") or DEFAULT_API_BASE_URL
+    admin_ids: set[int] = set()
+    for part in filter(None, (p.strip() for p in env.get("BOT_ADMIN_IDS", "").split(","))):
+        if not re.fullmatch(r"-?\d{1,20}", part):
+            raise ConfigError(f"BOT_ADMIN_IDS: expected comma-separated user ids, got {part!r}")
+        admin_ids.add(int(part))
+    feeds = tuple(
+        _url("DEFAULT_FEEDS", p)
+        for p in filter(None, (p.strip() for p in env.get("DEFAULT_FEEDS", "").split(",")))
+    )
+    rate_raw = env.get("NEWS_RATE_LIMIT", "").strip() or "5/60"
+    rate = _RATE_RE.match(rate_raw)
+    if not rate or int(rate.group(1)) < 1 or not 1 <= int(rate.group(2)) <= 86400:
+        raise ConfigError(f"NEWS_RATE_LIMIT: expected COUNT/SECONDS like 5/60, got {rate_raw!r}")
+    log_level = env.get("LOG_LEVEL", "").strip().upper() or "INFO"
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ConfigError(
+            f"LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {log_level!r}"
+        )
+    log_format = env.get("LOG_FORMAT", "").strip().lower() or "text"
+    if log_format not in {"text", "json"}:
+        raise ConfigError(f"LOG_FORMAT: expected text or json, got {log_format!r}")
+    data_dir = Path(env.get("DATA_DIR", "").strip() or "data")
+    backup_dir = Path(env.get("BACKUP_DIR", "").strip() or "backups")
+    if data_dir.resolve() == backup_dir.resolve():
+        raise ConfigError("BACKUP_DIR: must differ from DATA_DIR")
+
+    return Settings(
+        token=_token(env),
+        api_base_url=_url("TELEGRAM_API_BASE_URL", api),
+        admin_ids=frozenset(admin_ids),
+        data_dir=data_dir,
+        backup_dir=backup_dir,
+        backup_keep=_int(env, "BACKUP_KEEP", 10, 1, 1000),
+        backup_interval_s=_int(env, "BACKUP_INTERVAL", 6 * 3600, 60, 7 * 86400),
+        default_feeds=feeds,
+        feed_poll_interval_s=_int(env, "FEED_POLL_INTERVAL", 600, MIN_POLL_INTERVAL_S, 86400),
+        news_rate_count=int(rate.group(1)),
+        news_rate_window_s=int(rate.group(2)),
+        allow_private_feeds=_bool(env, "ALLOW_PRIVATE_FEEDS"),
+        feed_max_bytes=_size(env, "FEED_MAX_BYTES", 5 * 1024 * 1024),
+        log_level=log_level,
+        log_format="json" if log_format == "json" else "text",
+        health_host=env.get("HEALTH_HOST", "").strip() or "127.0.0.1",
+        health_port=_int(env, "HEALTH_PORT", 8080, 0, 65535),
+        health_max_api_silence_s=_int(env, "HEALTH_MAX_API_SILENCE", 120, 5, 86400),
+    )

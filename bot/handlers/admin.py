@@ -1,0 +1,23 @@
+"""/stats: the persisted counters, for the bot's operators only."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import Application, CommandHandler
+
+from bot.formatting import format_counters
+from bot.handlers.common import COMMAND_UPDATES, Context, is_operator, reply
+from bot.services.storage import get_storage_service
+
+
+async def stats(update: Update, context: Context) -> None:
+    """Show global and per-chat counters to ``BOT_ADMIN_IDS``; a clear no to anyone else."""
+    if not is_operator(update, context):
+        await reply(update, context, "/stats is for the bot's operators.")
+        return
+    await reply(update, context, format_counters(await get_storage_service().get_counters()))
+
+
+def register(app: Application) -> None:  # type: ignore[type-arg]
+    """Add this module's handlers."""
+    app.add_handler(CommandHandler("stats", stats, filters=COMMAND_UPDATES))

@@ -1,0 +1,50 @@
+"""/start and /help: what the bot is and every command, with examples."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import Application, CommandHandler
+
+from bot.handlers.common import COMMAND_UPDATES, Context, register_chat, reply
+
+HELP_TEXT = """<b>newsbot</b> — the latest news from the feeds you choose.
+
+<b>Reading</b>
+/news — the 5 latest items across this chat's feeds
+/news 10 — the 10 latest (up to 20)
+
+<b>Feeds</b> (in groups and channels: administrators only)
+/add https://example.com/feed.xml — follow a feed (a web page that links a feed works too)
+/list — this chat's feeds, numbered
+/remove 2 — stop following feed number 2 (or give its URL)
+
+<b>Digest</b> — new items posted automatically
+/digest — show the schedule
+/digest every 2h — every 2 hours (from 15m to 7d)
+/digest at 08:00 — daily at 08:00 UTC
+/digest off — stop
+
+/stats — counters (bot operators only)
+/help — this message"""
+
+START_TEXT = (
+    "👋 Hi! I collect news from RSS and Atom feeds and post it here.\n"
+    "Try /news now, or /add a feed of your own.\n\n"
+)
+
+
+async def start(update: Update, context: Context) -> None:
+    """Greet, register the chat, and show the commands."""
+    await register_chat(update)
+    await reply(update, context, START_TEXT + HELP_TEXT)
+
+
+async def help_command(update: Update, context: Context) -> None:
+    """List every command with an example."""
+    await reply(update, context, HELP_TEXT)
+
+
+def register(app: Application) -> None:  # type: ignore[type-arg]
+    """Add this module's handlers."""
+    app.add_handler(CommandHandler("start", start, filters=COMMAND_UPDATES))
+    app.add_handler(CommandHandler("help", help_command, filters=COMMAND_UPDATES))

@@ -1,0 +1,107 @@
+"""Small helpers every handler module shares: replying, registering chats, checking rights."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from telegram import Chat, Update
+from telegram.constants import ChatMemberStatus
+from telegram.error import TelegramError
+from telegram.ext import ContextTypes, filters
+
+from bot.context import get_services
+from bot.jobs import on_chat_moved
+from bot.models import Channel
+from bot.services.delivery import send_html
+from bot.services.storage import get_storage_service
+
+logger = logging.getLogger(__name__)
+
+Context = ContextTypes.DEFAULT_TYPE
+# Commands arrive as messages in private chats and groups, and as channel posts in channels.
+COMMAND_UPDATES = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
+_ADMIN_STATUSES = {ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR}
+
+
+async def reply(update: Update, context: Context, texts: str | Sequence[str]) -> int:
+    """Answer in the chat the command came from (quoting it in groups)."""
+    chat, message = update.effective_chat, update.effective_message
+    if chat is None:
+        return 0
+    quote = message.message_id if message and chat.type in (Chat.GROUP, Chat.SUPERGROUP) else None
+    return await send_html(
+        context.bot,
+        chat.id,
+        [texts] if isinstance(texts, str) else texts,
+        reply_to=quote,
+        on_chat_moved=on_chat_moved(context.application),
+    )
+
+
+async def register_chat(update: Update) -> Channel | None:
+    """Make sure the chat is known (and active) before acting for it."""
+    chat = update.effective_chat
+    if chat is None:
+        return None
+    title = chat.title or chat.full_name or chat.username or ""
+    return await get_storage_service().ensure_channel(chat.id, chat.type, title)
+
+
+def requester_id(update: Update) -> int:
+    """Who to charge a request to: the user, or the chat itself for anonymous/channel posts."""
+    if update.effective_user is not None:
+        return update.effective_user.id
+    chat = update.effective_chat
+    return chat.id if chat else 0
+
+
+def is_operator(update: Update, context: Context) -> bool:
+    """Whether the sender is one of ``BOT_ADMIN_IDS``."""
+    user = update.effective_user
+    return user is not None and user.id in get_services(context).settings.admin_ids
+
+
+async def can_manage(update: Update, context: Context) -> bool:
+    """Whether the sender may change this chat's feeds and digest.
+
+    Private chat: yes. Channel: yes (only its admins can post). Group: chat administrators,
+    anonymous admins posting as the group, and operators.
+    """
+    chat, message = update.effective_chat, update.effective_message
+    if chat is None:
+        return False
+    if chat.type in (Chat.PRIVATE, Chat.CHANNEL) or is_operator(update, context):
+        return True
+    if message is not None and message.sender_chat is not None:
+        return message.sender_chat.id == chat.id  # anonymous group admin
+    user = update.effective_user
+    if user is None:
+        return False
+    try:
+        member = await context.bot.get_chat_member(chat.id, user.id)
+    except TelegramError as exc:
+        logger.warning(
+            "could not check admin rights", extra={"chat_id": chat.id, "error": str(exc)}
+        )
+        return False
+    return member.status in _ADMIN_STATUSES
+
+
+async def deny(update: Update, context: Context) -> None:
+    """The polite no for non-admins in groups."""
+    await reply(update, context, "Only this chat's administrators can change its feeds and digest.")
+
+
+def args_of(context: Context) -> list[str]:
+    """Command arguments (PTB gives ``None`` for non-command handlers)."""
+    args: list[str] | None = context.args
+    return list(args or [])
+
+
+def chat_id_of(update: Update) -> int:
+    """The chat id; handlers are only registered for updates that have a chat."""
+    chat = update.effective_chat
+    if chat is None:
+        raise RuntimeError("update without a chat")
+    return chat.id

@@ -1,0 +1,93 @@
+"""/news [N]: the latest items across the chat's feeds, with a per-user rate limit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from telegram import Update
+from telegram.ext import Application, CommandHandler
+
+from bot.context import get_services
+from bot.formatting import esc, format_news, host_of
+from bot.handlers.common import (
+    COMMAND_UPDATES,
+    Context,
+    args_of,
+    chat_id_of,
+    register_chat,
+    reply,
+    requester_id,
+)
+from bot.services.storage import get_storage_service
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_COUNT = 5
+MAX_COUNT = 20
+USAGE = f"Usage: /news or /news N (1–{MAX_COUNT}), e.g. /news 10"
+
+
+def parse_count(args: list[str]) -> int | None:
+    """The requested item count, or ``None`` when the arguments make no sense."""
+    if not args:
+        return DEFAULT_COUNT
+    if len(args) == 1 and args[0].isdigit() and 1 <= int(args[0]) <= MAX_COUNT:
+        return int(args[0])
+    return None
+
+
+async def news(update: Update, context: Context) -> None:
+    """Answer with the latest items, from the cache the poll job keeps fresh."""
+    services = get_services(context)
+    chat_id = chat_id_of(update)
+    user_id = requester_id(update)
+    decision = services.rate_limiter.check(user_id)
+    if decision.verdict != "allow":
+        services.metrics.news_rate_limited.inc()
+        logger.warning(
+            "news rate limited",
+            extra={
+                "event": "news_rate_limited",
+                "user_id": user_id,
+                "chat_id": chat_id,
+                "limit": services.rate_limiter.count,
+                "window_s": services.rate_limiter.window_s,
+                "retry_after_s": decision.retry_after_s,
+                "action": "notified" if decision.verdict == "notify" else "dropped",
+            },
+        )
+        await get_storage_service().increment("news_rate_limited", chat_id=chat_id)
+        if decision.verdict == "notify":
+            await reply(
+                update,
+                context,
+                f"⏳ That's a lot of news! You can ask again in {decision.retry_after_s} s.",
+            )
+        return
+    count = parse_count(args_of(context))
+    if count is None:
+        await reply(update, context, USAGE)
+        return
+    services.metrics.news_requests.inc()
+    channel = await register_chat(update)
+    urls = channel.feeds if channel and channel.feeds else list(services.settings.default_feeds)
+    if not urls:
+        await reply(
+            update, context, "This chat follows no feeds yet. Add one with /add &lt;url&gt;."
+        )
+        return
+    # The counter write and the feed read don't depend on each other: overlap them.
+    counted = get_storage_service().increment("news_requests", chat_id=chat_id)
+    (items, errors), _ = await asyncio.gather(services.news.latest(urls, count), counted)
+    notes = "".join(f"\n⚠️ {esc(host_of(e.url))}: {esc(e.reason)}" for e in errors[:5])
+    if not items:
+        await reply(update, context, "No news right now." + notes)
+        return
+    header = f"<b>📰 Latest {len(items)}</b>" + notes
+    await reply(update, context, format_news(items, header))
+
+
+def register(app: Application) -> None:  # type: ignore[type-arg]
+    """Add this module's handlers."""
+    app.add_handler(CommandHandler("news", news, filters=COMMAND_UPDATES))
