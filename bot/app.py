@@ -13,6 +13,7 @@ from typing import Any
 
 from telegram import BotCommand
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from telegram.request import BaseRequest
 
 from bot.config import Settings
 from bot.context import SERVICES_KEY, Services, services_of
@@ -42,7 +43,12 @@ COMMANDS = [
 ]
 
 
-def build_application(settings: Settings, *, rate_limit_outgoing: bool = True) -> AnyApp:
+def build_application(
+    settings: Settings,
+    *,
+    rate_limit_outgoing: bool = True,
+    request: BaseRequest | None = None,
+) -> AnyApp:
     """Assemble the bot: handlers, jobs, shared services and their lifecycle hooks.
 
     Args:
@@ -50,6 +56,8 @@ def build_application(settings: Settings, *, rate_limit_outgoing: bool = True) -
         rate_limit_outgoing: route sends through PTB's ``AIORateLimiter`` (429s retried,
             Telegram's flood limits respected). Only benchmarks turn it off, to measure the
             bot rather than Telegram's 30-messages-a-second cap.
+        request: the Bot API transport for everything but getUpdates; benchmarks pass an
+            in-memory one. Default: HTTPX, instrumented for health and metrics.
     """
     metrics = Metrics()
     health = HealthState(max_api_silence_s=settings.health_max_api_silence_s)
@@ -62,12 +70,14 @@ def build_application(settings: Settings, *, rate_limit_outgoing: bool = True) -
     storage = configure_storage(settings.data_dir, settings.backup_dir, settings.backup_keep)
     storage.write_observer = metrics.storage_write_seconds.observe
 
-    builder = (
+    builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = (
         ApplicationBuilder()
         .token(settings.token)
         .base_url(settings.bot_base_url)
         .base_file_url(f"{settings.api_base_url}/file/bot")
-        .request(InstrumentedRequest(health, metrics, connection_pool_size=CONCURRENT_UPDATES))
+        .request(
+            request or InstrumentedRequest(health, metrics, connection_pool_size=CONCURRENT_UPDATES)
+        )
         .get_updates_request(InstrumentedRequest(health, metrics))
         .concurrent_updates(CONCURRENT_UPDATES)
         .post_init(_post_init)

@@ -18,6 +18,6 @@ async def stats(update: Update, context: Context) -> None:
     await reply(update, context, format_counters(await get_storage_service().get_counters()))
 
 
-def register(app: Application) -> None:  # type: ignore[type-arg]
+def register(app: Application) -> None:
     """Add this module's handlers."""
     app.add_handler(CommandHandler("stats", stats, filters=COMMAND_UPDATES))

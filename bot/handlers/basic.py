@@ -44,7 +44,7 @@ async def help_command(update: Update, context: Context) -> None:
     await reply(update, context, HELP_TEXT)
 
 
-def register(app: Application) -> None:  # type: ignore[type-arg]
+def register(app: Application) -> None:
     """Add this module's handlers."""
     app.add_handler(CommandHandler("start", start, filters=COMMAND_UPDATES))
     app.add_handler(CommandHandler("help", help_command, filters=COMMAND_UPDATES))

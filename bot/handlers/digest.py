@@ -55,6 +55,6 @@ async def digest(update: Update, context: Context) -> None:
         )
 
 
-def register(app: Application) -> None:  # type: ignore[type-arg]
+def register(app: Application) -> None:
     """Add this module's handlers."""
     app.add_handler(CommandHandler("digest", digest, filters=COMMAND_UPDATES))

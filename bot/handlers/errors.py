@@ -37,6 +37,6 @@ async def on_error(update: object, context: Context) -> None:
             logger.debug("could not apologise", exc_info=True)
 
 
-def register(app: Application) -> None:  # type: ignore[type-arg]
+def register(app: Application) -> None:
     """Install the error handler."""
     app.add_error_handler(on_error)

@@ -118,7 +118,7 @@ async def list_feeds(update: Update, context: Context) -> None:
     await reply(update, context, text)
 
 
-def register(app: Application) -> None:  # type: ignore[type-arg]
+def register(app: Application) -> None:
     """Add this module's handlers."""
     app.add_handler(CommandHandler("add", add, filters=COMMAND_UPDATES))
     app.add_handler(CommandHandler("remove", remove, filters=COMMAND_UPDATES))

@@ -88,6 +88,6 @@ async def news(update: Update, context: Context) -> None:
     await reply(update, context, format_news(items, header))
 
 
-def register(app: Application) -> None:  # type: ignore[type-arg]
+def register(app: Application) -> None:
     """Add this module's handlers."""
     app.add_handler(CommandHandler("news", news, filters=COMMAND_UPDATES))

@@ -1,0 +1,1139 @@
+"""A fake Telegram Bot API server for tests.
+
+The real python-telegram-bot ``Application`` talks to it over real HTTP (aiohttp's server on
+127.0.0.1), so tests exercise the same request/response/error paths the bot meets in
+production: long polling, ``RetryAfter``, ``Forbidden``, ``ChatMigrated``, HTML rejection and
+a Bot API that stops answering. Everything runs on the test's event loop; no locks are needed
+because every piece of state is only touched from that one loop.
+
+Run standalone (for container and load tests driven from another process)::
+
+    python -m tests.helpers.fake_bot_api --port 0 --token 123:ABC
+
+prints ``READY http://127.0.0.1:<port>`` and serves a small JSON control API under
+``/_control/`` (see :meth:`FakeBotAPI._control`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TOKEN = "123456789:" + "A" * 35
+BOT_USERNAME = "newsbot_test_bot"
+BOT_FIRST_NAME = "NewsBot Test"
+MAX_MESSAGE_LENGTH = 4096
+# Telegram ids at or below this are supergroups/channels ("-100…").
+_SUPERGROUP_ID_LIMIT = -1_000_000_000_000
+_TOKEN_RE = re.compile(r"\d+:[A-Za-z0-9_-]+")
+_PATH_RE = re.compile(r"/bot([^/]+)/([^/]+)")
+# Update kinds Telegram leaves out unless asked for explicitly in allowed_updates.
+_OPT_IN_UPDATE_KINDS = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
+# Form fields that are plain strings even when they look like JSON (e.g. text "123").
+_STRING_FIELDS = frozenset(
+    [
+        "text",
+        "caption",
+        "parse_mode",
+        "callback_query_id",
+        "title",
+        "description",
+        "short_description",
+        "name",
+        "url",
+        "language_code",
+        "query",
+        "username",
+        "custom_title",
+        "first_name",
+        "last_name",
+        "business_connection_id",
+        "inline_message_id",
+        "message_effect_id",
+        "emoji",
+    ]
+)
+# Every permission flag PTB's ChatMemberRestricted requires.
+_RESTRICTED_PERMISSIONS = [
+    "can_change_info",
+    "can_invite_users",
+    "can_pin_messages",
+    "can_send_messages",
+    "can_send_polls",
+    "can_send_other_messages",
+    "can_add_web_page_previews",
+    "can_manage_topics",
+    "can_send_audios",
+    "can_send_documents",
+    "can_send_photos",
+    "can_send_videos",
+    "can_send_video_notes",
+    "can_send_voice_notes",
+    "can_edit_tag",
+]
+_MEMBER_STATUSES = frozenset({"creator", "administrator", "member", "restricted", "left", "kicked"})
+
+
+# --------------------------------------------------------------------------- HTML validation
+
+
+class TelegramHTMLError(ValueError):
+    """Markup Telegram would refuse; ``str()`` is the text after "can't parse entities: "."""
+
+
+_ALLOWED_TAGS = frozenset(
+    [
+        "b",
+        "strong",
+        "i",
+        "em",
+        "u",
+        "ins",
+        "s",
+        "strike",
+        "del",
+        "span",
+        "tg-spoiler",
+        "a",
+        "code",
+        "pre",
+        "blockquote",
+        "tg-emoji",
+    ]
+)
+_NAMED_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
+_ENTITY_AT_RE = re.compile(r"&(?:lt|gt|amp|quot|#[0-9]+|#[xX][0-9a-fA-F]+);")
+
+
+class _TelegramHTMLParser(HTMLParser):
+    """Validates Telegram's HTML subset and collects the visible text.
+
+    Stricter than Telegram in one way on purpose: a bare ``&`` that does not start one of the
+    accepted entities is rejected (Telegram's docs require escaping it), so that the bot's
+    formatter is caught when it forgets to escape.
+    """
+
+    def __init__(self, source: str) -> None:
+        super().__init__(convert_charrefs=False)
+        self._source = source
+        self._line_starts = [0]
+        for match in re.finditer("\n", source):
+            self._line_starts.append(match.end())
+        self.stack: list[str] = []
+        self.parts: list[str] = []
+
+    def _byte_offset(self, extra_chars: int = 0) -> int:
+        line, col = self.getpos()
+        char_offset = self._line_starts[line - 1] + col + extra_chars
+        return len(self._source[:char_offset].encode("utf-8"))
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        """Accept only Telegram's tags, with the attributes some of them require."""
+        where = self._byte_offset()
+        if tag not in _ALLOWED_TAGS:
+            raise TelegramHTMLError(f'Unsupported start tag "{tag}" at byte offset {where}')
+        attributes = dict(attrs)
+        if tag == "span" and attributes.get("class") != "tg-spoiler":
+            raise TelegramHTMLError('Tag "span" must have class "tg-spoiler"')
+        if tag == "a" and not attributes.get("href"):
+            raise TelegramHTMLError(f'Tag "a" must have attribute "href" at byte offset {where}')
+        if tag == "tg-emoji" and not (attributes.get("emoji-id") or "").isdigit():
+            raise TelegramHTMLError('Tag "tg-emoji" must have attribute "emoji-id"')
+        self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        """Reject self-closing tags such as ``<br/>``: Telegram has none."""
+        raise TelegramHTMLError(
+            f'Unsupported start tag "{tag}" at byte offset {self._byte_offset()}'
+        )
+
+    def handle_endtag(self, tag: str) -> None:
+        """Require every end tag to close the innermost open tag."""
+        where = self._byte_offset()
+        if not self.stack:
+            raise TelegramHTMLError(f"Unexpected end tag at byte offset {where}")
+        if self.stack[-1] != tag:
+            raise TelegramHTMLError(
+                f'Unmatched end tag at byte offset {where}, expected "</{self.stack[-1]}>", '
+                f'found "</{tag}>"'
+            )
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        """Collect visible text; a bare ``<`` (not starting a tag) is an error."""
+        if "<" in data:
+            where = self._byte_offset(data.index("<"))
+            raise TelegramHTMLError(f'Unsupported start tag "" at byte offset {where}')
+        if "&" in data:  # pre-scan should have caught it; keep the parser honest anyway
+            where = self._byte_offset(data.index("&"))
+            raise TelegramHTMLError(f"Character entity expected at byte offset {where}")
+        self.parts.append(data)
+
+    def handle_entityref(self, name: str) -> None:
+        """Decode the four named entities Telegram supports."""
+        if name not in _NAMED_ENTITIES:
+            raise TelegramHTMLError(f'Unsupported HTML entity "&{name};"')
+        self.parts.append(_NAMED_ENTITIES[name])
+
+    def handle_charref(self, name: str) -> None:
+        """Decode numeric entities, rejecting code points that are not characters."""
+        code = int(name[1:], 16) if name[:1] in ("x", "X") else int(name)
+        if code <= 0 or code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+            raise TelegramHTMLError(f'Invalid numeric entity "&#{name};"')
+        self.parts.append(chr(code))
+
+    def handle_comment(self, data: str) -> None:
+        """Comments are not part of Telegram's HTML."""
+        raise TelegramHTMLError(f"Unsupported comment at byte offset {self._byte_offset()}")
+
+    def handle_decl(self, decl: str) -> None:
+        """Declarations are not part of Telegram's HTML."""
+        raise TelegramHTMLError(f"Unsupported declaration at byte offset {self._byte_offset()}")
+
+    def handle_pi(self, data: str) -> None:
+        """Processing instructions are not part of Telegram's HTML."""
+        raise TelegramHTMLError(f"Unsupported tag at byte offset {self._byte_offset()}")
+
+    def unknown_decl(self, data: str) -> None:
+        """CDATA and friends are not part of Telegram's HTML."""
+        raise TelegramHTMLError(f"Unsupported declaration at byte offset {self._byte_offset()}")
+
+
+def telegram_html_to_plain(text: str) -> str:
+    """Validate ``text`` as Telegram HTML and return its visible text.
+
+    Exposed so formatter tests can check their output offline against the same rules the fake
+    server applies.
+
+    Raises:
+        TelegramHTMLError: for markup Telegram would answer with "can't parse entities".
+    """
+    for match in re.finditer("&", text):
+        if not _ENTITY_AT_RE.match(text, match.start()):
+            where = len(text[: match.start()].encode("utf-8"))
+            raise TelegramHTMLError(f"Character entity expected at byte offset {where}")
+    parser = _TelegramHTMLParser(text)
+    parser.feed(text)
+    parser.close()
+    if parser.stack:
+        raise TelegramHTMLError(
+            f'Can\'t find end tag corresponding to start tag "{parser.stack[-1]}"'
+        )
+    return "".join(parser.parts)
+
+
+# --------------------------------------------------------------------------- recording types
+
+
+@dataclass
+class ApiCall:
+    """One request the fake received (with a valid token).
+
+    Attributes:
+        method: canonical Bot API method name (e.g. ``sendMessage``) or the name as sent.
+        params: decoded parameters (JSON-encoded form fields are decoded).
+        time: ``time.monotonic()`` when the request arrived.
+        status: HTTP status answered; 0 while the request is still pending (hung, delayed).
+    """
+
+    method: str
+    params: dict[str, Any]
+    time: float
+    status: int = 0
+
+
+@dataclass
+class _Failure:
+    status: int
+    description: str
+    parameters: dict[str, Any] | None
+    remaining: int
+
+
+class _ApiError(Exception):
+    """Raised by method handlers to answer with a Telegram error object."""
+
+    def __init__(
+        self, status: int, description: str, parameters: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+        self.parameters = parameters
+
+
+@functools.cache
+def _bot_api_methods() -> dict[str, str]:
+    """Map lower-cased Bot API method names to their canonical spelling.
+
+    Derived from python-telegram-bot's camelCase aliases so the list tracks the installed PTB
+    without a hand-kept copy.
+    """
+    import telegram  # noqa: PLC0415 - only needed once a request arrives
+
+    names = {
+        name
+        for name in dir(telegram.Bot)
+        if name[:1].islower() and name != name.lower() and "_" not in name
+    }
+    names.add("close")
+    return {name.lower(): name for name in names}
+
+
+def _decode_field(name: str, value: str) -> Any:
+    """Decode one form field the way PTB encoded it (non-strings are JSON-dumped)."""
+    if name in _STRING_FIELDS:
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _error_body(status: int, description: str, parameters: dict[str, Any] | None) -> web.Response:
+    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+    if parameters:
+        body["parameters"] = parameters
+    return web.json_response(body, status=status)
+
+
+def _not_found() -> web.Response:
+    return _error_body(404, "Not Found", None)
+
+
+def _as_int(value: Any, default: int) -> int:
+    if value is None or isinstance(value, bool):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+# --------------------------------------------------------------------------- the server
+
+
+class FakeBotAPI:
+    """An in-process Telegram Bot API good enough for python-telegram-bot.
+
+    Configure the bot with ``base_url=f"{fake.base_url}/bot"``. Behaviours are set through
+    public attributes (``blocked_chats``, ``migrated_chats``, ``unknown_chats``) and methods
+    (:meth:`set_admin`, :meth:`fail_next`, :meth:`set_delay`, :meth:`hang`).
+    """
+
+    def __init__(self, token: str = DEFAULT_TOKEN, *, host: str = "127.0.0.1", port: int = 0):
+        if not _TOKEN_RE.fullmatch(token):
+            raise ValueError("malformed bot token (expected '<digits>:<secret>')")
+        self.token = token
+        self.bot_id = int(token.split(":", 1)[0])
+        self.bot_user: dict[str, Any] = {
+            "id": self.bot_id,
+            "is_bot": True,
+            "first_name": BOT_FIRST_NAME,
+            "username": BOT_USERNAME,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
+        self._host = host
+        self._port = port
+        self.calls: list[ApiCall] = []
+        self.sent: list[dict[str, Any]] = []
+        self.blocked_chats: set[int] = set()
+        self.migrated_chats: dict[int, int] = {}
+        self.unknown_chats: set[int] = set()
+        self.left_chats: list[int] = []
+        self.chats: dict[int, dict[str, Any]] = {}
+        self._members: dict[tuple[int, int], str] = {}
+        self._commands: dict[str, list[Any]] = {}
+        self._updates: list[dict[str, Any]] = []
+        self._next_update_id = 1
+        self._message_ids: dict[int, int] = {}
+        self._allowed_updates: frozenset[str] | None = None
+        self._failures: dict[str, deque[_Failure]] = {}
+        self._delays: dict[str, float] = {}
+        # Set while requests may proceed; cleared by hang(True).
+        self._released = asyncio.Event()
+        self._released.set()
+        self._stopping = asyncio.Event()
+        # Replaced after every state change so waiters wake up (see _pulse()).
+        self._changed = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._bound_port: int | None = None
+        self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
+            "getme": self._get_me,
+            "getupdates": self._get_updates,
+            "deletewebhook": self._delete_webhook,
+            "setmycommands": self._set_my_commands,
+            "getmycommands": self._get_my_commands,
+            "deletemycommands": self._delete_my_commands,
+            "logout": self._true,
+            "close": self._true,
+            "sendmessage": self._send_message,
+            "getchat": self._get_chat,
+            "getchatmember": self._get_chat_member,
+            "getchatadministrators": self._get_chat_administrators,
+            "leavechat": self._leave_chat,
+            "answercallbackquery": self._true,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Bind 127.0.0.1:<port> (0 = any free port) and start serving."""
+        if self._runner is not None:
+            raise RuntimeError("FakeBotAPI already started")
+        self._stopping.clear()
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        # access_log=None: request paths contain the token, which must never be logged.
+        runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self._port)
+        await site.start()
+        self._runner = runner
+        self._bound_port = int(runner.addresses[0][1])
+        logger.debug("fake Bot API listening on %s", self.base_url)
+
+    async def stop(self) -> None:
+        """Release every waiting request, then shut the server down."""
+        if self._runner is None:
+            return
+        self._stopping.set()
+        self._released.set()
+        self._pulse()
+        runner, self._runner = self._runner, None
+        await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        if self._bound_port is None:
+            raise RuntimeError("FakeBotAPI not started")
+        return self._bound_port
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``; give PTB ``f"{base_url}/bot"``."""
+        host = "127.0.0.1" if self._host in ("", "0.0.0.0") else self._host
+        return f"http://{host}:{self.port}"
+
+    # ------------------------------------------------------------------ behaviour knobs
+
+    def set_admin(self, chat_id: int, user_id: int, status: str = "administrator") -> None:
+        """Set what getChatMember answers for ``user_id`` in ``chat_id`` (default "member")."""
+        if status not in _MEMBER_STATUSES:
+            raise ValueError(f"unknown chat member status {status!r}")
+        self._members[(chat_id, user_id)] = status
+
+    def set_chat(
+        self,
+        chat_id: int,
+        chat_type: str,
+        *,
+        title: str | None = None,
+        username: str | None = None,
+    ) -> dict[str, Any]:
+        """Register a chat's type/title (otherwise inferred from the id) and return it."""
+        chat: dict[str, Any] = {"id": chat_id, "type": chat_type}
+        if chat_type == "private":
+            chat["first_name"] = title or f"User{chat_id}"
+        else:
+            chat["title"] = title or f"Chat {chat_id}"
+        if username:
+            chat["username"] = username
+        self.chats[chat_id] = chat
+        return dict(chat)
+
+    def fail_next(
+        self,
+        method: str,
+        status: int = 429,
+        *,
+        times: int = 1,
+        retry_after: int = 1,
+        description: str | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> None:
+        """Make the next ``times`` calls of ``method`` fail with ``status``.
+
+        429 answers "Too Many Requests: retry after N" with ``parameters.retry_after``; other
+        statuses answer their HTTP phrase (e.g. 502 "Bad Gateway") unless ``description`` is
+        given.
+        """
+        if status == 429:
+            description = description or f"Too Many Requests: retry after {retry_after}"
+            parameters = {"retry_after": retry_after, **(parameters or {})}
+        elif description is None:
+            try:
+                description = HTTPStatus(status).phrase
+            except ValueError:
+                description = "Error"
+        failure = _Failure(status, description, parameters, times)
+        self._failures.setdefault(method.lower(), deque()).append(failure)
+
+    def set_delay(self, method: str, seconds: float) -> None:
+        """Delay every answer to ``method`` by ``seconds`` (0 removes the delay)."""
+        if seconds <= 0:
+            self._delays.pop(method.lower(), None)
+        else:
+            self._delays[method.lower()] = seconds
+
+    def hang(self, hung: bool = True) -> None:
+        """Stall every Bot API request until ``hang(False)`` (or the client gives up)."""
+        if hung:
+            self._released.clear()
+        else:
+            self._released.set()
+
+    # ------------------------------------------------------------------ updates
+
+    def add_update(self, update: dict[str, Any]) -> int:
+        """Queue an update for getUpdates, assigning its ``update_id``; return the id."""
+        update_id = self._next_update_id
+        self._next_update_id += 1
+        queued = {**update, "update_id": update_id}
+        self._updates.append(queued)
+        self._pulse()
+        return update_id
+
+    @property
+    def pending_updates(self) -> list[dict[str, Any]]:
+        """Updates not yet confirmed by an offset (copies of the list, not the dicts)."""
+        return list(self._updates)
+
+    def send_command(
+        self,
+        text: str,
+        *,
+        chat_id: int,
+        user_id: int,
+        chat_type: str = "private",
+        username: str | None = None,
+        chat_title: str | None = None,
+    ) -> int:
+        """Queue a user's text message; a leading ``/cmd[@bot]`` gets its bot_command entity."""
+        message: dict[str, Any] = {
+            "message_id": self._next_message_id(chat_id),
+            "date": int(time.time()),
+            "chat": self._chat_for_update(chat_id, chat_type, chat_title, username, user_id),
+            "from": self._user(user_id, username),
+            "text": text,
+        }
+        entities = self._command_entities(text)
+        if entities:
+            message["entities"] = entities
+        return self.add_update({"message": message})
+
+    def channel_post(self, text: str, *, chat_id: int, chat_title: str = "News channel") -> int:
+        """Queue a channel post: ``sender_chat`` is the channel and there is no ``from``."""
+        chat = self._chat_for_update(chat_id, "channel", chat_title, None, None)
+        post: dict[str, Any] = {
+            "message_id": self._next_message_id(chat_id),
+            "date": int(time.time()),
+            "chat": chat,
+            "sender_chat": dict(chat),
+            "text": text,
+        }
+        entities = self._command_entities(text)
+        if entities:
+            post["entities"] = entities
+        return self.add_update({"channel_post": post})
+
+    def my_chat_member(
+        self,
+        chat_id: int,
+        chat_type: str,
+        old_status: str,
+        new_status: str,
+        *,
+        user_id: int,
+        chat_title: str | None = None,
+    ) -> int:
+        """Queue a ``my_chat_member`` update (the bot added/removed/promoted by ``user_id``).
+
+        Also records the bot's new status so getChatMember for the bot agrees.
+        """
+        chat = self._chat_for_update(chat_id, chat_type, chat_title, None, user_id)
+        self._members[(chat_id, self.bot_id)] = new_status
+        update = {
+            "chat": chat,
+            "from": self._user(user_id, None),
+            "date": int(time.time()),
+            "old_chat_member": self._member(self.bot_user, old_status),
+            "new_chat_member": self._member(self.bot_user, new_status),
+        }
+        return self.add_update({"my_chat_member": update})
+
+    def migrate(self, old_chat_id: int, new_chat_id: int, *, user_id: int = 1) -> int:
+        """Queue the service message a group gets when upgraded to a supergroup.
+
+        From then on sendMessage to ``old_chat_id`` answers the migration error.
+        """
+        chat = self._chat_for_update(old_chat_id, "group", None, None, None)
+        self.migrated_chats[old_chat_id] = new_chat_id
+        old_title = chat.get("title")
+        self.set_chat(new_chat_id, "supergroup", title=old_title)
+        message = {
+            "message_id": self._next_message_id(old_chat_id),
+            "date": int(time.time()),
+            "chat": chat,
+            "from": self._user(user_id, None),
+            "migrate_to_chat_id": new_chat_id,
+        }
+        return self.add_update({"message": message})
+
+    # ------------------------------------------------------------------ inspection / waiting
+
+    def calls_to(self, method: str) -> list[ApiCall]:
+        """Calls of ``method`` (case-insensitive), oldest first."""
+        wanted = method.lower()
+        return [call for call in self.calls if call.method.lower() == wanted]
+
+    def sent_messages(self, chat_id: int | None = None) -> list[dict[str, Any]]:
+        """Messages accepted by sendMessage, oldest first, optionally for one chat."""
+        return [m for m in self.sent if chat_id is None or m["chat_id"] == chat_id]
+
+    async def wait_for_messages(
+        self, count: int, *, chat_id: int | None = None, timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """Wait until at least ``count`` messages were sent (to ``chat_id``); return them all.
+
+        Raises:
+            AssertionError: on timeout, listing what was sent and the recent calls.
+        """
+        if await self._wait_until(lambda: len(self.sent_messages(chat_id)) >= count, timeout):
+            return self.sent_messages(chat_id)
+        where = "" if chat_id is None else f" to chat {chat_id}"
+        raise AssertionError(
+            f"expected {count} message(s){where} within {timeout}s, "
+            f"got {len(self.sent_messages(chat_id))}.\n{self.describe()}"
+        )
+
+    async def wait_for_call(
+        self, method: str, count: int = 1, timeout: float = 10.0
+    ) -> list[ApiCall]:
+        """Wait until ``method`` was called ``count`` times; return those calls.
+
+        Raises:
+            AssertionError: on timeout, listing the calls that were made.
+        """
+        if await self._wait_until(lambda: len(self.calls_to(method)) >= count, timeout):
+            return self.calls_to(method)
+        raise AssertionError(
+            f"expected {count} call(s) of {method} within {timeout}s, "
+            f"got {len(self.calls_to(method))}.\n{self.describe()}"
+        )
+
+    def describe(self) -> str:
+        """A human summary of sent messages and recent calls, for assertion messages."""
+        lines = [f"sent messages ({len(self.sent)}):"]
+        lines += [
+            f"  chat {m['chat_id']} #{m['message_id']}: {m['plain'][:120]!r}" for m in self.sent
+        ]
+        recent = self.calls[-20:]
+        lines.append(f"last {len(recent)} of {len(self.calls)} calls:")
+        for call in recent:
+            brief = {k: v for k, v in call.params.items() if k != "text"}
+            lines.append(f"  {call.method} -> {call.status or 'pending'} {brief}")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ internals
+
+    def _pulse(self) -> None:
+        """Wake everything waiting in _wait_until (single loop: no lock needed)."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            remaining = deadline - loop.time()
+            if remaining <= 0 or self._stopping.is_set():
+                return predicate()
+            changed = self._changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+        return True
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep that ends early when the server stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def _next_message_id(self, chat_id: int) -> int:
+        self._message_ids[chat_id] = self._message_ids.get(chat_id, 0) + 1
+        return self._message_ids[chat_id]
+
+    def _chat(self, chat_id: int) -> dict[str, Any]:
+        """The registered chat, or one inferred from the id's shape."""
+        if chat_id in self.chats:
+            return dict(self.chats[chat_id])
+        if chat_id > 0:
+            return {"id": chat_id, "type": "private", "first_name": f"User{chat_id}"}
+        if chat_id <= _SUPERGROUP_ID_LIMIT:
+            return {"id": chat_id, "type": "supergroup", "title": f"Chat {chat_id}"}
+        return {"id": chat_id, "type": "group", "title": f"Chat {chat_id}"}
+
+    def _chat_for_update(
+        self,
+        chat_id: int,
+        chat_type: str,
+        title: str | None,
+        username: str | None,
+        user_id: int | None,
+    ) -> dict[str, Any]:
+        known = self.chats.get(chat_id)
+        if known is not None and known["type"] == chat_type and title is None:
+            return dict(known)
+        if chat_type == "private":
+            name = f"User{user_id or chat_id}"
+            return self.set_chat(chat_id, "private", title=name, username=username)
+        return self.set_chat(chat_id, chat_type, title=title)
+
+    @staticmethod
+    def _user(user_id: int, username: str | None) -> dict[str, Any]:
+        user: dict[str, Any] = {
+            "id": user_id,
+            "is_bot": False,
+            "first_name": f"User{user_id}",
+            "language_code": "en",
+        }
+        if username:
+            user["username"] = username
+        return user
+
+    @staticmethod
+    def _command_entities(text: str) -> list[dict[str, Any]]:
+        if not text.startswith("/") or len(text) < 2 or text[1].isspace():
+            return []
+        command = text.split(maxsplit=1)[0]
+        return [{"type": "bot_command", "offset": 0, "length": _utf16_len(command)}]
+
+    @staticmethod
+    def _member(user: dict[str, Any], status: str) -> dict[str, Any]:
+        """A ChatMember object with every field PTB requires for ``status``."""
+        member: dict[str, Any] = {"status": status, "user": dict(user)}
+        if status == "creator":
+            member["is_anonymous"] = False
+        elif status == "administrator":
+            member |= {
+                "can_be_edited": False,
+                "is_anonymous": False,
+                "can_manage_chat": True,
+                "can_delete_messages": True,
+                "can_manage_video_chats": True,
+                "can_restrict_members": True,
+                "can_promote_members": False,
+                "can_change_info": True,
+                "can_invite_users": True,
+                "can_post_messages": True,
+                "can_edit_messages": True,
+                "can_pin_messages": True,
+                "can_post_stories": False,
+                "can_edit_stories": False,
+                "can_delete_stories": False,
+            }
+        elif status == "kicked":
+            member["until_date"] = 0
+        elif status == "restricted":
+            member |= {
+                "is_member": True,
+                "until_date": 0,
+                **dict.fromkeys(_RESTRICTED_PERMISSIONS, False),
+            }
+        elif status not in _MEMBER_STATUSES:
+            raise ValueError(f"unknown chat member status {status!r}")
+        return member
+
+    def _resolve_chat_id(self, params: dict[str, Any]) -> int:
+        """Turn the ``chat_id`` parameter into a known chat id, like Telegram does."""
+        raw = params.get("chat_id")
+        if raw is None or raw == "":
+            raise _ApiError(400, "Bad Request: chat_id is empty")
+        if isinstance(raw, str) and raw.startswith("@"):
+            for chat in self.chats.values():
+                if chat.get("username", "").lower() == raw[1:].lower():
+                    return int(chat["id"])
+            raise _ApiError(400, "Bad Request: chat not found")
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise _ApiError(400, "Bad Request: chat not found")
+        if raw in self.unknown_chats:
+            raise _ApiError(400, "Bad Request: chat not found")
+        return raw
+
+    # ------------------------------------------------------------------ HTTP plumbing
+
+    async def _read_params(self, request: web.Request) -> dict[str, Any]:
+        params: dict[str, Any] = {k: _decode_field(k, v) for k, v in request.query.items()}
+        if not request.body_exists:
+            return params
+        if request.content_type == "application/json":
+            try:
+                body = await request.json()
+            except ValueError as exc:
+                raise _ApiError(400, "Bad Request: can't parse JSON object") from exc
+            if not isinstance(body, dict):
+                raise _ApiError(400, "Bad Request: parameters must be a JSON object")
+            params.update(body)
+            return params
+        form = await request.post()
+        for key, value in form.items():
+            if isinstance(value, web.FileField):
+                data = value.file.read()
+                params[key] = {
+                    "filename": value.filename,
+                    "content_type": value.content_type,
+                    "size": len(data),
+                }
+            elif isinstance(value, str):
+                params[key] = _decode_field(key, value)
+            else:  # bytes from a part without charset
+                params[key] = _decode_field(key, bytes(value).decode("utf-8", "replace"))
+        return params
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        if request.path.startswith("/_control/"):
+            return await self._control(request)
+        match = _PATH_RE.fullmatch(request.path)
+        if match is None or match.group(1) != self.token:
+            return _not_found()
+        name = match.group(2)
+        lowered = name.lower()
+        canonical = _bot_api_methods().get(lowered)
+        early_error: _ApiError | None = None
+        try:
+            params = await self._read_params(request)
+        except _ApiError as err:
+            params, early_error = {}, err
+        call = ApiCall(method=canonical or name, params=params, time=time.monotonic())
+        self.calls.append(call)
+        self._pulse()
+        try:
+            response = await self._answer(call, lowered, canonical is not None, early_error)
+        except asyncio.CancelledError:
+            call.status = 499  # the client went away (nginx's "client closed request")
+            raise
+        call.status = response.status
+        self._pulse()
+        return response
+
+    async def _answer(
+        self, call: ApiCall, lowered: str, known: bool, early_error: _ApiError | None
+    ) -> web.Response:
+        # hang(): the request stays open until released, the client disconnects or we stop.
+        await self._released.wait()
+        delay = self._delays.get(lowered)
+        if delay:
+            await self._sleep(delay)
+        if not known:
+            return _not_found()
+        if early_error is not None:
+            return _error_body(early_error.status, early_error.description, None)
+        failure = self._take_failure(lowered)
+        if failure is not None:
+            return _error_body(failure.status, failure.description, failure.parameters)
+        handler = self._handlers.get(lowered, self._true)
+        try:
+            result = await handler(call.params)
+        except _ApiError as err:
+            return _error_body(err.status, err.description, err.parameters)
+        return web.json_response({"ok": True, "result": result})
+
+    def _take_failure(self, lowered: str) -> _Failure | None:
+        queue = self._failures.get(lowered)
+        if not queue:
+            return None
+        failure = queue[0]
+        failure.remaining -= 1
+        if failure.remaining <= 0:
+            queue.popleft()
+        return failure
+
+    async def _control(self, request: web.Request) -> web.Response:
+        """JSON control API for out-of-process drivers.
+
+        ``POST /_control/updates`` (an update or a list) → ``{"update_ids": [...]}``;
+        ``POST /_control/command`` (send_command's arguments) → ``{"update_id": n}``;
+        ``GET /_control/sent[?chat_id=]``; ``GET /_control/calls[?method=]``;
+        ``POST /_control/hang`` ``{"hang": bool}``; ``POST /_control/fail`` (fail_next's
+        arguments).
+        """
+        action = request.path.removeprefix("/_control/")
+        body: Any = None
+        if request.method == "POST":
+            try:
+                body = await request.json()
+            except ValueError:
+                return web.json_response({"ok": False, "error": "invalid JSON"}, status=400)
+        try:
+            result = self._control_action(action, request.method, body, request.query)
+        except (KeyError, TypeError, ValueError) as exc:
+            return web.json_response({"ok": False, "error": str(exc)}, status=400)
+        if result is None:
+            return web.json_response({"ok": False, "error": "unknown control"}, status=404)
+        return web.json_response({"ok": True, "result": result})
+
+    def _control_action(
+        self, action: str, method: str, body: Any, query: Any
+    ) -> dict[str, Any] | list[Any] | bool | None:
+        if (action, method) == ("updates", "POST"):
+            updates = body if isinstance(body, list) else [body]
+            if not all(isinstance(u, dict) for u in updates):
+                raise TypeError("updates must be JSON objects")
+            return {"update_ids": [self.add_update(u) for u in updates]}
+        if (action, method) == ("command", "POST"):
+            return {"update_id": self.send_command(**body)}
+        if (action, method) == ("sent", "GET"):
+            chat_id = int(query["chat_id"]) if "chat_id" in query else None
+            return self.sent_messages(chat_id)
+        if (action, method) == ("calls", "GET"):
+            calls = self.calls_to(query["method"]) if "method" in query else self.calls
+            return [
+                {"method": c.method, "params": c.params, "time": c.time, "status": c.status}
+                for c in calls
+            ]
+        if (action, method) == ("hang", "POST"):
+            self.hang(bool(body["hang"]))
+            return True
+        if (action, method) == ("fail", "POST"):
+            self.fail_next(**body)
+            return True
+        return None
+
+    # ------------------------------------------------------------------ Bot API methods
+
+    async def _true(self, params: dict[str, Any]) -> bool:
+        return True
+
+    async def _get_me(self, params: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.bot_user)
+
+    async def _delete_webhook(self, params: dict[str, Any]) -> bool:
+        if params.get("drop_pending_updates") is True:
+            self._updates.clear()
+        return True
+
+    async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        offset = _as_int(params.get("offset"), 0)
+        limit = min(max(_as_int(params.get("limit"), 100), 1), 100)
+        try:
+            timeout = max(float(params.get("timeout") or 0), 0.0)
+        except (TypeError, ValueError):
+            timeout = 0.0
+        allowed = params.get("allowed_updates")
+        if isinstance(allowed, list):
+            # Telegram remembers allowed_updates until the next call that sets it.
+            self._allowed_updates = frozenset(allowed) if allowed else None
+        if offset > 0:
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        elif offset < 0:
+            self._updates = self._updates[offset:]
+        await self._wait_until(lambda: bool(self._deliverable()), timeout)
+        return self._deliverable()[:limit]
+
+    def _deliverable(self) -> list[dict[str, Any]]:
+        allowed = self._allowed_updates
+        out = []
+        for update in self._updates:
+            kinds = set(update) - {"update_id"}
+            if allowed is None:
+                if not kinds & _OPT_IN_UPDATE_KINDS:
+                    out.append(update)
+            elif kinds & allowed:
+                out.append(update)
+        return out
+
+    @staticmethod
+    def _commands_key(params: dict[str, Any]) -> str:
+        scope = params.get("scope") or {"type": "default"}
+        return json.dumps(scope, sort_keys=True) + "|" + str(params.get("language_code") or "")
+
+    async def _set_my_commands(self, params: dict[str, Any]) -> bool:
+        commands = params.get("commands")
+        if not isinstance(commands, list):
+            raise _ApiError(400, "Bad Request: can't parse commands JSON object")
+        self._commands[self._commands_key(params)] = commands
+        return True
+
+    async def _get_my_commands(self, params: dict[str, Any]) -> list[Any]:
+        return list(self._commands.get(self._commands_key(params), []))
+
+    async def _delete_my_commands(self, params: dict[str, Any]) -> bool:
+        self._commands.pop(self._commands_key(params), None)
+        return True
+
+    async def _send_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat_id = self._resolve_chat_id(params)
+        if chat_id in self.migrated_chats:
+            raise _ApiError(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                {"migrate_to_chat_id": self.migrated_chats[chat_id]},
+            )
+        chat = self._chat(chat_id)
+        if chat_id in self.blocked_chats:
+            raise _ApiError(403, self._forbidden_description(chat["type"]))
+        raw_text = params.get("text")
+        text = "" if raw_text is None else str(raw_text)
+        parse_mode = params.get("parse_mode")
+        if parse_mode is not None and str(parse_mode).lower() == "html":
+            try:
+                plain = telegram_html_to_plain(text)
+            except TelegramHTMLError as err:
+                raise _ApiError(400, f"Bad Request: can't parse entities: {err}") from err
+        elif parse_mode in (None, "", "Markdown", "MarkdownV2"):
+            plain = text  # Markdown is not validated by this fake
+        else:
+            raise _ApiError(400, "Bad Request: unsupported parse_mode")
+        plain = plain.strip()  # Telegram trims surrounding whitespace
+        if not plain:
+            raise _ApiError(400, "Bad Request: message text is empty")
+        if len(plain) > MAX_MESSAGE_LENGTH:
+            raise _ApiError(400, "Bad Request: message is too long")
+        message: dict[str, Any] = {
+            "message_id": self._next_message_id(chat_id),
+            "from": dict(self.bot_user),
+            "date": int(time.time()),
+            "chat": chat,
+            "text": plain,
+        }
+        if isinstance(params.get("reply_markup"), dict):
+            message["reply_markup"] = params["reply_markup"]
+        self.sent.append(
+            {
+                "chat_id": chat_id,
+                "message_id": message["message_id"],
+                "text": text,
+                "plain": plain,
+                "parse_mode": parse_mode,
+                "date": message["date"],
+                "reply_markup": params.get("reply_markup"),
+                "params": params,
+            }
+        )
+        return message
+
+    @staticmethod
+    def _forbidden_description(chat_type: str) -> str:
+        if chat_type == "group":
+            return "Forbidden: bot was kicked from the group chat"
+        if chat_type == "supergroup":
+            return "Forbidden: bot was kicked from the supergroup chat"
+        if chat_type == "channel":
+            return "Forbidden: bot is not a member of the channel chat"
+        return "Forbidden: bot was blocked by the user"
+
+    async def _get_chat(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat = self._chat(self._resolve_chat_id(params))
+        return chat | {
+            "accent_color_id": 0,
+            "max_reaction_count": 11,
+            "accepted_gift_types": {
+                "unlimited_gifts": False,
+                "limited_gifts": False,
+                "unique_gifts": False,
+                "premium_subscription": False,
+                "gifts_from_channels": False,
+            },
+        }
+
+    def _user_for_member(self, user_id: int) -> dict[str, Any]:
+        return dict(self.bot_user) if user_id == self.bot_id else self._user(user_id, None)
+
+    async def _get_chat_member(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat_id = self._resolve_chat_id(params)
+        user_id = _as_int(params.get("user_id"), 0)
+        if user_id <= 0:
+            raise _ApiError(400, "Bad Request: invalid user_id specified")
+        status = self._members.get((chat_id, user_id), "member")
+        return self._member(self._user_for_member(user_id), status)
+
+    async def _get_chat_administrators(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        chat_id = self._resolve_chat_id(params)
+        return [
+            self._member(self._user_for_member(user_id), status)
+            for (chat, user_id), status in self._members.items()
+            if chat == chat_id and status in ("creator", "administrator")
+        ]
+
+    async def _leave_chat(self, params: dict[str, Any]) -> bool:
+        self.left_chats.append(self._resolve_chat_id(params))
+        return True
+
+
+# --------------------------------------------------------------------------- standalone
+
+
+async def _serve_forever(token: str, host: str, port: int) -> None:
+    fake = FakeBotAPI(token, host=host, port=port)
+    await fake.start()
+    print(f"READY {fake.base_url}", flush=True)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    try:
+        await done.wait()
+    finally:
+        await fake.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fake standalone until SIGTERM/SIGINT; print ``READY <base_url>`` when bound."""
+    parser = argparse.ArgumentParser(description="Fake Telegram Bot API for tests")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("FAKE_BOT_TOKEN", DEFAULT_TOKEN),
+        help="bot token to accept (default: $FAKE_BOT_TOKEN or the test token)",
+    )
+    args = parser.parse_args(argv)
+    if not _TOKEN_RE.fullmatch(args.token):
+        parser.error("malformed --token")
+    asyncio.run(_serve_forever(args.token, args.host, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
