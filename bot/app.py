@@ -98,7 +98,10 @@ async def _post_init(app: AnyApp) -> None:
     await get_storage_service().load()
     services.http = create_http_client(allow_private=settings.allow_private_feeds)
     fetcher = Fetcher(
-        services.http, allow_private=settings.allow_private_feeds, max_bytes=settings.feed_max_bytes
+        services.http,
+        allow_private=settings.allow_private_feeds,
+        max_bytes=settings.feed_max_bytes,
+        total_timeout=settings.feed_timeout_s,
     )
     services.news_service = NewsService(
         fetcher,

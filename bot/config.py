@@ -48,6 +48,7 @@ class Settings:
     news_rate_window_s: int = 60
     allow_private_feeds: bool = False
     feed_max_bytes: int = 5 * 1024 * 1024
+    feed_timeout_s: int = 20
     log_level: str = "INFO"
     log_format: LogFormat = "text"
     health_host: str = "127.0.0.1"
@@ -180,6 +181,7 @@ def load_settings(
         news_rate_window_s=int(rate.group(2)),
         allow_private_feeds=_bool(env, "ALLOW_PRIVATE_FEEDS"),
         feed_max_bytes=_size(env, "FEED_MAX_BYTES", 5 * 1024 * 1024),
+        feed_timeout_s=_int(env, "FEED_TIMEOUT", 20, 1, 300),
         log_level=log_level,
         log_format="json" if log_format == "json" else "text",
         health_host=env.get("HEALTH_HOST", "").strip() or "127.0.0.1",
