@@ -1,0 +1,1 @@
+"""Performance benchmarks and the load script (run with ``python -m benchmarks.<name>``)."""

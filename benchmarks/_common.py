@@ -1,0 +1,318 @@
+"""Helpers the benchmarks share: percentiles, printing, CPU pinning, profiling, feed servers.
+
+Nothing here measures anything by itself; it keeps the benchmarks short and makes their
+output look alike (same percentile definition, same table layout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import logging
+import math
+import multiprocessing
+import os
+import pstats
+import statistics
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from types import TracebackType
+from typing import Any, Self
+
+logger = logging.getLogger(__name__)
+
+FEED_PATH = "/f{n}.xml"
+_BASE_TIME = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
+_FILLER = (
+    "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor "
+    "incididunt ut labore et dolore magna aliqua. Ut enim ad minim veniam, quis nostrud "
+    "exercitation ullamco laboris nisi ut aliquip ex ea commodo consequat."
+)
+_READY_TIMEOUT_S = 30.0
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def positive_int(raw: str) -> int:
+    """An argparse type: a whole number ≥ 1 (sizes of zero make no benchmark)."""
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {raw}")
+    return value
+
+
+def positive_float(raw: str) -> float:
+    """An argparse type: a number > 0 (rates and time bounds)."""
+    value = float(raw)
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {raw}")
+    return value
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def percentiles(values: Sequence[float], pcts: Sequence[int]) -> dict[int, float]:
+    """The given percentiles (integers 1–99) of ``values``, by linear interpolation.
+
+    Uses :func:`statistics.quantiles` (``inclusive``: the sample is the whole population we
+    care about), so every benchmark reports the same definition. Empty input gives NaN.
+    """
+    if not values:
+        return dict.fromkeys(pcts, math.nan)
+    if len(values) == 1:
+        return dict.fromkeys(pcts, float(values[0]))
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return {p: cuts[p - 1] for p in pcts}
+
+
+def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
+    """``count``, ``p50_ms``, ``p90_ms``, ``p99_ms`` and ``max_ms`` of durations in seconds."""
+    pct = percentiles(seconds, (50, 90, 99))
+    return {
+        "count": float(len(seconds)),
+        "p50_ms": pct[50] * 1000,
+        "p90_ms": pct[90] * 1000,
+        "p99_ms": pct[99] * 1000,
+        "max_ms": max(seconds) * 1000 if seconds else math.nan,
+    }
+
+
+def median_by(rounds: Sequence[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The round whose ``key`` is the median (the lower middle one for an even count)."""
+    if not rounds:
+        raise ValueError("no rounds")
+    ordered = sorted(rounds, key=lambda r: float(r[key]))
+    return ordered[(len(ordered) - 1) // 2]
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def fmt_ms(summary: dict[str, float]) -> str:
+    """``p50 1.2 ms · p90 … · p99 … · max …`` from a :func:`latency_summary`."""
+    return " · ".join(
+        f"{name} {summary[f'{name}_ms']:.1f} ms" for name in ("p50", "p90", "p99", "max")
+    )
+
+
+def verdict(ok: bool) -> str:
+    """A short pass/miss marker printed next to a target."""
+    return "MET" if ok else "MISSED"
+
+
+def print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
+    """Print ``title`` then aligned ``name: value`` rows (the benchmarks' output format)."""
+    print(title)
+    width = max((len(name) for name, _ in rows), default=0)
+    for name, value in rows:
+        print(f"  {name.ljust(width)}  {value}")
+
+
+# --------------------------------------------------------------------------- CPU and profiling
+
+
+@contextlib.contextmanager
+def pinned_to_one_core(enabled: bool = True) -> Iterator[str]:
+    """Pin this process (and its threads) to one CPU for the block; yield a description.
+
+    The original affinity is restored afterwards, so calling a benchmark's ``main`` from a
+    test does not leave the test process pinned.
+    """
+    setter = getattr(os, "sched_setaffinity", None)
+    getter = getattr(os, "sched_getaffinity", None)
+    if not enabled:
+        yield "not pinned (--no-pin)"
+        return
+    if setter is None or getter is None:
+        yield "not pinned (os.sched_setaffinity is not available on this platform)"
+        return
+    original = getter(0)
+    cpu = min(original)
+    setter(0, {cpu})
+    try:
+        yield f"pinned to CPU {cpu} of {len(original)} with os.sched_setaffinity (one core)"
+    finally:
+        setter(0, original)
+
+
+def profile_summary(profiler: cProfile.Profile, top: int = 15) -> str:
+    """The ``top`` functions by cumulative time, then by own time, as pstats prints them.
+
+    Cumulative time shows which call paths are expensive; own (``tottime``) time shows
+    where the CPU actually goes, which the asyncio plumbing at the top of the first list
+    hides.
+    """
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).strip_dirs()
+    out.write(f"--- top {top} by cumulative time ---\n")
+    stats.sort_stats(pstats.SortKey.CUMULATIVE).print_stats(top)
+    out.write(f"--- top {top} by own time ---\n")
+    stats.sort_stats(pstats.SortKey.TIME).print_stats(top)
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------- feeds
+
+
+def feed_items(feed: int, version: int, count: int) -> list[dict[str, Any]]:
+    """Items of feed ``feed`` at ``version``: one new item per version, oldest dropped."""
+    return [
+        {
+            "title": f"Feed {feed} story {i}",
+            "link": f"https://news.example/{feed}/{i}",
+            "guid": f"urn:newsbot-bench:{feed}:{i}",
+            "pubdate": _BASE_TIME + timedelta(minutes=i),
+            "description": f"<p>Story {i} of feed {feed}. {_FILLER}</p>",
+        }
+        for i in range(version, version + count)
+    ]
+
+
+def feed_document(feed: int, version: int, count: int) -> bytes:
+    """An RSS document for :func:`feed_items` (built by the tests' ElementTree builder)."""
+    from tests.helpers.feeds import rss  # noqa: PLC0415 - keep test helpers out of import time
+
+    return rss(feed_items(feed, version, count), title=f"Bench feed {feed}")
+
+
+def feed_etag(feed: int, version: int) -> str:
+    """The ETag a feed has at a version (changes exactly when the document does)."""
+    return f'"f{feed}-v{version}"'
+
+
+async def _serve_feeds(conn: Connection, feeds: int, items: int) -> None:
+    """Body of the feed server process: serve, then obey commands from the pipe."""
+    from tests.helpers.feed_server import FeedServer  # noqa: PLC0415 - child process only
+
+    server = FeedServer()
+    await server.start()
+    versions = [0] * feeds
+    for n in range(feeds):
+        server.serve(FEED_PATH.format(n=n), feed_document(n, 0, items), etag=feed_etag(n, 0))
+    conn.send(("ready", server.port))
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            try:
+                command, argument = await loop.run_in_executor(None, conn.recv)
+            except EOFError:
+                break  # the parent went away
+            if command == "bump":
+                for n in argument:
+                    versions[n] += 1
+                    server.serve(
+                        FEED_PATH.format(n=n),
+                        feed_document(n, versions[n], items),
+                        etag=feed_etag(n, versions[n]),
+                    )
+                conn.send(("ok", len(argument)))
+            elif command == "requests":
+                conn.send(("ok", len(server.requests)))
+            else:
+                conn.send(("ok", None))
+                break
+    finally:
+        await server.stop()
+
+
+def _feed_server_main(conn: Connection, feeds: int, items: int) -> None:
+    """Entry point of the feed server process (must be importable for ``spawn``)."""
+    asyncio.run(_serve_feeds(conn, feeds, items))
+
+
+class FeedServerProcess:
+    """``feeds`` RSS feeds at ``/f{n}.xml`` served by the tests' FeedServer in another process.
+
+    A separate process keeps the server's CPU out of the measured event loop. Each feed has
+    an ETag, so a conditional GET of an unchanged feed gets 304; :meth:`bump` publishes a
+    new version (new item, new ETag) of some feeds. Methods block: call them from async
+    code with ``asyncio.to_thread``.
+    """
+
+    def __init__(self, feeds: int, items: int) -> None:
+        self.feeds = feeds
+        self.items = items
+        self._conn: Connection | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._port: int | None = None
+
+    def start(self) -> None:
+        """Start the process and wait until it serves."""
+        ctx = multiprocessing.get_context("spawn")  # no forked copy of the parent's loop
+        parent, child = ctx.Pipe()
+        process = ctx.Process(
+            target=_feed_server_main,
+            args=(child, self.feeds, self.items),
+            name="bench-feed-server",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        self._conn, self._process = parent, process
+        try:
+            if not parent.poll(_READY_TIMEOUT_S):
+                raise RuntimeError("feed server process did not start in time")
+            _, port = parent.recv()
+        except (EOFError, RuntimeError) as exc:
+            self.stop()
+            raise RuntimeError(f"feed server process failed to start: {exc!r}") from None
+        self._port = int(port)
+
+    def _ask(self, command: str, argument: Any = None) -> Any:
+        if self._conn is None:
+            raise RuntimeError("feed server process not started")
+        self._conn.send((command, argument))
+        _, answer = self._conn.recv()
+        return answer
+
+    def url(self, n: int) -> str:
+        """The URL of feed ``n``."""
+        if self._port is None:
+            raise RuntimeError("feed server process not started")
+        return f"http://127.0.0.1:{self._port}{FEED_PATH.format(n=n)}"
+
+    def urls(self) -> list[str]:
+        """Every feed URL, in order."""
+        return [self.url(n) for n in range(self.feeds)]
+
+    def bump(self, which: Sequence[int]) -> None:
+        """Publish a new version of the feeds ``which`` (new item and ETag)."""
+        self._ask("bump", list(which))
+
+    def request_count(self) -> int:
+        """How many requests the server has received."""
+        return int(self._ask("requests"))
+
+    def stop(self) -> None:
+        """Stop the process (politely, then by force)."""
+        conn, process = self._conn, self._process
+        self._conn = self._process = None
+        if conn is not None:
+            with contextlib.suppress(OSError, EOFError):
+                conn.send(("stop", None))
+                if conn.poll(5):
+                    conn.recv()
+            conn.close()
+        if process is not None:
+            process.join(5)
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
