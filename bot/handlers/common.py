@@ -40,12 +40,20 @@ async def reply(update: Update, context: Context, texts: str | Sequence[str]) ->
 
 
 async def register_chat(update: Update) -> Channel | None:
-    """Make sure the chat is known (and active) before acting for it."""
+    """Make sure the chat is known (and active) before acting for it.
+
+    Most updates come from chats already stored as they are: those take a plain read, which
+    never waits on the group commit, keeping ``/news`` off the disk's critical path.
+    """
     chat = update.effective_chat
     if chat is None:
         return None
     title = chat.title or chat.full_name or chat.username or ""
-    return await get_storage_service().ensure_channel(chat.id, chat.type, title)
+    storage = get_storage_service()
+    known = await storage.get_channel(chat.id)
+    if known and known.active and known.type == chat.type and title in ("", known.title):
+        return known
+    return await storage.ensure_channel(chat.id, chat.type, title)
 
 
 def requester_id(update: Update) -> int:

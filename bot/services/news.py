@@ -9,8 +9,10 @@ followers are told once (the ``paused`` flag is persisted, so "once" holds acros
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -64,9 +66,13 @@ class PollReport:
     newly_paused: list[FeedUnavailable] = field(default_factory=list)
 
 
+def _sort_key(item: FeedItem) -> datetime:
+    return item.published or _EPOCH
+
+
 def newest_first(items: Iterable[FeedItem]) -> list[FeedItem]:
     """Sort items newest first; undated items go last, in their original order."""
-    return sorted(items, key=lambda i: i.published or _EPOCH, reverse=True)
+    return sorted(items, key=_sort_key, reverse=True)
 
 
 class NewsService:
@@ -93,6 +99,9 @@ class NewsService:
         # lock is needed: check-and-insert below happens without an await in between.
         self._inflight: dict[str, asyncio.Task[CachedFeed]] = {}
         self._next_due: dict[str, float] = {}
+        # Fetch counters are statistics, not user data: they are persisted once per poll
+        # cycle (or cold fetch) instead of one durable write per fetch.
+        self._unsaved: Counter[str] = Counter()
 
     # ----------------------------------------------------------------- reading
     def cached(self, url: str) -> CachedFeed | None:
@@ -105,14 +114,26 @@ class NewsService:
         """The ``limit`` newest items across ``urls``, plus the feeds that could not be read.
 
         Served from the cache; feeds never fetched yet are fetched now, concurrently and
-        shared with any other request for them.
+        shared with any other request for them. Each feed's items are stored newest first,
+        so this merges lazily and stops after ``limit`` instead of sorting everything: it
+        runs on every ``/news``.
         """
-        items, errors = await self.items_for(urls)
-        return newest_first(items)[:limit], errors
+        unique = list(dict.fromkeys(urls))
+        errors = await self._warm(unique)
+        lists = [entry.items for u in unique if (entry := self._cache.get(u))]
+        seen: set[str] = set()
+        out: list[FeedItem] = []
+        for item in heapq.merge(*lists, key=_sort_key, reverse=True):
+            if item.id not in seen:
+                seen.add(item.id)
+                out.append(item)
+                if len(out) >= limit:
+                    break
+        return out, errors
 
-    async def items_for(self, urls: Sequence[str]) -> tuple[list[FeedItem], list[FeedUnavailable]]:
-        """All cached items of ``urls`` (deduplicated by id), fetching cold feeds first."""
-        cold = [u for u in dict.fromkeys(urls) if u not in self._cache]
+    async def _warm(self, urls: Sequence[str]) -> list[FeedUnavailable]:
+        """Fetch the feeds among ``urls`` that are not cached yet; return the failures."""
+        cold = [u for u in urls if u not in self._cache]
         errors: list[FeedUnavailable] = []
         if cold:
             results = await asyncio.gather(*(self.refresh(u) for u in cold), return_exceptions=True)
@@ -121,15 +142,8 @@ class NewsService:
                     errors.append(result)
                 elif isinstance(result, BaseException):
                     raise result
-        seen: set[str] = set()
-        items: list[FeedItem] = []
-        for url in dict.fromkeys(urls):
-            entry = self._cache.get(url)
-            for item in entry.items if entry else ():
-                if item.id not in seen:
-                    seen.add(item.id)
-                    items.append(item)
-        return items, errors
+            await self.save_counts()
+        return errors
 
     # ----------------------------------------------------------------- refreshing
     async def refresh(self, url: str) -> CachedFeed:
@@ -170,7 +184,7 @@ class NewsService:
             else:
                 outcome = "ok"
                 parsed = await asyncio.to_thread(self._parse, result.body or b"", url)
-                entry = CachedFeed(parsed.title, parsed.items, self._clock())
+                entry = CachedFeed(parsed.title, tuple(newest_first(parsed.items)), self._clock())
                 self._cache[url] = entry
         except (FeedFetchError, FeedParseError) as exc:
             kind = getattr(exc, "kind", "parse_error")
@@ -192,7 +206,7 @@ class NewsService:
             await self._storage.update_feed_state(
                 url, lambda s: _succeeded(s, entry.title, etag, modified)
             )
-        await self._storage.increment("feed_fetches")
+        self._unsaved["feed_fetches"] += 1
         return entry
 
     async def _record_failure(self, url: str, reason: str, kind: str) -> FeedState:
@@ -204,7 +218,8 @@ class NewsService:
             return FeedState.from_dict(s.to_dict())
 
         state = await self._storage.update_feed_state(url, failed)
-        await self._storage.increment("feed_failures")
+        self._unsaved["feed_fetches"] += 1
+        self._unsaved["feed_failures"] += 1
         delay = (
             PAUSED_RETRY_S
             if state.paused
@@ -252,7 +267,14 @@ class NewsService:
                     report.refreshed += 1
 
         await asyncio.gather(*(one(u) for u in self.due(urls)))
+        await self.save_counts()
         return report
+
+    async def save_counts(self) -> None:
+        """Persist the fetch counters gathered since the last save."""
+        pending, self._unsaved = self._unsaved, Counter()
+        for name, count in pending.items():
+            await self._storage.increment(name, by=count)
 
     async def is_paused(self, url: str) -> bool:
         """Whether ``url`` is paused after repeated failures."""
@@ -285,12 +307,16 @@ class NewsService:
             self._metrics.feed_fetches.labels(outcome=getattr(exc, "kind", "parse_error")).inc()
             raise FeedUnavailable(url, exc.reason, getattr(exc, "kind", "parse_error")) from None
         self._metrics.feed_fetches.labels(outcome="ok").inc()
-        self._cache[feed_url] = CachedFeed(parsed.title, parsed.items, self._clock())
+        self._unsaved["feed_fetches"] += 1
+        self._cache[feed_url] = CachedFeed(
+            parsed.title, tuple(newest_first(parsed.items)), self._clock()
+        )
         self._next_due[feed_url] = self._clock() + self._poll_interval_s
         etag, modified = result.etag, result.last_modified
         await self._storage.update_feed_state(
             feed_url, lambda s: _succeeded(s, parsed.title, etag, modified)
         )
+        await self.save_counts()
         return feed_url, parsed.title
 
     async def titles(self, urls: Iterable[str]) -> dict[str, str]:

@@ -12,7 +12,14 @@ import pytest
 from bot.models import FeedItem, ParsedFeed
 from bot.services.fetcher import FeedFetchError, FetchResult
 from bot.services.metrics import Metrics
-from bot.services.news import MAX_FAILURES, PAUSED_RETRY_S, FeedUnavailable, NewsService
+from bot.services.news import (
+    MAX_FAILURES,
+    PAUSED_RETRY_S,
+    CachedFeed,
+    FeedUnavailable,
+    NewsService,
+    newest_first,
+)
 from bot.services.storage import StorageService
 
 URL = "https://feeds.example/rss"
@@ -115,6 +122,31 @@ async def test_concurrent_requests_share_one_fetch(
     assert all(r[0][0].title == "feed" for r in results)
 
 
+async def test_latest_merges_feeds_newest_first_and_dedups(
+    parts: tuple[NewsService, ScriptedFetcher, Parser, Clock],
+) -> None:
+    service, _, _, _ = parts
+    a = [
+        FeedItem(f"a{i}", f"a{i}", None, T0 - timedelta(minutes=2 * i), "A", "u1")
+        for i in range(50)
+    ]
+    b = [
+        FeedItem(f"b{i}", f"b{i}", None, T0 - timedelta(minutes=2 * i + 1), "B", "u2")
+        for i in range(50)
+    ]
+    b.append(FeedItem("a0", "dup of a0", None, T0 + timedelta(days=1), "B", "u2"))
+    undated = [FeedItem("n0", "undated", None, None, "C", "u3")]
+    for url, items in (("u1", a), ("u2", b), ("u3", undated)):
+        service._cache[url] = CachedFeed("t", tuple(newest_first(items)), 0.0)
+    got, errors = await service.latest(["u1", "u2", "u3", "u1"], 6)
+    assert errors == []
+    assert [i.id for i in got] == ["a0", "b0", "a1", "b1", "a2", "b2"]
+    assert got[0].title == "dup of a0"  # the newest copy wins; the older one is dropped
+    everything, _ = await service.latest(["u1", "u2", "u3"], 1000)
+    assert len(everything) == 101
+    assert everything[-1].id == "n0"  # undated items come last
+
+
 async def test_a_cancelled_waiter_does_not_cancel_the_shared_fetch(
     parts: tuple[NewsService, ScriptedFetcher, Parser, Clock],
 ) -> None:
@@ -163,12 +195,15 @@ async def test_backoff_doubles_then_pauses(
     assert state is not None
     assert state.paused is True
     assert state.last_error == "the server answered 500"
+    assert "feed_failures" not in (await storage.get_counters())["global"]  # batched...
+    await service.save_counts()  # ...until the poll cycle (or cold fetch) saves them
     counters = await storage.get_counters()
     assert counters["global"]["feed_failures"] == MAX_FAILURES
+    assert counters["global"]["feed_fetches"] == MAX_FAILURES
 
 
 async def test_poll_reports_newly_paused_once(
-    parts: tuple[NewsService, ScriptedFetcher, Parser, Clock],
+    parts: tuple[NewsService, ScriptedFetcher, Parser, Clock], storage: StorageService
 ) -> None:
     service, fetcher, _, clock = parts
     fetcher.outcomes = [failure()]
@@ -179,6 +214,8 @@ async def test_poll_reports_newly_paused_once(
         clock.now += PAUSED_RETRY_S
     assert sum(paused_reports) == 1
     assert paused_reports[MAX_FAILURES - 1] == 1
+    counters = await storage.get_counters()  # each cycle persisted its counts
+    assert counters["global"]["feed_failures"] == MAX_FAILURES + 3
 
 
 async def test_success_resets_failures(
