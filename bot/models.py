@@ -134,7 +134,7 @@ class FeedItem:
 
 @dataclass(frozen=True, slots=True)
 class ParsedFeed:
-    """A parsed feed document: its title and items in document order."""
+    """A parsed feed document: its title and items, newest first (undated ones last)."""
 
     title: str
     items: tuple[FeedItem, ...]

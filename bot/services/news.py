@@ -183,7 +183,8 @@ class NewsService:
                 entry = cached
             else:
                 outcome = "ok"
-                parsed = await asyncio.to_thread(self._parse, result.body or b"", url)
+                # Relative item links resolve against where the feed really is (after redirects).
+                parsed = await asyncio.to_thread(self._parse, result.body or b"", result.url)
                 entry = CachedFeed(parsed.title, tuple(newest_first(parsed.items)), self._clock())
                 self._cache[url] = entry
         except (FeedFetchError, FeedParseError) as exc:
@@ -302,7 +303,7 @@ class NewsService:
                 feed_url = links[0]
                 result = await self._fetcher.fetch(feed_url)
                 body = result.body or b""
-            parsed = await asyncio.to_thread(self._parse, body, feed_url)
+            parsed = await asyncio.to_thread(self._parse, body, result.url)
         except (FeedFetchError, FeedParseError) as exc:
             self._metrics.feed_fetches.labels(outcome=getattr(exc, "kind", "parse_error")).inc()
             raise FeedUnavailable(url, exc.reason, getattr(exc, "kind", "parse_error")) from None

@@ -1,0 +1,533 @@
+"""Hostile-input tests for bot/services/feed_parser.py."""
+
+from __future__ import annotations
+
+import io
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from bot.models import FeedItem
+from bot.services.feed_parser import (
+    MAX_ID_CHARS,
+    MAX_TITLE_CHARS,
+    REASON_EMPTY,
+    REASON_ENTITIES,
+    REASON_NOT_A_FEED,
+    UNTITLED,
+    FeedParseError,
+    discover_feed_links,
+    looks_like_html,
+    parse_feed,
+)
+
+FEED_URL = "https://news.example.com/feeds/main.xml"
+
+
+def rss(items: str, *, title: str = "Example News", prolog: str = "") -> bytes:
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?>{prolog}<rss version="2.0"><channel>'
+        f"<title>{title}</title><link>https://news.example.com/</link>{items}</channel></rss>"
+    ).encode()
+
+
+def item(
+    guid: str | None = None,
+    title: str = "t",
+    link: str | None = None,
+    date: str | None = None,
+) -> str:
+    parts = [f"<title>{title}</title>"]
+    if guid is not None:
+        parts.append(f'<guid isPermaLink="false">{guid}</guid>')
+    if link is not None:
+        parts.append(f"<link>{link}</link>")
+    if date is not None:
+        parts.append(f"<pubDate>{date}</pubDate>")
+    return "<item>" + "".join(parts) + "</item>"
+
+
+def parse_error(body: bytes, url: str = FEED_URL) -> FeedParseError:
+    with pytest.raises(FeedParseError) as info:
+        parse_feed(body, url)
+    return info.value
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A listening socket nobody accepts on: any connection attempt would queue up on it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        sock.setblocking(False)
+        yield sock
+
+
+def assert_no_connection(sock: socket.socket) -> None:
+    with pytest.raises(BlockingIOError):
+        conn, _ = sock.accept()
+        conn.close()
+
+
+# --------------------------------------------------------------------------- XML attacks
+
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<rss version="2.0"><channel><title>&lol9;</title><item><title>&lol9;</title></item></channel></rss>
+"""
+
+
+def test_billion_laughs_is_refused() -> None:
+    assert parse_error(BILLION_LAUGHS).reason == REASON_ENTITIES
+
+
+def test_quadratic_blowup_with_one_big_entity_is_refused() -> None:
+    big = "A" * 100_000
+    doc = rss(
+        item("1", title="&a;" * 1000),
+        prolog=f'<!DOCTYPE rss [<!ENTITY a "{big}">]>',
+    )
+    assert parse_error(doc).reason == REASON_ENTITIES
+
+
+def _xxe(target: str, *, before_doctype: str = "", encoding: str = "utf-8") -> bytes:
+    text = (
+        f'<?xml version="1.0" encoding="{encoding}"?>{before_doctype}'
+        f'<!DOCTYPE rss [<!ENTITY xxe SYSTEM "{target}">]>'
+        '<rss version="2.0"><channel><title>&xxe;</title>'
+        "<item><title>&xxe;</title><guid>1</guid></item></channel></rss>"
+    )
+    return text.encode(encoding)
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path) -> Path:
+    path = tmp_path / "secret.txt"
+    path.write_text("TOP-SECRET-MARKER\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "plain",
+        "comment-hides-doctype",  # fools feedparser's own "<\\w" prolog split
+        "leading-whitespace",  # malformed for expat: the fallback scan must catch it
+        "parameter-entity",
+        "utf-16",
+        "utf-16-without-bom",
+    ],
+)
+def test_external_entities_are_refused_and_never_read(
+    secret_file: Path, listener: socket.socket, variant: str
+) -> None:
+    target = secret_file.as_uri()
+    port = listener.getsockname()[1]
+    if variant == "plain":
+        doc = _xxe(target)
+    elif variant == "comment-hides-doctype":
+        doc = _xxe(target, before_doctype="<!-- <a -->")
+    elif variant == "leading-whitespace":
+        doc = b"\n \n" + _xxe(target)
+    elif variant == "parameter-entity":
+        doc = rss(
+            item("1"),
+            prolog=f'<!DOCTYPE rss [<!ENTITY % p SYSTEM "http://127.0.0.1:{port}/x.dtd"> %p;]>',
+        )
+    elif variant == "utf-16":
+        doc = _xxe(target, encoding="utf-16")
+    else:
+        doc = _xxe(target, encoding="utf-16").removeprefix(b"\xff\xfe")
+    err = parse_error(doc)
+    assert err.reason == REASON_ENTITIES
+    assert "TOP-SECRET" not in str(err)
+    assert_no_connection(listener)
+
+
+def test_feedparser_alone_never_resolves_external_entities(
+    secret_file: Path, listener: socket.socket
+) -> None:
+    """The third layer, relied upon as defence in depth: feedparser's SAX setup."""
+    port = listener.getsockname()[1]
+    for target in (secret_file.as_uri(), f"http://127.0.0.1:{port}/xxe"):
+        result = feedparser.parse(io.BytesIO(_xxe(target)))
+        assert "TOP-SECRET" not in repr(result)
+    assert_no_connection(listener)
+
+
+def test_external_dtd_reference_is_accepted_but_never_fetched(listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    doc = rss(
+        item("1", title="old school"),
+        prolog=f'<!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN" '
+        f'"http://127.0.0.1:{port}/rss-0.91.dtd">',
+    )
+    parsed = parse_feed(doc, FEED_URL)
+    assert [i.title for i in parsed.items] == ["old school"]
+    assert_no_connection(listener)
+
+
+def test_harmless_looking_entity_declarations_are_refused_too() -> None:
+    doc = rss(item("1", title="&copy2;"), prolog='<!DOCTYPE rss [<!ENTITY copy2 "(c)">]>')
+    assert parse_error(doc).reason == REASON_ENTITIES
+
+
+def test_entity_text_inside_cdata_is_fine() -> None:
+    # A security blog quoting an attack in its content must not be refused.
+    doc = rss(
+        item("1", title="XXE explained").replace(
+            "</item>",
+            '<description><![CDATA[<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>]]>'
+            "</description></item>",
+        )
+    )
+    assert [i.title for i in parse_feed(doc, FEED_URL).items] == ["XXE explained"]
+
+
+def test_body_that_is_a_local_path_is_not_opened(tmp_path: Path) -> None:
+    # feedparser.parse(b"/some/path") would open and parse that file from our disk.
+    local = tmp_path / "local-feed.xml"
+    local.write_bytes(rss(item("local-1", title="FROM OUR DISK")))
+    assert feedparser.parse(str(local).encode()).entries  # the trap is real
+    assert parse_error(str(local).encode()).reason == REASON_NOT_A_FEED
+
+
+@pytest.mark.parametrize(
+    "body", ["https://news.example.com/feed.xml", "<rss version='2.0'/>", io.BytesIO(b"x")]
+)
+def test_only_bytes_are_accepted(body: object) -> None:
+    with pytest.raises(TypeError):
+        parse_feed(body, FEED_URL)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- not feeds
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", REASON_EMPTY),
+        (b"  \n\t ", REASON_EMPTY),
+        (
+            b"<!DOCTYPE html><html><head><title>Blog</title>"
+            b'<link rel="alternate" type="application/rss+xml" href="/feed"></head>'
+            b"<body><h1>Hello</h1></body></html>",
+            REASON_NOT_A_FEED,
+        ),
+        (b"<html><body><p>no doctype</p></body></html>", REASON_NOT_A_FEED),
+        (b"<foo><title>some xml</title></foo>", REASON_NOT_A_FEED),
+        (b'{"version": "https://jsonfeed.org/version/1.1", "items": []}', REASON_NOT_A_FEED),
+        (b"\x00\x01\x02 binary \xff\xfe junk", REASON_NOT_A_FEED),
+        (b'<?xml version="1.0"?><rss version="2.0"><channel>', REASON_NOT_A_FEED),
+    ],
+    ids=["empty", "blank", "html", "html-no-doctype", "other-xml", "json", "binary", "truncated"],
+)
+def test_documents_that_are_not_feeds_are_refused(body: bytes, reason: str) -> None:
+    assert parse_error(body).reason == reason
+
+
+def test_malformed_but_usable_feed_is_accepted() -> None:
+    body = (
+        b'<rss version="2.0"><channel><title>Sloppy &nbsp; feed</title>'
+        b"<item><title>Tom & Jerry</title><guid>1</guid><link>https://x.example/1</link>"
+        b"</item></channel>"  # bare "&", undefined entity, no </rss>
+    )
+    parsed = parse_feed(body, FEED_URL)
+    assert parsed.title.startswith("Sloppy")
+    assert [(i.id, i.title, i.link) for i in parsed.items] == [
+        ("1", "Tom & Jerry", "https://x.example/1")
+    ]
+
+
+def test_feed_without_items_but_with_title_is_accepted() -> None:
+    parsed = parse_feed(rss(""), FEED_URL)
+    assert (parsed.title, parsed.items) == ("Example News", ())
+
+
+# --------------------------------------------------------------------------- encodings
+
+
+@pytest.mark.parametrize(
+    ("encoding", "title", "headline"),
+    [
+        ("windows-1251", "Новости дня", "Привет, мир"),
+        ("iso-8859-1", "Café société", "Ça coûte 5 €uro? Non: 5 ¤"),
+        ("utf-16", "Ελληνικά νέα", "Καλημέρα"),
+        ("utf-8-sig", "BOM feed", "naïve café"),
+    ],
+)
+def test_non_utf8_feeds_decode(encoding: str, title: str, headline: str) -> None:
+    if encoding == "iso-8859-1":
+        headline = "Ça coûte 5 ¤"  # € does not exist in latin-1
+    declared = "utf-8" if encoding == "utf-8-sig" else encoding
+    text = (
+        f'<?xml version="1.0" encoding="{declared}"?><rss version="2.0"><channel>'
+        f"<title>{title}</title><item><title>{headline}</title><guid>1</guid></item>"
+        "</channel></rss>"
+    )
+    parsed = parse_feed(text.encode(encoding), FEED_URL)
+    assert parsed.title == title
+    assert [i.title for i in parsed.items] == [headline]
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+def test_titles_keep_special_characters_as_text() -> None:
+    body = rss(
+        item("1", title="AT&amp;T &lt; Verizon &amp;&amp; 1 &gt; 0")
+        + item("2", title="😀 Emoji 🚀 title")
+        + item("3", title="שלום עולם — مرحبا بالعالم")
+        + item("4", title="&lt;b&gt;Bold&lt;/b&gt; news &amp;amp; views")
+        + item("5", title="  spread \n\t over\n   lines  ")
+        + item("6", title="")
+        + item("7", title="&lt;script&gt;alert(1)&lt;/script&gt;Safe")
+    )
+    titles = {i.id: i.title for i in parse_feed(body, FEED_URL).items}
+    assert titles == {
+        "1": "AT&T < Verizon && 1 > 0",
+        "2": "😀 Emoji 🚀 title",
+        "3": "שלום עולם — مرحبا بالعالم",
+        "4": "Bold news & views",
+        "5": "spread over lines",
+        "6": UNTITLED,
+        # feedparser judges this text/plain (no tag it knows as HTML): kept verbatim as text,
+        # which the formatter escapes; never interpreted.
+        "7": "<script>alert(1)</script>Safe",
+    }
+
+
+def test_atom_titles_by_type() -> None:
+    body = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title type="html">A &amp;lt; B</title>
+<entry><id>urn:1</id><title type="text">x &lt; y &amp; z</title>
+  <updated>2024-05-01T10:00:00Z</updated><link href="/posts/1"/></entry>
+<entry><id>urn:2</id><title type="html">&lt;em&gt;x&lt;/em&gt; &amp;amp; y</title>
+  <updated>2024-05-01T09:00:00Z</updated></entry>
+<entry><id>urn:3</id><title type="xhtml">
+  <div xmlns="http://www.w3.org/1999/xhtml"><b>bold</b> &amp; t</div></title>
+  <updated>2024-05-01T08:00:00Z</updated></entry>
+</feed>"""
+    parsed = parse_feed(body, FEED_URL)
+    assert parsed.title == "A < B"
+    assert [(i.id, i.title, i.link) for i in parsed.items] == [
+        ("urn:1", "x < y & z", "https://news.example.com/posts/1"),
+        ("urn:2", "x & y", None),
+        ("urn:3", "bold & t", None),
+    ]
+    assert parsed.items[0].published == datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+
+
+def test_very_long_titles_and_ids_are_bounded() -> None:
+    long_id = "g" * (MAX_ID_CHARS + 1)
+    body = rss(item(long_id, title="word " * 1000) + item(long_id, title="dup"))
+    parsed = parse_feed(body, FEED_URL)
+    assert len(parsed.items) == 1  # the two long ids are still equal after hashing
+    only = parsed.items[0]
+    assert len(only.title) == MAX_TITLE_CHARS
+    assert only.title.endswith("…")
+    assert only.id.startswith("sha256:")
+    assert len(only.id) < MAX_ID_CHARS
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("https://other.example/a?b=1#c", "https://other.example/a?b=1#c"),
+        ("/posts/42", "https://news.example.com/posts/42"),
+        ("post.html", "https://news.example.com/feeds/post.html"),
+        ("//cdn.example.net/x", "https://cdn.example.net/x"),
+        ("javascript:alert(document.cookie)", None),
+        ("JaVaScRiPt:alert(1)", None),
+        ("  javascript:alert(1)", None),
+        ("java&#x09;script:alert(1)", None),
+        ("data:text/html;base64,PHNjcmlwdD4=", None),
+        ("vbscript:msgbox", None),
+        ("mailto:someone@example.com", None),
+        ("file:///etc/passwd", None),
+        ("ftp://files.example.com/x", None),
+        ("http://", None),
+    ],
+)
+def test_links_are_http_only_and_absolute(raw: str, expected: str | None) -> None:
+    parsed = parse_feed(rss(item("1", link=raw)), FEED_URL)
+    assert parsed.items[0].link == expected
+
+
+def test_ids_fall_back_from_guid_to_link_to_hash() -> None:
+    body = rss(
+        item("guid-1", title="has guid", link="https://x.example/1")
+        + item(None, title="has link", link="https://x.example/2")
+        + item(None, title="bare", date="Wed, 01 May 2024 10:00:00 GMT")
+        + item(None, title="bare", link="javascript:void(0)")
+    )
+    items = {i.title: i for i in parse_feed(body, FEED_URL).items}
+    assert items["has guid"].id == "guid-1"
+    assert items["has link"].id == "https://x.example/2"
+    hashed = items["bare"].id
+    assert hashed.startswith("sha256:")
+    # Stable across parses, and specific to the feed it came from.
+    again = {i.title: i for i in parse_feed(body, FEED_URL).items}
+    assert again["bare"].id == hashed
+    other = {i.title: i for i in parse_feed(body, "https://elsewhere.example/rss").items}
+    assert other["bare"].id != hashed
+
+
+def test_duplicate_guids_first_wins() -> None:
+    body = rss(
+        item("same", title="first", date="Wed, 01 May 2024 10:00:00 GMT")
+        + item("other", title="middle", date="Wed, 01 May 2024 11:00:00 GMT")
+        + item("same", title="second", date="Wed, 01 May 2024 12:00:00 GMT")
+    )
+    parsed = parse_feed(body, FEED_URL)
+    assert [(i.id, i.title) for i in parsed.items] == [("other", "middle"), ("same", "first")]
+
+
+def test_dates_are_utc_and_absurd_ones_dropped() -> None:
+    body = rss(
+        item("tz", date="Wed, 01 May 2024 12:00:00 +0200")
+        + item("future", date="Fri, 01 Jan 2999 00:00:00 GMT")
+        + item("ancient", date="Mon, 01 Jan 1900 00:00:00 GMT")
+        + item("garbage", date="yesterday-ish")
+        + item("none")
+    )
+    published = {i.id: i.published for i in parse_feed(body, FEED_URL).items}
+    assert published == {
+        "tz": datetime(2024, 5, 1, 10, 0, tzinfo=UTC),
+        "future": None,
+        "ancient": None,
+        "garbage": None,
+        "none": None,
+    }
+    assert published["tz"] is not None
+    assert published["tz"].utcoffset() is not None
+
+
+def test_order_is_newest_first_then_undated_in_document_order() -> None:
+    body = rss(
+        item("u1", title="undated one")
+        + item("d-old", date="Mon, 01 Jan 2024 08:00:00 GMT")
+        + item("u2", title="undated two")
+        + item("d-new", date="Wed, 01 May 2024 08:00:00 GMT")
+        + item("d-mid", date="Fri, 01 Mar 2024 08:00:00 GMT")
+    )
+    assert [i.id for i in parse_feed(body, FEED_URL).items] == [
+        "d-new",
+        "d-mid",
+        "d-old",
+        "u1",
+        "u2",
+    ]
+
+
+def test_items_without_dates_or_links() -> None:
+    parsed = parse_feed(rss(item("a", title="A") + item("b", title="B")), FEED_URL)
+    assert parsed.items == (
+        FeedItem("a", "A", None, None, "Example News", FEED_URL),
+        FeedItem("b", "B", None, None, "Example News", FEED_URL),
+    )
+
+
+def test_source_title_falls_back_to_the_host() -> None:
+    body = rss(item("1", title="x"), title="")
+    parsed = parse_feed(body, FEED_URL)
+    assert parsed.title == "news.example.com"
+    assert parsed.items[0].source_title == "news.example.com"
+
+
+def test_five_thousand_items_keep_the_newest_max_items() -> None:
+    entries = "".join(
+        item(
+            f"g{i}",
+            title=f"Item {i}",
+            link=f"https://news.example.com/{i}",
+            date=f"Wed, 01 May 2024 {i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d} GMT",
+        )
+        for i in range(5000)  # oldest first in the document
+    )
+    parsed = parse_feed(rss(entries), FEED_URL)
+    assert [i.id for i in parsed.items] == [f"g{i}" for i in range(4999, 4799, -1)]
+    small = parse_feed(rss(entries), FEED_URL, max_items=3)
+    assert [i.id for i in small.items] == ["g4999", "g4998", "g4997"]
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+PAGE = b"""<!DOCTYPE html>
+<html><head>
+<title>A blog</title>
+<link rel="stylesheet" type="text/css" href="/style.css">
+<link rel="alternate" type="application/rss+xml" title="RSS" href="/feed.xml">
+<LINK REL="Alternate" TYPE="Application/Atom+XML; charset=utf-8" HREF="atom.xml" />
+<link rel="alternate" type="application/rss+xml" href="https://news.example.com/feed.xml">
+<link rel="alternate" type="application/feed+json" href="/feed.json">
+<link rel="alternate" type="application/rss+xml" href="javascript:alert(1)">
+<link rel="alternate" type="application/rss+xml" href="">
+<link rel="alternate" hreflang="de" href="/de/">
+<link rel="alternate nofollow" type="application/rss+xml" href="//cdn.example.net/comments.rss">
+</head><body><link rel="alternate" type="application/rdf+xml" href="../rss1.rdf"></body></html>
+"""
+
+
+def test_discovery_resolves_filters_and_dedups_in_page_order() -> None:
+    links = discover_feed_links(PAGE, "https://news.example.com/blog/index.html")
+    assert links == [
+        "https://news.example.com/feed.xml",
+        "https://news.example.com/blog/atom.xml",
+        "https://cdn.example.net/comments.rss",
+        "https://news.example.com/rss1.rdf",
+    ]
+
+
+def test_discovery_honours_base_href() -> None:
+    page = (
+        b'<html><head><base href="https://static.example.org/site/">'
+        b'<link rel="alternate" type="application/atom+xml" href="feeds/all.atom"></head></html>'
+    )
+    assert discover_feed_links(page, "https://www.example.org/") == [
+        "https://static.example.org/site/feeds/all.atom"
+    ]
+
+
+def test_discovery_on_a_page_without_feeds_or_garbage() -> None:
+    assert discover_feed_links(b"<html><head></head><body>hi</body></html>", FEED_URL) == []
+    assert discover_feed_links(b"\xff\xfe<<<>>>\x00 not html at all", FEED_URL) == []
+
+
+# --------------------------------------------------------------------------- looks_like_html
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        (b"<!DOCTYPE html><html><body>x</body></html>", "text/html; charset=utf-8", True),
+        (b"<!doctype html><html>x</html>", "text/xml", True),  # lying header
+        (b'<?xml version="1.0"?><rss version="2.0"></rss>', "text/html", False),  # lying header
+        (b'<feed xmlns="http://www.w3.org/2005/Atom"></feed>', None, False),
+        (b"<rdf:RDF xmlns:rdf='x'></rdf:RDF>", "application/xml", False),
+        (b'<?xml version="1.0"?>\n<html xmlns="http://www.w3.org/1999/xhtml">', None, True),
+        (b"just text", "text/html", True),
+        (b"just text", "application/xhtml+xml", True),
+        (b"just text", "application/octet-stream", False),
+        (b"just text", None, False),
+    ],
+)
+def test_looks_like_html(body: bytes, content_type: str | None, expected: bool) -> None:
+    assert looks_like_html(body, content_type) is expected
