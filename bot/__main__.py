@@ -8,6 +8,7 @@ them), flushing storage on the way out.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from telegram import Update
@@ -15,6 +16,7 @@ from telegram import Update
 from bot.app import build_application
 from bot.config import ConfigError, load_settings
 from bot.logging_setup import configure_logging, redact
+from bot.services.storage import StorageError
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1
@@ -32,6 +34,21 @@ def main() -> int:
     try:
         app = build_application(settings)
         app.run_polling(allowed_updates=Update.ALL_TYPES, close_loop=False)
+    except PermissionError as exc:
+        # Most often a bind-mounted volume that still belongs to root: say what to do.
+        uid, gid = os.getuid(), os.getgid()
+        log.critical(
+            "cannot write %s: Permission denied. The bot runs as uid %d; give it the "
+            "directory (on the host: chown %d:%d <dir>) or use a named volume.",
+            exc.filename or settings.data_dir,
+            uid,
+            uid,
+            gid,
+        )
+        return EXIT_STARTUP
+    except StorageError as exc:
+        log.critical("storage cannot start safely: %s", exc)
+        return EXIT_STARTUP
     except Exception:
         log.critical("newsbot stopped on an error", exc_info=True)
         return EXIT_STARTUP

@@ -186,5 +186,5 @@ def load_settings(
         log_format="json" if log_format == "json" else "text",
         health_host=env.get("HEALTH_HOST", "").strip() or "127.0.0.1",
         health_port=_int(env, "HEALTH_PORT", 8080, 0, 65535),
-        health_max_api_silence_s=_int(env, "HEALTH_MAX_API_SILENCE", 120, 5, 86400),
+        health_max_api_silence_s=_int(env, "HEALTH_MAX_API_SILENCE", 120, 15, 86400),
     )
