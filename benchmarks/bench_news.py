@@ -240,10 +240,8 @@ async def run_round(
 ) -> dict[str, Any]:
     """One full bot lifecycle: warm the cache, burst phase, paced phase, shutdown, verify."""
     # Imported here: the bot's modules are only needed once a round really runs.
-    from bot.app import build_application  # noqa: PLC0415
     from bot.context import services_of  # noqa: PLC0415
-    from bot.services.storage import reset_storage_service  # noqa: PLC0415
-    from tests.helpers.bot_runner import make_settings  # noqa: PLC0415
+    from tests.helpers.bot_runner import make_settings, running_bot  # noqa: PLC0415
     from tests.helpers.feed_server import FeedServer  # noqa: PLC0415
 
     feeds = FeedServer()
@@ -255,42 +253,27 @@ async def run_round(
     settings = make_settings(
         root, API_BASE_URL, TOKEN, default_feeds=tuple(urls), feed_poll_interval_s=3600
     )
-    reset_storage_service()
     request = InMemoryRequest()
-    app = build_application(settings, rate_limit_outgoing=False, request=request)
-    phases = [
-        Phase("burst", make_updates(app.bot, args.updates, args.chats, 0, round_no)),
-        Phase("paced", make_updates(app.bot, args.updates, args.chats, 1, round_no)),
-    ]
     try:
-        await app.initialize()
-    except BaseException:
-        await feeds.stop()
-        raise
-    try:
-        if app.post_init is not None:
-            await app.post_init(app)
-        await app.start()
-        try:
+        async with running_bot(
+            settings, rate_limit_outgoing=False, request=request, poll=False
+        ) as app:
+            phases = [
+                Phase("burst", make_updates(app.bot, args.updates, args.chats, 0, round_no)),
+                Phase("paced", make_updates(app.bot, args.updates, args.chats, 1, round_no)),
+            ]
             news = services_of(app).news
             await asyncio.gather(*(news.refresh(u) for u in urls))
             cached_items = sum(len(c.items) for u in urls if (c := news.cached(u)) is not None)
-        finally:
             await feeds.stop()  # from here on, any fetch would fail: no network in the run
-        if profiler is not None:
-            profiler.enable()
-        await _run_phase(app, request, phases[0], None, args.timeout)
-        await _run_phase(app, request, phases[1], args.rate, args.timeout)
-        if profiler is not None:
-            profiler.disable()
+            if profiler is not None:
+                profiler.enable()
+            await _run_phase(app, request, phases[0], None, args.timeout)
+            await _run_phase(app, request, phases[1], args.rate, args.timeout)
+            if profiler is not None:
+                profiler.disable()
     finally:
         await feeds.stop()  # idempotent; here for the error paths
-        if app.running:
-            await app.stop()
-        await app.shutdown()
-        if app.post_shutdown is not None:
-            await app.post_shutdown(app)
-        reset_storage_service()
     counters = json.loads((settings.data_dir / "counters.json").read_text("utf-8"))
     durable = int(counters.get("global", {}).get("news_requests", 0))
     burst, paced = (_phase_figures(p, request) for p in phases)

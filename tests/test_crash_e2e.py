@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import random
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.services.storage import configure_storage, reset_storage_service
+from tests.helpers.bot_runner import start_bot_process, subprocess_env
 from tests.helpers.fake_bot_api import FakeBotAPI
 from tests.helpers.feed_server import FeedServer
 from tests.helpers.feeds import rss
@@ -32,27 +30,15 @@ async def test_sigkill_during_heavy_use_keeps_every_acknowledged_change(
         feed_server.serve(
             f"/f{n}.xml", rss([{"title": f"S{n}", "guid": f"g{n}"}], title=f"Feed {n}")
         )
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "BOT_"))},
-        "TELEGRAM_BOT_TOKEN": fake_api.token,
-        "TELEGRAM_API_BASE_URL": fake_api.base_url,
-        "DATA_DIR": str(tmp_path / "data"),
-        "BACKUP_DIR": str(tmp_path / "backups"),
-        "DEFAULT_FEEDS": feed_server.url("/f0.xml"),
-        "ALLOW_PRIVATE_FEEDS": "1",
-        "NEWS_RATE_LIMIT": "1000/60",
-        "HEALTH_PORT": "0",
-        "PYTHONPATH": str(ROOT),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        env=env,
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+    env = subprocess_env(
+        tmp_path,
+        TELEGRAM_BOT_TOKEN=fake_api.token,
+        TELEGRAM_API_BASE_URL=fake_api.base_url,
+        DEFAULT_FEEDS=feed_server.url("/f0.xml"),
+        ALLOW_PRIVATE_FEEDS="1",
+        NEWS_RATE_LIMIT="1000/60",
     )
+    proc = await start_bot_process(env, tmp_path, capture=False)
     try:
         fake_api.send_command("/start", chat_id=1, user_id=1)
         await fake_api.wait_for_messages(1, chat_id=1, timeout=30)

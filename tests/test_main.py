@@ -3,43 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.bot_runner import start_bot_process, subprocess_env
 from tests.helpers.fake_bot_api import FakeBotAPI
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def bot_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "BOT_"))}
-    env.update(
-        {
-            "DATA_DIR": str(tmp_path / "data"),
-            "BACKUP_DIR": str(tmp_path / "backups"),
-            "HEALTH_PORT": "0",
-            "LOG_LEVEL": "DEBUG",
-            "PYTHONPATH": str(ROOT),
-        }
-    )
-    env.update(extra)
-    return env
+    return subprocess_env(tmp_path, LOG_LEVEL="DEBUG", **extra)
 
 
 async def run_to_exit(env: dict[str, str], cwd: Path) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    proc = await start_bot_process(env, cwd)
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
     return proc.returncode or 0, out.decode()
 
@@ -51,15 +31,7 @@ async def test_start_and_help_end_to_end_then_clean_sigterm(
     env = bot_env(
         tmp_path, TELEGRAM_BOT_TOKEN=fake_api.token, TELEGRAM_API_BASE_URL=fake_api.base_url
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        env=env,
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    proc = await start_bot_process(env, tmp_path)
     try:
         fake_api.send_command("/start", chat_id=501, user_id=501)
         [start] = await fake_api.wait_for_messages(1, chat_id=501, timeout=20)

@@ -7,7 +7,10 @@ test can talk to the bot through the fake server while it runs.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +18,7 @@ from typing import Any
 
 from telegram import Update
 from telegram.ext import Application
+from telegram.request import BaseRequest
 
 from bot.app import build_application
 from bot.config import Settings, load_settings
@@ -39,21 +43,71 @@ def make_settings(tmp_path: Path, api_base_url: str, token: str, **overrides: An
     return dataclasses.replace(base, **overrides)
 
 
+def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """Environment for ``python -m bot`` as a subprocess: state under tmp_path, no health port.
+
+    Inherited TELEGRAM_*/BOT_* variables are dropped so a developer's real token can never
+    reach a test bot.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "BOT_"))}
+    env.update(
+        {
+            "DATA_DIR": str(tmp_path / "data"),
+            "BACKUP_DIR": str(tmp_path / "backups"),
+            "HEALTH_PORT": "0",
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        }
+    )
+    env.update(extra)
+    return env
+
+
+async def start_bot_process(
+    env: dict[str, str], cwd: Path, *, capture: bool = True
+) -> asyncio.subprocess.Process:
+    """Start ``python -m bot``; stdout and stderr are captured together unless ``capture``
+    is off (a test that never reads the pipe must not let it fill up and block the bot).
+    """
+    out = asyncio.subprocess.PIPE if capture else asyncio.subprocess.DEVNULL
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        env=env,
+        cwd=cwd,
+        stdout=out,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
 @asynccontextmanager
 async def running_bot(
-    settings: Settings, *, rate_limit_outgoing: bool = True
+    settings: Settings,
+    *,
+    rate_limit_outgoing: bool = True,
+    request: BaseRequest | None = None,
+    poll: bool = True,
 ) -> AsyncIterator[AnyApp]:
-    """Start the bot the way ``python -m bot`` does and stop it cleanly afterwards."""
+    """Start the bot the way ``python -m bot`` does and stop it cleanly afterwards.
+
+    Args:
+        settings: the bot's settings (see :func:`make_settings`).
+        rate_limit_outgoing: passed to ``build_application``.
+        request: a Bot API transport to use instead of HTTP (benchmarks).
+        poll: long-poll the (fake) Bot API for updates; benchmarks feed
+            ``app.update_queue`` themselves and turn it off.
+    """
     reset_storage_service()
-    app = build_application(settings, rate_limit_outgoing=rate_limit_outgoing)
+    app = build_application(settings, rate_limit_outgoing=rate_limit_outgoing, request=request)
     await app.initialize()
     try:
         if app.post_init is not None:
             await app.post_init(app)
-        assert app.updater is not None
-        await app.updater.start_polling(
-            poll_interval=0.0, timeout=1, allowed_updates=Update.ALL_TYPES
-        )
+        if poll:
+            assert app.updater is not None
+            await app.updater.start_polling(
+                poll_interval=0.0, timeout=1, allowed_updates=Update.ALL_TYPES
+            )
         await app.start()
         yield app
     finally:
