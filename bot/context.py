@@ -48,8 +48,9 @@ class Services:
 
 def services_of(application: Application[Any, Any, Any, Any, Any, Any]) -> Services:
     """The services of a built application."""
-    found = application.bot_data[SERVICES_KEY]
-    assert isinstance(found, Services)  # noqa: S101 - set by build_application only
+    found = application.bot_data.get(SERVICES_KEY)
+    if not isinstance(found, Services):
+        raise RuntimeError("application was not built by build_application()")
     return found
 
 
