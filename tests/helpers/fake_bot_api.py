@@ -32,10 +32,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from http import HTTPStatus
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
+
+from tests.helpers.local_server import LocalServer
 
 logger = logging.getLogger(__name__)
 
@@ -337,7 +338,7 @@ def _utf16_len(text: str) -> int:
 # --------------------------------------------------------------------------- the server
 
 
-class FakeBotAPI:
+class FakeBotAPI(LocalServer):
     """An in-process Telegram Bot API good enough for python-telegram-bot.
 
     Configure the bot with ``base_url=f"{fake.base_url}/bot"``. Behaviours are set through
@@ -359,8 +360,7 @@ class FakeBotAPI:
             "can_read_all_group_messages": False,
             "supports_inline_queries": False,
         }
-        self._host = host
-        self._port = port
+        super().__init__(host, port)
         self.calls: list[ApiCall] = []
         self.sent: list[dict[str, Any]] = []
         self.blocked_chats: set[int] = set()
@@ -379,11 +379,8 @@ class FakeBotAPI:
         # Set while requests may proceed; cleared by hang(True).
         self._released = asyncio.Event()
         self._released.set()
-        self._stopping = asyncio.Event()
         # Replaced after every state change so waiters wake up (see _pulse()).
         self._changed = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._bound_port: int | None = None
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
             "getme": self._get_me,
             "getupdates": self._get_updates,
@@ -403,52 +400,13 @@ class FakeBotAPI:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
-        """Bind 127.0.0.1:<port> (0 = any free port) and start serving."""
-        if self._runner is not None:
-            raise RuntimeError("FakeBotAPI already started")
-        self._stopping.clear()
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        # access_log=None: request paths contain the token, which must never be logged.
-        runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, self._host, self._port)
-        await site.start()
-        self._runner = runner
-        self._bound_port = int(runner.addresses[0][1])
-        logger.debug("fake Bot API listening on %s", self.base_url)
-
-    async def stop(self) -> None:
-        """Release every waiting request, then shut the server down."""
-        if self._runner is None:
-            return
-        self._stopping.set()
+    def _on_stop(self) -> None:
+        # Release hung requests and long polls so the server can shut down at once.
         self._released.set()
         self._pulse()
-        runner, self._runner = self._runner, None
-        await runner.cleanup()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        """The bound TCP port."""
-        if self._bound_port is None:
-            raise RuntimeError("FakeBotAPI not started")
-        return self._bound_port
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        return await self._dispatch(request)
 
     @property
     def base_url(self) -> str:

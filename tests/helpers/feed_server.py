@@ -15,10 +15,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 from aiohttp import web
+
+from tests.helpers.local_server import LocalServer
 
 logger = logging.getLogger(__name__)
 
@@ -82,61 +83,13 @@ def _not_modified_since(header: str, last_modified: str) -> bool:
     return modified <= since
 
 
-class FeedServer:
+class FeedServer(LocalServer):
     """aiohttp server on 127.0.0.1 with per-path behaviours set by :meth:`serve` and friends."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._routes: dict[str, _Route] = {}
         self.requests: list[RecordedRequest] = []
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
-        # Set on stop() so slow-drip and delayed responses end at once.
-        self._stopping = asyncio.Event()
-
-    # ------------------------------------------------------------------ lifecycle
-
-    async def start(self) -> None:
-        """Bind 127.0.0.1 on a free port and start serving."""
-        if self._runner is not None:
-            raise RuntimeError("FeedServer already started")
-        self._stopping.clear()
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        """End streaming responses and shut down."""
-        if self._runner is None:
-            return
-        self._stopping.set()
-        runner, self._runner = self._runner, None
-        await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        """The bound TCP port."""
-        if self._port is None:
-            raise RuntimeError("FeedServer not started")
-        return self._port
 
     def url(self, path: str) -> str:
         """``http://127.0.0.1:<port>/<path>``."""
