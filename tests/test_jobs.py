@@ -13,7 +13,7 @@ from bot.context import services_of
 from bot.jobs import digest_job_name
 from bot.services.news import MAX_FAILURES
 from bot.services.storage import get_storage_service
-from tests.helpers.bot_runner import running_bot
+from tests.helpers.bot_runner import eventually, running_bot
 from tests.helpers.fake_bot_api import FakeBotAPI
 from tests.helpers.feed_server import FeedServer
 from tests.helpers.feeds import rss
@@ -127,14 +127,20 @@ async def test_bot_removed_then_readded(
     fake_api.set_admin(group, 1)
     async with running_bot(bot_settings(default_feeds=(feed_server.url("/s.xml"),))) as app:
         await say(fake_api, "/digest every 1h", group, user_id=1, chat_type="group", chat_title="G")
+        storage = get_storage_service()
+
+        async def digest_scheduled() -> bool:
+            return bool(jq(app).get_jobs_by_name(digest_job_name(group)))
+
+        async def digest_cancelled() -> bool:
+            return not await digest_scheduled()
+
         fake_api.my_chat_member(group, "group", "member", "left", user_id=1)
-        await fake_api.wait_for_call("getUpdates", len(fake_api.calls_to("getUpdates")) + 2)
-        gone = await get_storage_service().get_channel(group)
-        assert not jq(app).get_jobs_by_name(digest_job_name(group))
+        await eventually(digest_cancelled, what="digest cancelled after the bot left")
+        gone = await storage.get_channel(group)
         fake_api.my_chat_member(group, "group", "left", "member", user_id=1)
-        await fake_api.wait_for_call("getUpdates", len(fake_api.calls_to("getUpdates")) + 2)
-        back = await get_storage_service().get_channel(group)
-        assert jq(app).get_jobs_by_name(digest_job_name(group))
+        await eventually(digest_scheduled, what="digest rescheduled after the bot came back")
+        back = await storage.get_channel(group)
     assert gone is not None
     assert gone.active is False
     assert back is not None
@@ -158,8 +164,12 @@ async def test_group_migration_keeps_feeds_and_schedule(
         )
         await say(fake_api, "/digest every 1h", old, user_id=1, chat_type="group", chat_title="G")
         fake_api.migrate(old, new)
-        await fake_api.wait_for_call("getUpdates", len(fake_api.calls_to("getUpdates")) + 2)
         storage = get_storage_service()
+
+        async def rescheduled_under_new_id() -> bool:
+            return bool(jq(app).get_jobs_by_name(digest_job_name(new)))
+
+        await eventually(rescheduled_under_new_id, what="digest moved to the supergroup id")
         moved = await storage.get_channel(new)
         assert await storage.get_channel(old) is None
         assert jq(app).get_jobs_by_name(digest_job_name(new))

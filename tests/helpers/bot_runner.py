@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,21 @@ def make_settings(tmp_path: Path, api_base_url: str, token: str, **overrides: An
         env_file=None,
     )
     return dataclasses.replace(base, **overrides)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, what: str = "condition"
+) -> None:
+    """Wait until ``check()`` is true: for effects of updates that send no reply.
+
+    Raises:
+        AssertionError: naming ``what`` when it did not become true in time.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout}s")
+        await asyncio.sleep(0.02)
 
 
 def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
