@@ -1,60 +1,80 @@
 """Plain data types shared by services, handlers and storage.
 
-Kept free of I/O so that every layer can import them without cycles, and so that the
-JSON shape on disk is defined in one place (``to_dict``/``from_dict``).
+Kept free of I/O so that every layer can import them without cycles, and so that the JSON
+shape on disk is defined in one place (``to_dict``/``from_dict``). ``from_dict`` raises
+``ValueError`` (or ``KeyError``/``TypeError``) on malformed input; storage turns that into a
+logged, skipped record rather than a crash.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-DigestMode = Literal["off", "every", "at"]
-# How many item ids a chat remembers as already sent; old ids fall off the front.
-SEEN_LIMIT = 2000
+DeliveryMode = Literal["instant", "every", "at"]
+DELIVERY_MODES: tuple[DeliveryMode, ...] = ("instant", "every", "at")
+# "HH:MM", 00:00–23:59: the one definition of a digest time of day.
+TIME_OF_DAY_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
-@dataclass(slots=True)
-class DigestSchedule:
-    """When a chat's digest runs: never, every ``interval_s`` seconds, or daily at ``at`` UTC."""
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """How a chat receives new items: at once (``instant``) or in digests.
 
-    mode: DigestMode = "off"
+    ``every``: a digest every ``interval_s`` seconds (phase kept across restarts by the
+    chat's persisted ``next_digest_at``); ``at``: daily at ``at`` ("HH:MM") in the chat's
+    time zone.
+    """
+
+    mode: DeliveryMode = "instant"
     interval_s: int | None = None
-    at: str | None = None  # "HH:MM", UTC
+    at: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in DELIVERY_MODES:
+            raise ValueError(f"unknown delivery mode {self.mode!r}")
+        if self.mode == "every" and (
+            not isinstance(self.interval_s, int) or isinstance(self.interval_s, bool)
+            or self.interval_s < 1
+        ):  # fmt: skip
+            raise ValueError(f"digest interval must be a positive integer, got {self.interval_s!r}")
+        if self.mode == "at" and (
+            not isinstance(self.at, str) or not TIME_OF_DAY_RE.match(self.at)
+        ):
+            raise ValueError(f"digest time must be HH:MM, got {self.at!r}")
+
+    @property
+    def is_digest(self) -> bool:
+        """Whether items wait for a scheduled digest."""
+        return self.mode != "instant"
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready form."""
         return {"mode": self.mode, "interval_s": self.interval_s, "at": self.at}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DigestSchedule:
-        """Rebuild from :meth:`to_dict` output."""
-        mode = data.get("mode", "off")
-        if mode not in ("off", "every", "at"):
-            mode = "off"
-        return cls(mode=mode, interval_s=data.get("interval_s"), at=data.get("at"))
+    def from_dict(cls, data: dict[str, Any]) -> Delivery:
+        """Rebuild from :meth:`to_dict` output; raises ``ValueError`` if it is invalid."""
+        return cls(mode=data.get("mode", "instant"), interval_s=data.get("interval_s"),
+                   at=data.get("at"))  # fmt: skip
 
 
 @dataclass(slots=True)
-class Channel:
+class Chat:
     """A chat the bot serves (private chat, group, supergroup or channel) and its choices."""
 
     chat_id: int
     type: str = "private"
     title: str = ""
-    feeds: list[str] = field(default_factory=list)
-    digest: DigestSchedule = field(default_factory=DigestSchedule)
     active: bool = True
-    # Ids of items already posted by the digest, oldest first, at most SEEN_LIMIT.
-    seen: list[str] = field(default_factory=list)
-
-    def remember_sent(self, item_ids: list[str]) -> None:
-        """Record ids as sent, keeping the bounded window of the newest SEEN_LIMIT."""
-        known = set(self.seen)
-        self.seen.extend(i for i in item_ids if i not in known)
-        if len(self.seen) > SEEN_LIMIT:
-            del self.seen[: len(self.seen) - SEEN_LIMIT]
+    delivery: Delivery = field(default_factory=Delivery)
+    tz: str = "UTC"
+    paused: bool = False
+    # Unix time the next digest is due (digest modes only); persisted so that an "every"
+    # schedule keeps its phase across restarts.
+    next_digest_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready form."""
@@ -62,29 +82,50 @@ class Channel:
             "chat_id": self.chat_id,
             "type": self.type,
             "title": self.title,
-            "feeds": list(self.feeds),
-            "digest": self.digest.to_dict(),
             "active": self.active,
-            "seen": list(self.seen),
+            "delivery": self.delivery.to_dict(),
+            "tz": self.tz,
+            "paused": self.paused,
+            "next_digest_at": self.next_digest_at,
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Channel:
-        """Rebuild from :meth:`to_dict` output."""
+    def from_dict(cls, data: dict[str, Any]) -> Chat:
+        """Rebuild from :meth:`to_dict` output.
+
+        An invalid delivery schedule (a hand-edited ``"at": "25:00"``) is not fatal: the chat
+        falls back to instant delivery and the caller logs it (see ``storage.state``).
+        """
+        try:
+            delivery = Delivery.from_dict(data.get("delivery") or {})
+        except ValueError:
+            delivery = Delivery()
+        next_at = data.get("next_digest_at")
         return cls(
             chat_id=int(data["chat_id"]),
             type=str(data.get("type", "private")),
             title=str(data.get("title", "")),
-            feeds=[str(u) for u in data.get("feeds", [])],
-            digest=DigestSchedule.from_dict(data.get("digest") or {}),
             active=bool(data.get("active", True)),
-            seen=[str(s) for s in data.get("seen", [])],
+            delivery=delivery,
+            tz=str(data.get("tz") or "UTC"),
+            paused=bool(data.get("paused", False)),
+            next_digest_at=float(next_at) if isinstance(next_at, int | float) else None,
         )
 
 
 @dataclass(slots=True)
+class Subscription:
+    """A chat following a feed; ``cursor`` is the last feed sequence number delivered to it."""
+
+    chat_id: int
+    url: str
+    cursor: int = 0
+    added_at: float = 0.0
+
+
+@dataclass(slots=True)
 class FeedState:
-    """What the bot remembers about one feed URL between fetches and restarts."""
+    """A feed's HTTP and health state, remembered between fetches and restarts."""
 
     url: str
     title: str = ""
@@ -93,6 +134,8 @@ class FeedState:
     failures: int = 0
     paused: bool = False
     last_error: str | None = None
+    # Unix time of the last fetch attempt (success or failure): the basis of backoff.
+    last_attempt: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready form."""
@@ -104,6 +147,7 @@ class FeedState:
             "failures": self.failures,
             "paused": self.paused,
             "last_error": self.last_error,
+            "last_attempt": self.last_attempt,
         }
 
     @classmethod
@@ -111,12 +155,13 @@ class FeedState:
         """Rebuild from :meth:`to_dict` output."""
         return cls(
             url=str(data["url"]),
-            title=str(data.get("title", "")),
-            etag=data.get("etag"),
-            last_modified=data.get("last_modified"),
-            failures=int(data.get("failures", 0)),
+            title=str(data.get("title") or ""),
+            etag=_opt_str(data.get("etag")),
+            last_modified=_opt_str(data.get("last_modified")),
+            failures=int(data.get("failures") or 0),
             paused=bool(data.get("paused", False)),
-            last_error=data.get("last_error"),
+            last_error=_opt_str(data.get("last_error")),
+            last_attempt=float(data.get("last_attempt") or 0.0),
         )
 
 
@@ -133,8 +178,43 @@ class FeedItem:
 
 
 @dataclass(frozen=True, slots=True)
+class LogEntry:
+    """An item in a feed's log: ``seq`` is its position (1, 2, 3 … in first-seen order)."""
+
+    seq: int
+    item: FeedItem
+
+    def to_row(self) -> list[Any]:
+        """The compact on-disk form: ``[seq, id, title, link, published unix time]``."""
+        published = self.item.published
+        return [self.seq, self.item.id, self.item.title, self.item.link,
+                published.timestamp() if published else None]  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row: list[Any], source_title: str, feed_url: str) -> LogEntry:
+        """Rebuild from :meth:`to_row` output (the feed's title and URL are shared)."""
+        seq, ident, title, link, published = row
+        when = datetime.fromtimestamp(float(published), tz=UTC) if published is not None else None
+        return cls(
+            seq=int(seq),
+            item=FeedItem(
+                id=str(ident),
+                title=str(title),
+                link=None if link is None else str(link),
+                published=when,
+                source_title=source_title,
+                feed_url=feed_url,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedFeed:
     """A parsed feed document: its title and items, newest first (undated ones last)."""
 
     title: str
     items: tuple[FeedItem, ...]
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None

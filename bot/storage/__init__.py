@@ -1,0 +1,25 @@
+"""Persistence: one lock-guarded, crash-safe store for chats, subscriptions, feeds and counters.
+
+``files`` holds the file primitives, ``state`` the event-sourced in-memory model, ``journal``
+the append-only journal and its snapshot, ``migrate`` the version-1 upgrade, and ``service``
+the :class:`StorageService` everything else talks to through :func:`get_storage_service`.
+"""
+
+from bot.storage.files import SchemaVersionError, StorageError
+from bot.storage.service import (
+    Backlog,
+    StorageService,
+    configure_storage,
+    get_storage_service,
+    reset_storage_service,
+)
+
+__all__ = [
+    "Backlog",
+    "SchemaVersionError",
+    "StorageError",
+    "StorageService",
+    "configure_storage",
+    "get_storage_service",
+    "reset_storage_service",
+]

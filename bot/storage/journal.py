@@ -1,0 +1,190 @@
+"""The append-only journal and the snapshot it is compacted into.
+
+Layout of ``DATA_DIR`` (see docs/architecture.md, "Storage"):
+
+* ``snapshot.json`` — the whole state as of the start of journal segment ``segment``.
+* ``journal-00000042.jsonl`` — one JSON record per line, appended and fsynced in groups.
+
+A durable change costs one appended line and a share of one fsync, whatever the size of
+the state (this is how Redis' AOF and etcd's WAL work). When the journal has grown as large
+as the snapshot, the live segment is sealed and a worker *process* folds the snapshot and the
+sealed segments into a new snapshot (:func:`compact`), so the amortised cost of a change
+stays constant and the event loop never serialises the whole state.
+
+Crash rules: a line cut short by a crash is the last line of the last segment; it was never
+acknowledged, so replay drops it (and logs it). A malformed line elsewhere is disk
+corruption: it is logged as an ERROR and skipped, and replay goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+import aiofiles.os
+from aiofiles.threadpool.binary import AsyncBufferedIOBase
+
+from bot.storage.files import append_opener, atomic_write, fsync_async, fsync_dir
+from bot.storage.state import Record, RecordError, State
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_NAME = "snapshot.json"
+_SEGMENT_RE = re.compile(r"^journal-(\d{8})\.jsonl$")
+
+
+def segment_path(directory: Path, number: int) -> Path:
+    """Where journal segment ``number`` lives."""
+    return directory / f"journal-{number:08d}.jsonl"
+
+
+def list_segments(directory: Path) -> list[int]:
+    """The numbers of the journal segments present, ascending."""
+    found = (_SEGMENT_RE.match(p.name) for p in directory.iterdir())
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def encode_record(record: Record) -> bytes:
+    """One journal line (compact JSON, UTF-8, newline-terminated)."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def encode_snapshot(doc: dict[str, Any]) -> bytes:
+    """A snapshot document as bytes (compact: it can be tens of megabytes)."""
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def decode_snapshot(data: bytes) -> tuple[State, int]:
+    """Parse snapshot bytes. Raises :class:`RecordError` if they are not a valid snapshot."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RecordError(f"not valid JSON ({exc})") from exc
+    return State.from_snapshot(doc)
+
+
+@dataclass(slots=True)
+class ReplayStats:
+    """What replaying the journal found (logged at start-up; asserted by tests)."""
+
+    records: int = 0
+    bad_lines: int = 0
+    torn_tail: bool = False
+
+
+def replay_segment(state: State, path: Path, *, last: bool, stats: ReplayStats) -> None:
+    """Apply every record of one segment to ``state`` (blocking).
+
+    Args:
+        state: what to apply to.
+        path: the segment file.
+        last: whether this is the newest segment (only there may a torn line be expected).
+        stats: updated in place.
+    """
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    if tail:
+        stats.torn_tail = True
+        logger.warning(
+            "dropped an incomplete last record of %s (%d bytes; a write cut short by a crash)",
+            path.name,
+            len(tail),
+        )
+        if not last:
+            stats.bad_lines += 1
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise RecordError("a record is not a JSON object")
+            state.apply(record)
+        except (ValueError, RecordError) as exc:
+            stats.bad_lines += 1
+            logger.error(
+                "skipped a corrupt journal record at %s line %d: %s", path.name, number, exc
+            )
+            continue
+        stats.records += 1
+
+
+def compact(data_dir: str, upto: int) -> int:
+    """Fold the snapshot and every segment below ``upto`` into a new snapshot (blocking).
+
+    Runs in a worker process (see ``StorageService``): it reads only files, never the live
+    state, so the event loop is not involved. Segments are not deleted here; the caller does
+    that once this returns.
+
+    Returns:
+        The size in bytes of the new snapshot.
+    """
+    directory = Path(data_dir)
+    snapshot = directory / SNAPSHOT_NAME
+    if snapshot.exists():
+        state, start = decode_snapshot(snapshot.read_bytes())
+    else:
+        state, start = State(), 0
+    stats = ReplayStats()
+    for number in list_segments(directory):
+        if start <= number < upto:
+            replay_segment(state, segment_path(directory, number), last=False, stats=stats)
+    data = encode_snapshot(state.to_snapshot(upto))
+    atomic_write(snapshot, data)
+    return len(data)
+
+
+class JournalWriter:
+    """Appends to the live segment through aiofiles.
+
+    One caller at a time: the service's ``_io_lock`` guarantees it.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._file: AsyncBufferedIOBase | None = None
+        self.segment = 0
+        self.size = 0
+        # After a failed write the segment may end in a partial line: start the next write on
+        # a fresh line so that the partial one is the only thing replay skips.
+        self._needs_newline = False
+
+    async def open(self, segment: int) -> None:
+        """Start appending to ``segment`` (created 0600 if missing)."""
+        await self.close()
+        path = segment_path(self._directory, segment)
+        self._file = await aiofiles.open(path, "ab", opener=append_opener)
+        self.segment = segment
+        self.size = os.fstat(self._file.fileno()).st_size
+        await aiofiles.os.wrap(fsync_dir)(self._directory)
+
+    async def write(self, data: bytes) -> None:
+        """Append ``data`` and make it durable (flush + fsync)."""
+        if self._file is None:
+            raise RuntimeError("journal is not open")
+        if self._needs_newline:
+            data = b"\n" + data
+        self._needs_newline = True
+        await self._file.write(data)
+        await self._file.flush()
+        await fsync_async(self._file.fileno())
+        self._needs_newline = False
+        self.size += len(data)
+
+    async def rotate(self) -> int:
+        """Seal the live segment and open the next; returns the first segment still live."""
+        await self.open(self.segment + 1)
+        return self.segment
+
+    async def close(self) -> None:
+        """Close the live segment (idempotent)."""
+        if self._file is not None:
+            handle, self._file = self._file, None
+            await handle.close()
