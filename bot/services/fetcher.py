@@ -37,6 +37,20 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpcore
 import httpx
 
+from bot.services.feed_errors import (
+    BadURLError,
+    BlockedAddressError,
+    ConnectError,
+    DNSError,
+    FetchError,
+    FetchTimeoutError,
+    HTTPStatusError,
+    NetworkError,
+    TLSError,
+    TooLargeError,
+    TooManyRedirectsError,
+)
+
 logger = logging.getLogger(__name__)
 
 USER_AGENT: Final = "newsbot/0.1 (+https://github.com/newsbot/newsbot; RSS/Atom reader)"
@@ -53,20 +67,21 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# User-facing reasons. Uniform on purpose: telling a user *which* kind of internal address a
-# name resolves to would turn the bot into a probe of our network.
-REASON_BLOCKED: Final = "that address is not allowed (private network)"
+# User-facing reasons (``FeedError.reason``). Class defaults are defined once, in
+# bot/services/feed_errors.py; the names below are kept for callers and tests, and the
+# bad-URL variants are the fetcher's own, more specific sentences.
+REASON_BLOCKED: Final = BlockedAddressError.reason
 REASON_SCHEME: Final = "only http:// and https:// addresses are allowed"
 REASON_USERINFO: Final = "addresses with a user name or password are not allowed"
-REASON_BAD_URL: Final = "that does not look like a web address"
+REASON_BAD_URL: Final = BadURLError.reason
 REASON_BAD_REDIRECT: Final = "the server redirected to an invalid address"
 REASON_TOO_LONG: Final = "that address is too long"
-REASON_DNS: Final = "could not find that server (DNS lookup failed)"
-REASON_CONNECT: Final = "could not connect to the server"
-REASON_CERT: Final = "the server's TLS certificate is not valid"
-REASON_TIMEOUT: Final = "the server did not answer in time"
-REASON_REDIRECTS: Final = "too many redirects"
-REASON_NETWORK: Final = "the connection to the server failed"
+REASON_DNS: Final = DNSError.reason
+REASON_CONNECT: Final = ConnectError.reason
+REASON_CERT: Final = TLSError.reason
+REASON_TIMEOUT: Final = FetchTimeoutError.reason
+REASON_REDIRECTS: Final = TooManyRedirectsError.reason
+REASON_NETWORK: Final = NetworkError.reason
 
 # Networks refused on top of ``not is_global``. ``ipaddress`` (3.11) calls multicast,
 # IPv6 site-local (fec0::/10), NAT64 and 6to4 prefixes "global", hence the explicit list;
@@ -104,19 +119,8 @@ _NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
 _NUMERIC_HOST_RE: Final = re.compile(r"^[0-9a-fx.]+$", re.IGNORECASE)
 
 
-class FeedFetchError(Exception):
-    """A feed could not be fetched.
-
-    Attributes:
-        kind: short metrics label (``bad_url``, ``blocked_address``, ``dns``, ``connect``,
-            ``timeout``, ``too_large``, ``too_many_redirects``, ``http_status``, ``network``).
-        reason: one short sentence that is safe to show the Telegram user who asked.
-    """
-
-    def __init__(self, kind: str, reason: str) -> None:
-        super().__init__(f"{kind}: {reason}")
-        self.kind = kind
-        self.reason = reason
+FeedFetchError = FetchError
+"""The old name of :class:`~bot.services.feed_errors.FetchError`, kept for existing imports."""
 
 
 @dataclass(frozen=True)
@@ -276,7 +280,8 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
     to connect to one of those IP literals. The address checked is therefore the address
     connected to: no second lookup exists for a rebinding DNS server to answer differently.
 
-    Refusals are raised as :class:`FeedFetchError`, which httpx passes through unchanged.
+    Refusals are raised as :class:`~bot.services.feed_errors.FetchError` subclasses, which
+    httpx passes through unchanged.
     """
 
     def __init__(
@@ -297,13 +302,13 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         else:
             try:
                 answers = await self._resolver(host, port)
-            except (OSError, UnicodeError):
-                raise FeedFetchError("dns", REASON_DNS) from None
+            except (OSError, UnicodeError) as exc:
+                raise DNSError from exc
         if not answers or not all(_ip_literal(a) for a in answers):
-            raise FeedFetchError("dns", REASON_DNS)
+            raise DNSError
         if not self._allow_private and not all(is_public_address(a) for a in answers):
             logger.debug("refused %s: resolves to a non-public address", host)
-            raise FeedFetchError("blocked_address", REASON_BLOCKED)
+            raise BlockedAddressError
         return [_connect_address(a) for a in answers]
 
     async def connect_tcp(
@@ -343,7 +348,7 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         """Never: feeds are fetched over TCP only."""
-        raise FeedFetchError("blocked_address", REASON_BLOCKED)
+        raise BlockedAddressError
 
     async def sleep(self, seconds: float) -> None:
         """Delegate (httpcore uses it between connection retries)."""
@@ -509,32 +514,33 @@ class Fetcher:
             The final URL, body (``ok``) or no body (``not_modified``), and cache validators.
 
         Raises:
-            FeedFetchError: with a user-safe ``reason`` and a metrics ``kind``.
+            FetchError: a subclass per cause (bot/services/feed_errors.py), each with a
+                user-safe ``reason`` and a metrics ``kind``.
         """
         try:
             async with asyncio.timeout(self._total_timeout):
                 return await self._fetch(url, etag, last_modified)
-        except TimeoutError:
+        except TimeoutError as exc:
             logger.debug("fetch of %s timed out", _safe_for_log(url))
-            raise FeedFetchError("timeout", REASON_TIMEOUT) from None
+            raise FetchTimeoutError from exc
 
     def _check_url(self, raw: str) -> str:
         """Validate one hop's URL and return it with a canonical numeric host, if any."""
         raw = raw.strip()
         if len(raw) > MAX_URL_LENGTH:
-            raise FeedFetchError("bad_url", REASON_TOO_LONG)
+            raise BadURLError(REASON_TOO_LONG)
         try:
             parts = urlsplit(raw)
             host = parts.hostname
             parts.port  # noqa: B018 - raises ValueError for a malformed port
-        except ValueError:
-            raise FeedFetchError("bad_url", REASON_BAD_URL) from None
+        except ValueError as exc:
+            raise BadURLError from exc
         if parts.scheme.lower() not in ("http", "https"):
-            raise FeedFetchError("bad_url", REASON_SCHEME)
+            raise BadURLError(REASON_SCHEME)
         if "@" in parts.netloc:
-            raise FeedFetchError("bad_url", REASON_USERINFO)
+            raise BadURLError(REASON_USERINFO)
         if not host:
-            raise FeedFetchError("bad_url", REASON_BAD_URL)
+            raise BadURLError
         numeric = _numeric_ipv4(host)
         if numeric is not None and numeric != host:
             netloc = numeric if parts.port is None else f"{numeric}:{parts.port}"
@@ -543,13 +549,13 @@ class Fetcher:
             host = numeric
         if not self._allow_private:
             if _ip_literal(host) is not None and not is_public_address(host):
-                raise FeedFetchError("blocked_address", REASON_BLOCKED)
+                raise BlockedAddressError
             if host.rstrip(".") == "localhost" or host.rstrip(".").endswith(".localhost"):
-                raise FeedFetchError("blocked_address", REASON_BLOCKED)
+                raise BlockedAddressError
         try:
             httpx.URL(raw)
-        except httpx.InvalidURL:
-            raise FeedFetchError("bad_url", REASON_BAD_URL) from None
+        except httpx.InvalidURL as exc:
+            raise BadURLError from exc
         return raw
 
     def _check_peer(self, response: httpx.Response) -> None:
@@ -565,7 +571,7 @@ class Fetcher:
             return
         peer = stream.get_extra_info("server_addr")
         if peer and not is_public_address(str(peer[0])):
-            raise FeedFetchError("blocked_address", REASON_BLOCKED)
+            raise BlockedAddressError
 
     async def _fetch(self, url: str, etag: str | None, last_modified: str | None) -> FetchResult:
         current = self._check_url(url)
@@ -586,8 +592,8 @@ class Fetcher:
                     if status in _REDIRECT_CODES:
                         location = response.headers.get("location")
                         if not location:
-                            raise FeedFetchError(
-                                "http_status", f"the server answered {status} without a target"
+                            raise HTTPStatusError(
+                                status, f"the server answered {status} without a target"
                             )
                         # urljoin, not httpx's join: a hostile Location such as
                         # http://0177.0.0.1/ must reach _check_url as text to be judged.
@@ -603,7 +609,7 @@ class Fetcher:
                             content_type=response.headers.get("content-type"),
                         )
                     if not 200 <= status < 300:
-                        raise FeedFetchError("http_status", f"the server answered {status}")
+                        raise HTTPStatusError(status)
                     body = await self._read_body(response)
                     return FetchResult(
                         url=current,
@@ -613,28 +619,26 @@ class Fetcher:
                         last_modified=response.headers.get("last-modified"),
                         content_type=response.headers.get("content-type"),
                     )
-            except httpx.TimeoutException:
-                raise FeedFetchError("timeout", REASON_TIMEOUT) from None
+            except httpx.TimeoutException as exc:
+                raise FetchTimeoutError from exc
             except httpx.ConnectError as exc:
                 if _caused_by(exc, ssl.SSLCertVerificationError):
-                    raise FeedFetchError("connect", REASON_CERT) from None
-                raise FeedFetchError("connect", REASON_CONNECT) from None
+                    raise TLSError from exc
+                raise ConnectError from exc
             except httpx.RemoteProtocolError as exc:
                 # httpx parses every redirect's Location itself (for response.next_request),
                 # even with follow_redirects=False, and refuses ones like http://0177.0.0.1/.
                 if str(exc).startswith("Invalid URL in location header"):
-                    raise FeedFetchError("bad_url", REASON_BAD_REDIRECT) from None
+                    raise BadURLError(REASON_BAD_REDIRECT) from exc
                 logger.debug("fetch of %s failed: protocol error", _safe_for_log(current))
-                raise FeedFetchError("network", REASON_NETWORK) from None
+                raise NetworkError from exc
             except httpx.TransportError as exc:
                 logger.debug("fetch of %s failed: %s", _safe_for_log(current), type(exc).__name__)
-                raise FeedFetchError("network", REASON_NETWORK) from None
-        raise FeedFetchError("too_many_redirects", REASON_REDIRECTS)
+                raise NetworkError from exc
+        raise TooManyRedirectsError
 
-    def _too_large(self) -> FeedFetchError:
-        return FeedFetchError(
-            "too_large", f"the feed is larger than {_human_size(self._max_bytes)}"
-        )
+    def _too_large(self) -> TooLargeError:
+        return TooLargeError(f"the feed is larger than {_human_size(self._max_bytes)}")
 
     async def _read_body(self, response: httpx.Response) -> bytes:
         """Stream the body, decompressing with a bounded decoder, capped at ``max_bytes``.
@@ -649,7 +653,7 @@ class Fetcher:
         coding = {"x-gzip": "gzip", "": "identity"}.get(coding, coding)
         if coding not in ("identity", "gzip", "deflate"):
             # We never offer anything else; stacked codings ("gzip, gzip") are a bomb trick.
-            raise FeedFetchError("network", "the server used an unsupported compression")
+            raise NetworkError("the server used an unsupported compression")
         decoder = _Decoder(coding)
         body = bytearray()
         raw_total = 0
@@ -659,10 +663,8 @@ class Fetcher:
                 raise self._too_large()
             try:
                 body += decoder.decode(raw, self._max_bytes - len(body))
-            except zlib.error:
-                raise FeedFetchError(
-                    "network", "the server sent a corrupt compressed body"
-                ) from None
+            except zlib.error as exc:
+                raise NetworkError("the server sent a corrupt compressed body") from exc
             if len(body) > self._max_bytes:
                 raise self._too_large()
             if decoder.done:

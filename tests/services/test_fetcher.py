@@ -27,6 +27,19 @@ import httpx
 import pytest
 from aiohttp import web
 
+from bot.services.feed_errors import (
+    BadURLError,
+    BlockedAddressError,
+    ConnectError,
+    DNSError,
+    FetchError,
+    FetchTimeoutError,
+    HTTPStatusError,
+    NetworkError,
+    TLSError,
+    TooLargeError,
+    TooManyRedirectsError,
+)
 from bot.services.fetcher import (
     REASON_BAD_REDIRECT,
     REASON_BLOCKED,
@@ -200,10 +213,26 @@ async def make_fetcher() -> AsyncIterator[FetcherFactory]:
         await client.aclose()
 
 
-async def fetch_error(fetcher: Fetcher, url: str, **kwargs: Any) -> FeedFetchError:
-    with pytest.raises(FeedFetchError) as info:
+# The class raised for each metrics kind (TLSError is a ConnectError, kind "connect").
+KIND_CLASSES: dict[str, type[FetchError]] = {
+    "bad_url": BadURLError,
+    "blocked_address": BlockedAddressError,
+    "dns": DNSError,
+    "connect": ConnectError,
+    "timeout": FetchTimeoutError,
+    "too_large": TooLargeError,
+    "too_many_redirects": TooManyRedirectsError,
+    "http_status": HTTPStatusError,
+    "network": NetworkError,
+}
+
+
+async def fetch_error(fetcher: Fetcher, url: str, **kwargs: Any) -> FetchError:
+    with pytest.raises(FetchError) as info:
         await fetcher.fetch(url, **kwargs)
-    return info.value
+    err = info.value
+    assert isinstance(err, KIND_CLASSES[err.kind]), (type(err), err.kind)
+    return err
 
 
 def public_url(server: FeedServer, path: str, host: str = "feed.example") -> str:
@@ -768,6 +797,8 @@ async def test_connection_refused(make_fetcher: FetcherFactory) -> None:
     fetcher = await make_fetcher(allow_private=True)
     err = await fetch_error(fetcher, f"http://127.0.0.1:{port}/feed")
     assert (err.kind, err.reason) == ("connect", REASON_CONNECT)
+    assert not isinstance(err, TLSError)
+    assert isinstance(err.__cause__, httpx.ConnectError)
 
 
 @pytest.mark.parametrize("status", [404, 410, 500, 503])
@@ -784,6 +815,8 @@ async def test_unknown_path_is_404(server: FeedServer, make_fetcher: FetcherFact
     fetcher = await make_fetcher(allow_private=True)
     err = await fetch_error(fetcher, server.url("/missing"))
     assert (err.kind, err.reason) == ("http_status", "the server answered 404")
+    assert isinstance(err, HTTPStatusError)
+    assert err.status == 404
 
 
 # --------------------------------------------------------------------------- conditional GET
@@ -886,6 +919,7 @@ async def test_tls_verifies_the_hostname_although_the_connect_goes_to_an_ip(
         # Same server, same IP, but the certificate does not name this host.
         err = await fetch_error(fetcher, f"https://other.example:{port}/feed")
         assert (err.kind, err.reason) == ("connect", REASON_CERT)
+        assert isinstance(err, TLSError)
         assert nat.connected == [PUBLIC_IP, PUBLIC_IP]
     finally:
         await runner.cleanup()
@@ -925,5 +959,5 @@ async def test_concurrent_fetches_share_one_client(
     assert [r.body for r in results[:10] if isinstance(r, FetchResult)] == [
         RSS + str(i).encode() for i in range(10)
     ]
-    assert isinstance(results[10], FeedFetchError)
+    assert isinstance(results[10], FeedFetchError)  # the old name still catches
     assert results[10].kind == "blocked_address"
