@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 import io
+import pickle
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 import feedparser
 import pytest
 
-from bot.models import FeedItem
+from bot.models import FeedItem, ParsedFeed
+from bot.services import feed_parser
+from bot.services.feed_errors import (
+    EmptyDocumentError,
+    EntitiesRefusedError,
+    NotAFeedError,
+    ParseError,
+    UndecodableError,
+)
 from bot.services.feed_parser import (
     MAX_ID_CHARS,
     MAX_TITLE_CHARS,
     REASON_EMPTY,
     REASON_ENTITIES,
     REASON_NOT_A_FEED,
+    REASON_UNDECODABLE,
+    REASON_UNREADABLE,
     UNTITLED,
-    FeedParseError,
     discover_feed_links,
     looks_like_html,
     parse_feed,
@@ -51,10 +62,23 @@ def item(
     return "<item>" + "".join(parts) + "</item>"
 
 
-def parse_error(body: bytes, url: str = FEED_URL) -> FeedParseError:
-    with pytest.raises(FeedParseError) as info:
-        parse_feed(body, url)
-    return info.value
+# The class raised for each user-facing reason.
+REASON_CLASSES: dict[str, type[ParseError]] = {
+    REASON_EMPTY: EmptyDocumentError,
+    REASON_ENTITIES: EntitiesRefusedError,
+    REASON_NOT_A_FEED: NotAFeedError,
+    REASON_UNDECODABLE: UndecodableError,
+    REASON_UNREADABLE: ParseError,
+}
+
+
+def parse_error(body: bytes, url: str = FEED_URL, content_type: str | None = None) -> ParseError:
+    with pytest.raises(ParseError) as info:
+        parse_feed(body, url, content_type=content_type)
+    err = info.value
+    assert type(err) is REASON_CLASSES[err.reason]
+    assert err.kind == "parse_error"
+    return err
 
 
 @pytest.fixture
@@ -284,6 +308,218 @@ def test_non_utf8_feeds_decode(encoding: str, title: str, headline: str) -> None
     parsed = parse_feed(text.encode(encoding), FEED_URL)
     assert parsed.title == title
     assert [i.title for i in parsed.items] == [headline]
+
+
+CJK_FEEDS = [
+    ("big5", "台灣新聞", "颱風逼近 台北停班停課"),
+    ("euc-kr", "한국 뉴스", "서울 날씨 맑음"),
+    ("gb2312", "中文新闻", "北京今日天气晴朗"),
+    ("shift_jis", "日本のニュース", "東京で桜が満開"),
+]
+
+
+def declared_rss(encoding: str, title: str, headline: str, *, declare: bool = True) -> bytes:
+    prolog = f'<?xml version="1.0" encoding="{encoding}"?>' if declare else ""
+    text = (
+        f'{prolog}<rss version="2.0"><channel><title>{title}</title>'
+        f"<item><title>{headline}</title><guid>1</guid></item></channel></rss>"
+    )
+    return text.encode(encoding)
+
+
+@pytest.mark.parametrize(("encoding", "title", "headline"), CJK_FEEDS)
+def test_multibyte_encodings_declared_in_the_prolog_decode(
+    encoding: str, title: str, headline: str
+) -> None:
+    body = declared_rss(encoding, title, headline)
+    assert headline.encode("utf-8") not in body  # really not UTF-8 on the wire
+    parsed = parse_feed(body, FEED_URL)
+    assert parsed.title == title
+    assert [i.title for i in parsed.items] == [headline]
+
+
+ENTITY_TEST_TITLES = {enc: title for enc, title, _ in CJK_FEEDS} | {
+    "utf-7": "Nachrichten ✓",
+    "cp500": "Ökonomie",
+}
+
+
+@pytest.mark.parametrize("encoding", list(ENTITY_TEST_TITLES))
+@pytest.mark.parametrize("attack", ["xxe", "billion-laughs"])
+def test_entity_declarations_are_refused_in_every_encoding(encoding: str, attack: str) -> None:
+    if attack == "xxe":
+        dtd = '<!DOCTYPE rss [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+        use = "&xxe;"
+    else:
+        dtd = '<!DOCTYPE rss [<!ENTITY a "AAAAAAAAAA"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>'
+        use = "&b;"
+    text = (
+        f'<?xml version="1.0" encoding="{encoding}"?>{dtd}<rss version="2.0"><channel>'
+        f"<title>{ENTITY_TEST_TITLES[encoding]} {use}</title>"
+        f"<item><title>{use}</title><guid>1</guid></item></channel></rss>"
+    )
+    body = text.encode(encoding)
+    if encoding == "utf-7":  # "<" spelled the UTF-7 way: no byte scan would find it
+        body = body.replace(b"<!ENTITY", b"+ADw-!ENTITY")
+    if encoding in ("utf-7", "cp500"):
+        assert b"<!ENTITY" not in body.upper()
+    assert parse_error(body).reason == REASON_ENTITIES
+
+
+def test_charset_from_the_http_header_counts_when_the_prolog_declares_none() -> None:
+    body = declared_rss("koi8-r", "Новости", "Привет, мир", declare=False)
+    assert parse_feed(body, FEED_URL).title != "Новости"  # without the header: mojibake
+    for content_type in (
+        "application/rss+xml; charset=KOI8-R",
+        'text/xml; charset="koi8-r"',
+        "text/html;charset=koi8-r",
+    ):
+        parsed = parse_feed(body, FEED_URL, content_type=content_type)
+        assert parsed.title == "Новости"
+        assert [i.title for i in parsed.items] == ["Привет, мир"]
+
+
+def test_a_declared_encoding_that_decodes_wins_over_a_default_header_charset() -> None:
+    # Apache's AddDefaultCharset stamps ISO-8859-1 on UTF-8 feeds that say so themselves.
+    body = declared_rss("utf-8", "Café", "naïve — “quoted”")
+    parsed = parse_feed(body, FEED_URL, content_type="text/xml; charset=ISO-8859-1")
+    assert (parsed.title, parsed.items[0].title) == ("Café", "naïve — “quoted”")
+
+
+def test_the_header_charset_wins_when_the_declared_encoding_does_not_decode() -> None:
+    text = (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+        "<title>Новости</title><item><title>Привет</title><guid>1</guid></item>"
+        "</channel></rss>"
+    )
+    body = text.encode("windows-1251")  # a template that says utf-8, served as cp1251
+    parsed = parse_feed(body, FEED_URL, content_type="application/xml; charset=windows-1251")
+    assert (parsed.title, parsed.items[0].title) == ("Новости", "Привет")
+
+
+@pytest.mark.parametrize("content_type", [None, "text/xml; charset=x-also-nonsense", "text/xml"])
+def test_unknown_declared_encoding_falls_back_to_utf8(content_type: str | None) -> None:
+    text = (
+        '<?xml version="1.0" encoding="x-nonsense"?><rss version="2.0"><channel>'
+        "<title>Weird encoding</title><item><title>still readable ✓</title><guid>1</guid>"
+        "</item></channel></rss>"
+    )
+    parsed = parse_feed(text.encode(), FEED_URL, content_type=content_type)
+    assert (parsed.title, [i.title for i in parsed.items]) == (
+        "Weird encoding",
+        ["still readable ✓"],
+    )
+
+
+def test_unknown_declared_encoding_uses_the_header_charset() -> None:
+    text = (
+        '<?xml version="1.0" encoding="x-nonsense"?><rss version="2.0"><channel>'
+        "<title>Ελληνικά</title></channel></rss>"
+    )
+    parsed = parse_feed(text.encode("iso-8859-7"), FEED_URL, content_type="text/xml; charset=greek")
+    assert parsed.title == "Ελληνικά"
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/xml; charset=", "text/xml; charset=no-such-codec", "garbage;;;=", ""]
+)
+def test_useless_content_types_are_ignored(content_type: str) -> None:
+    parsed = parse_feed(rss(item("1", title="Grüße")), FEED_URL, content_type=content_type)
+    assert parsed.items[0].title == "Grüße"
+
+
+@pytest.mark.parametrize(
+    "failure", [ValueError("multi-byte"), LookupError("codec"), RecursionError(), KeyError("x")]
+)
+def test_any_exception_inside_the_parser_becomes_a_parse_error(
+    monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    def explode(*args: object, **kwargs: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(feed_parser.feedparser, "parse", explode)
+    err = parse_error(rss(item("1")))
+    assert err.reason == REASON_UNREADABLE == "the feed could not be read"
+    assert err.__cause__ is failure
+
+
+def test_a_document_no_encoding_can_decode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # feedparser's last fallback (iso-8859-2) decodes any byte, so simulate its give-up.
+    def give_up(headers: object, data: bytes, result: dict[str, object]) -> bytes:
+        result["encoding"] = ""
+        return data
+
+    monkeypatch.setattr(feed_parser.feedparser.encodings, "convert_to_utf8", give_up)
+    err = parse_error(rss(item("1")))
+    assert err.reason == REASON_UNDECODABLE == "the feed's text encoding could not be read"
+
+
+# --------------------------------------------------------------------------- empty feeds
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'<?xml version="1.0"?><rss version="2.0"><channel></channel></rss>',
+        b'<rss version="2.0"><channel><link>https://news.example.com/</link></channel></rss>',
+        b'<rss version="2.0"><channel><title></title><description/></channel></rss>',
+        b'<feed xmlns="http://www.w3.org/2005/Atom"></feed>',
+        b'<feed xmlns="http://www.w3.org/2005/Atom"><id>urn:x</id>'
+        b"<updated>2024-05-01T10:00:00Z</updated></feed>",
+        b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+        b'xmlns="http://purl.org/rss/1.0/"><channel rdf:about="https://news.example.com/">'
+        b"</channel></rdf:RDF>",
+    ],
+    ids=["rss", "rss-link-only", "rss-empty-title", "atom", "atom-id-only", "rss1.0"],
+)
+def test_well_formed_feed_with_no_items_and_no_title_is_accepted(body: bytes) -> None:
+    parsed = parse_feed(body, FEED_URL)
+    assert parsed == ParsedFeed(title="news.example.com", items=())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'<?xml version="1.0"?><rss version="2.0"/>',  # no channel
+        b'<?xml version="1.0"?><rss version="2.0"><channel></channel>',  # truncated
+        b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom">',  # truncated
+        b"<channel></channel>",  # no feed root: feedparser sees no version
+    ],
+    ids=["no-channel", "truncated-rss", "truncated-atom", "bare-channel"],
+)
+def test_empty_documents_that_are_not_well_formed_feeds_are_refused(body: bytes) -> None:
+    assert parse_error(body).reason == REASON_NOT_A_FEED
+
+
+# --------------------------------------------------------------------------- process pool
+
+
+def test_results_and_errors_pickle() -> None:
+    parsed = parse_feed(
+        rss(item("1", title="T", link="/a", date="Wed, 01 May 2024 10:00:00 GMT")), FEED_URL
+    )
+    assert pickle.loads(pickle.dumps(parsed)) == parsed  # noqa: S301 - our own bytes
+    err = parse_error(BILLION_LAUGHS)
+    copy = pickle.loads(pickle.dumps(err))  # noqa: S301 - our own bytes
+    assert (type(copy), copy.kind, copy.reason) == (EntitiesRefusedError, "parse_error", err.reason)
+
+
+def test_parse_feed_runs_in_a_process_pool() -> None:
+    body = declared_rss("big5", "台灣新聞", "颱風逼近")
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        parsed = pool.submit(parse_feed, body, FEED_URL, max_items=5).result(timeout=60)
+        failed = pool.submit(parse_feed, BILLION_LAUGHS, FEED_URL).exception(timeout=60)
+        koi8 = pool.submit(
+            parse_feed,
+            declared_rss("koi8-r", "Новости", "Привет", declare=False),
+            FEED_URL,
+            content_type="text/xml; charset=koi8-r",
+        ).result(timeout=60)
+    assert parsed == parse_feed(body, FEED_URL)
+    assert [i.title for i in parsed.items] == ["颱風逼近"]
+    assert isinstance(failed, EntitiesRefusedError)
+    assert (failed.kind, failed.reason) == ("parse_error", REASON_ENTITIES)
+    assert koi8.title == "Новости"
 
 
 # --------------------------------------------------------------------------- normalisation
