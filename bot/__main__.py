@@ -16,7 +16,7 @@ from telegram import Update
 from bot.app import build_application
 from bot.config import ConfigError, load_settings
 from bot.logging_setup import configure_logging, redact
-from bot.services.storage import StorageError
+from bot.storage import StorageError
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1

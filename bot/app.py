@@ -9,23 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import multiprocessing
+from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
 from telegram import BotCommand
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from telegram.ext import Application, ApplicationBuilder, ContextTypes
 from telegram.request import BaseRequest
 
 from bot.config import Settings
-from bot.context import SERVICES_KEY, Services, services_of
-from bot.handlers import admin, basic, chats, digest, errors, feeds, news
-from bot.jobs import restore_schedules, schedule_background_jobs
+from bot.context import SERVICES_KEY, BotContext, Services, services_of
+from bot.handlers import admin, basic, chats, delivery, errors, feeds, news
+from bot.jobs import on_chat_moved, report_poll, schedule_background_jobs
+from bot.services.delivery import Dispatcher
+from bot.services.digests import DigestScheduler
+from bot.services.feeds import FeedService
 from bot.services.fetcher import Fetcher, create_http_client
 from bot.services.health import HealthServer, HealthState
 from bot.services.metrics import Metrics
-from bot.services.news import NewsService
 from bot.services.ratelimit import NewsRateLimiter
-from bot.services.storage import configure_storage, get_storage_service
+from bot.services.telegram_limits import TelegramRateLimiter
 from bot.services.telegram_request import InstrumentedRequest
+from bot.storage import configure_storage, get_storage_service
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +44,10 @@ COMMANDS = [
     BotCommand("add", "Follow a feed: /add <url>"),
     BotCommand("list", "This chat's feeds"),
     BotCommand("remove", "Stop following a feed: /remove <number>"),
-    BotCommand("digest", "Automatic digest: every 2h, at 08:00, off"),
+    BotCommand("digest", "Instant delivery or a digest: every 2h, at 08:00, off"),
+    BotCommand("pause", "Stop posting new items for now"),
+    BotCommand("resume", "Post new items again"),
+    BotCommand("timezone", "Time zone for daily digests"),
     BotCommand("help", "All commands"),
 ]
 
@@ -53,9 +62,10 @@ def build_application(
 
     Args:
         settings: the typed configuration.
-        rate_limit_outgoing: route sends through PTB's ``AIORateLimiter`` (429s retried,
-            Telegram's flood limits respected). Only benchmarks turn it off, to measure the
-            bot rather than Telegram's 30-messages-a-second cap.
+        rate_limit_outgoing: pace sends to Telegram's flood limits (30/s, 20/min per group,
+            about 1/s per chat; replies before fan-out). Retries of 429/5xx/network errors
+            stay on either way. Only benchmarks turn pacing off, to measure the bot rather
+            than Telegram's 30-messages-a-second cap.
         request: the Bot API transport for everything but getUpdates; benchmarks pass an
             in-memory one. Default: HTTPX, instrumented for health and metrics.
     """
@@ -82,20 +92,42 @@ def build_application(
         .concurrent_updates(CONCURRENT_UPDATES)
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
+        .context_types(ContextTypes(context=BotContext))
+        .rate_limiter(_rate_limiter(metrics, paced=rate_limit_outgoing))
     )
-    if rate_limit_outgoing:
-        builder = builder.rate_limiter(AIORateLimiter(max_retries=3))
     app: AnyApp = builder.build()
     app.bot_data[SERVICES_KEY] = services
-    for module in (basic, news, feeds, digest, admin, chats, errors):
+    for module in (basic, news, feeds, delivery, admin, chats, errors):
         module.register(app)
     return app
+
+
+def _rate_limiter(metrics: Metrics, *, paced: bool) -> TelegramRateLimiter:
+    def count_retry(kind: str) -> None:
+        metrics.telegram_retries.labels(kind=kind).inc()
+
+    if paced:
+        return TelegramRateLimiter(on_retry=count_retry)
+    return TelegramRateLimiter(
+        overall_rate=math.inf, group_max_per_minute=math.inf, chat_rate=math.inf,
+        on_retry=count_retry,
+    )  # fmt: skip
+
+
+def _parse_executor(processes: int) -> Executor | None:
+    """Worker processes for feedparser (it holds the GIL for milliseconds per feed)."""
+    if processes == 0:
+        return None  # parse in the default thread pool (tests, tiny deployments)
+    methods = multiprocessing.get_all_start_methods()
+    method = "forkserver" if "forkserver" in methods else "spawn"
+    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context(method))
 
 
 async def _post_init(app: AnyApp) -> None:
     services = services_of(app)
     settings = services.settings
-    await get_storage_service().load()
+    storage = get_storage_service()
+    await storage.load(default_feeds=settings.default_feeds)
     services.http = create_http_client(allow_private=settings.allow_private_feeds)
     fetcher = Fetcher(
         services.http,
@@ -103,12 +135,32 @@ async def _post_init(app: AnyApp) -> None:
         max_bytes=settings.feed_max_bytes,
         total_timeout=settings.feed_timeout_s,
     )
-    services.news_service = NewsService(
+    services.parse_executor = _parse_executor(settings.parser_processes)
+    feeds_service = FeedService(
         fetcher,
-        get_storage_service(),
+        storage,
         services.metrics,
         poll_interval_s=settings.feed_poll_interval_s,
+        parse_executor=services.parse_executor,
     )
+    dispatcher = Dispatcher(app.bot, storage, services.metrics, on_chat_moved=on_chat_moved(app))
+    feeds_service.on_new_items = dispatcher.feed_updated
+    defaults = frozenset(settings.default_feeds)
+    feeds_service.set_wanted(lambda url: url in defaults or bool(storage.followers(url)))
+
+    async def report(poll_report: Any) -> None:
+        await report_poll(app, poll_report)
+
+    feeds_service.on_report = report
+    for url in [*storage.followed_urls(), *settings.default_feeds]:
+        feeds_service.track(url, spread=True)
+    services.feeds_service = feeds_service
+    services.dispatcher_service = dispatcher
+    services.digests_service = DigestScheduler(storage, dispatcher)
+    dispatcher.start()
+    for chat in storage.chats(active_only=True):  # anything left undelivered before a stop
+        if not chat.delivery.is_digest and not chat.paused and storage.pending(chat.chat_id):
+            dispatcher.request(chat.chat_id)
     services.tasks.append(
         asyncio.create_task(services.health.run_loop_monitor(), name="loop-monitor")
     )
@@ -118,7 +170,7 @@ async def _post_init(app: AnyApp) -> None:
         )
         await services.health_server.start()
     schedule_background_jobs(app)
-    await restore_schedules(app)
+    await services.digests.restore()
     try:
         await app.bot.set_my_commands(COMMANDS)
     except Exception as exc:
@@ -135,6 +187,8 @@ async def _post_init(app: AnyApp) -> None:
 
 async def _post_shutdown(app: AnyApp) -> None:
     services = services_of(app)
+    if services.dispatcher_service is not None:
+        await services.dispatcher_service.stop()
     for task in services.tasks:
         task.cancel()
     await asyncio.gather(*services.tasks, return_exceptions=True)
@@ -143,5 +197,7 @@ async def _post_shutdown(app: AnyApp) -> None:
         await services.health_server.stop()
     if services.http is not None:
         await services.http.aclose()
+    if services.parse_executor is not None:
+        services.parse_executor.shutdown(wait=True, cancel_futures=True)
     await get_storage_service().close()
     logger.info("newsbot stopped", extra={"event": "stopped"})

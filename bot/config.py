@@ -16,8 +16,12 @@ from typing import Literal
 
 from dotenv import dotenv_values
 
+from bot.models import Delivery
+from bot.services.schedule import ScheduleError, parse_delivery
+
 DEFAULT_API_BASE_URL = "https://api.telegram.org"
 MIN_POLL_INTERVAL_S = 60
+MIN_DIGEST_INTERVAL_S = 60  # DIGEST_MIN_INTERVAL may not go below this
 # Telegram tokens look like "123456789:AAH...": a numeric bot id, a colon, 30+ url-safe chars.
 TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,100}$")
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -54,6 +58,9 @@ class Settings:
     health_host: str = "127.0.0.1"
     health_port: int = 8080
     health_max_api_silence_s: int = 120
+    digest_min_interval_s: int = 15 * 60
+    default_delivery: Delivery = field(default_factory=Delivery)
+    parser_processes: int = 2
 
     @property
     def bot_base_url(self) -> str:
@@ -167,6 +174,16 @@ def load_settings(
     if data_dir.resolve() == backup_dir.resolve():
         raise ConfigError("BACKUP_DIR: must differ from DATA_DIR")
 
+    min_interval = _int(env, "DIGEST_MIN_INTERVAL", 15 * 60, MIN_DIGEST_INTERVAL_S, 7 * 86400)
+    default_raw = env.get("DEFAULT_DELIVERY", "").strip() or "instant"
+    try:
+        default_delivery = parse_delivery(default_raw.split(), min_interval) or Delivery()
+    except ScheduleError:
+        raise ConfigError(
+            "DEFAULT_DELIVERY: expected instant, 'every <interval>' (e.g. every 1h) or "
+            f"'at HH:MM', at least DIGEST_MIN_INTERVAL apart; got {default_raw!r}"
+        ) from None
+
     return Settings(
         token=_token(env),
         api_base_url=_url("TELEGRAM_API_BASE_URL", api),
@@ -187,4 +204,7 @@ def load_settings(
         health_host=env.get("HEALTH_HOST", "").strip() or "127.0.0.1",
         health_port=_int(env, "HEALTH_PORT", 8080, 0, 65535),
         health_max_api_silence_s=_int(env, "HEALTH_MAX_API_SILENCE", 120, 15, 86400),
+        digest_min_interval_s=min_interval,
+        default_delivery=default_delivery,
+        parser_processes=_int(env, "PARSER_PROCESSES", 2, 0, 16),
     )

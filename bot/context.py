@@ -1,52 +1,82 @@
-"""The services one running bot shares, reachable from every handler and job.
+"""The services one running bot shares, and the typed context handlers and jobs receive.
 
-They live in ``application.bot_data["services"]`` (PTB's place for application-wide state) and
-are fetched with :func:`get_services`, so handlers stay thin and tests can swap a part.
+Following PTB's ``contexttypesbot.py``: :class:`BotContext` is the ``CallbackContext`` every
+handler and job gets, and ``context.services`` is the one typed way to reach the settings,
+metrics, feeds, dispatcher and digest scheduler. Storage is the process-wide singleton
+(``get_storage_service()``); ``context.storage`` is a shortcut to it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from telegram.ext import Application, CallbackContext
+from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.config import Settings
 from bot.services.health import HealthServer, HealthState
 from bot.services.metrics import Metrics
 from bot.services.ratelimit import NewsRateLimiter
+from bot.storage import StorageService, get_storage_service
 
 if TYPE_CHECKING:
     import httpx
 
-    from bot.services.news import NewsService
+    from bot.services.delivery import Dispatcher
+    from bot.services.digests import DigestScheduler
+    from bot.services.feeds import FeedService
 
 SERVICES_KEY = "services"
 
 
+class NotStartedError(RuntimeError):
+    """A service that only exists between post_init and shutdown was used outside it."""
+
+
 @dataclass
 class Services:
-    """Everything built once per process. ``http``/``news`` exist between post_init and shutdown."""
+    """Everything built once per process; the optional parts exist after post_init."""
 
     settings: Settings
     metrics: Metrics
     health: HealthState
     rate_limiter: NewsRateLimiter
     http: httpx.AsyncClient | None = None
-    news_service: NewsService | None = None
+    parse_executor: Executor | None = None
+    feeds_service: FeedService | None = None
+    dispatcher_service: Dispatcher | None = None
+    digests_service: DigestScheduler | None = None
     health_server: HealthServer | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @property
-    def news(self) -> NewsService:
-        """The feed cache; only valid once the application has started."""
-        if self.news_service is None:
-            raise RuntimeError("NewsService used before post_init opened it")
-        return self.news_service
+    def feeds(self) -> FeedService:
+        """Fetching, parsing and the in-memory feed views."""
+        if self.feeds_service is None:
+            raise NotStartedError("FeedService used before post_init opened it")
+        return self.feeds_service
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """Delivery of logged items to chats."""
+        if self.dispatcher_service is None:
+            raise NotStartedError("Dispatcher used before post_init opened it")
+        return self.dispatcher_service
+
+    @property
+    def digests(self) -> DigestScheduler:
+        """The digest schedule of every digest chat."""
+        if self.digests_service is None:
+            raise NotStartedError("DigestScheduler used before post_init opened it")
+        return self.digests_service
 
 
-def services_of(application: Application[Any, Any, Any, Any, Any, Any]) -> Services:
+AnyApp = Application[Any, Any, Any, Any, Any, Any]
+
+
+def services_of(application: AnyApp) -> Services:
     """The services of a built application."""
     found = application.bot_data.get(SERVICES_KEY)
     if not isinstance(found, Services):
@@ -54,6 +84,15 @@ def services_of(application: Application[Any, Any, Any, Any, Any, Any]) -> Servi
     return found
 
 
-def get_services(context: CallbackContext[Any, Any, Any, Any]) -> Services:
-    """The services, from inside a handler or job callback."""
-    return services_of(context.application)
+class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
+    """The context every handler and job receives (``ContextTypes(context=BotContext)``)."""
+
+    @property
+    def services(self) -> Services:
+        """The shared services of this bot."""
+        return services_of(self.application)
+
+    @property
+    def storage(self) -> StorageService:
+        """The process-wide storage singleton."""
+        return get_storage_service()

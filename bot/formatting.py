@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from bot.models import DigestSchedule, FeedItem
+from bot.models import Backlog, FeedItem
 
 MAX_MESSAGE_LEN = 4096
 MAX_TITLE_LEN = 300  # a feed title longer than this is noise, not news
@@ -49,16 +50,19 @@ def format_age(published: datetime | None, now: datetime | None = None) -> str:
     return f"{seconds // 86400}d"
 
 
-def format_item(item: FeedItem, now: datetime | None = None) -> str:
+def format_item(item: FeedItem, now: datetime | None = None, *, show_source: bool = True) -> str:
     """One item as a short HTML block: bold linked title, then source and age."""
     title = esc(_shorten(item.title, MAX_TITLE_LEN))
     headline = f'<a href="{esc(item.link)}">{title}</a>' if item.link else title
-    meta = esc(_shorten(item.source_title, 80))
     age = format_age(item.published, now)
-    return f"<b>{headline}</b>\n{meta}" + (f" · {age}" if age else "")
+    meta = [esc(_shorten(item.source_title, 80))] if show_source else []
+    meta += [age] if age else []
+    return f"<b>{headline}</b>" + ("\n" + " · ".join(meta) if meta else "")
 
 
-def pack_blocks(header: str, blocks: Iterable[str], limit: int = MAX_MESSAGE_LEN) -> list[str]:
+def pack_blocks(
+    header: str, blocks: Iterable[str], limit: int = MAX_MESSAGE_LEN, separator: str = "\n\n"
+) -> list[str]:
     """Pack HTML blocks into as few messages as fit, each at most ``limit`` characters.
 
     A block that alone exceeds the limit is replaced by a notice rather than cut mid-tag,
@@ -67,8 +71,8 @@ def pack_blocks(header: str, blocks: Iterable[str], limit: int = MAX_MESSAGE_LEN
     messages: list[str] = []
     current = header
     for raw in blocks:
-        block = raw if len(raw) + 2 <= limit - len(header) else TOO_LONG
-        candidate = f"{current}\n\n{block}" if current else block
+        block = raw if len(raw) + len(separator) <= limit - len(header) else TOO_LONG
+        candidate = f"{current}{separator}{block}" if current else block
         if len(candidate) <= limit:
             current = candidate
             continue
@@ -84,28 +88,80 @@ def format_news(items: Sequence[FeedItem], header: str, now: datetime | None = N
     return pack_blocks(header, (format_item(i, now) for i in items))
 
 
-def format_feed_list(feeds: Sequence[str], titles: Mapping[str, str], paused: set[str]) -> str:
-    """Numbered list of a chat's feeds, as /remove understands the numbers."""
+def format_feed_list(
+    feeds: Sequence[str], titles: Mapping[str, str], paused: set[str]
+) -> list[str]:
+    """Numbered list of a chat's feeds, as /remove understands the numbers (split as needed)."""
     if not feeds:
-        return "No feeds yet. Add one with /add &lt;url&gt;."
-    lines = ["<b>Your feeds</b>"]
+        return ["No feeds yet. Add one with /add &lt;url&gt;."]
+    blocks = []
     for n, url in enumerate(feeds, 1):
         title = titles.get(url) or host_of(url)
         flag = " ⏸ paused" if url in paused else ""
         shown = esc(_shorten(url, 200))
-        lines.append(f"{n}. {esc(_shorten(title, 80))}{flag}\n   <code>{shown}</code>")
-    return pack_blocks("", ["\n".join(lines)])[0]
+        blocks.append(f"{n}. {esc(_shorten(title, 80))}{flag}\n   <code>{shown}</code>")
+    return pack_blocks("<b>Your feeds</b>", blocks, separator="\n")
 
 
-def describe_schedule(schedule: DigestSchedule) -> str:
-    """Human text for a digest schedule."""
-    if schedule.mode == "every" and schedule.interval_s:
-        minutes = schedule.interval_s // 60
-        span = f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
-        return f"every {span}"
-    if schedule.mode == "at" and schedule.at:
-        return f"daily at {schedule.at} UTC"
-    return "off"
+@dataclass(frozen=True, slots=True)
+class OutMessage:
+    """One message of a delivery and the cursors it advances once Telegram accepts it."""
+
+    text: str
+    advances: dict[str, int]
+    item_ids: tuple[str, ...]
+
+
+def format_backlogs(
+    backlogs: Sequence[Backlog], *, digest: bool, now: datetime | None = None
+) -> list[OutMessage]:
+    """Turn what a chat has not been sent into messages, each with the cursors it covers.
+
+    Instant: items as they come (several of one feed share a message). Digest: everything,
+    grouped by feed under a header. A feed whose log no longer holds all the chat missed
+    says how many items were skipped — never silently. The last message covering a feed
+    advances its cursor to the feed's head.
+    """
+    blocks: list[tuple[str, str, int, str | None]] = []  # (html, url, seq or 0, item id)
+    for backlog in backlogs:
+        if digest:
+            blocks.append((f"<b>{esc(_shorten(backlog.title, 120))}</b>", backlog.url, 0, None))
+        if backlog.skipped:
+            note = f"<i>… {backlog.skipped} earlier item(s) of {esc(_shorten(backlog.title, 80))}"
+            note += " were skipped: the feed moved on before they could be sent.</i>"
+            blocks.append((note, backlog.url, 0, None))
+        for entry in backlog.entries:
+            html = format_item(entry.item, now, show_source=not digest)
+            blocks.append((html, backlog.url, entry.seq, entry.item.id))
+    header = "<b>📰 Digest</b>" if digest else ""
+    messages: list[OutMessage] = []
+    current: list[tuple[str, str, int, str | None]] = []
+    size = len(header)
+    for block in blocks:
+        text = block[0] if len(block[0]) + len(header) + 2 <= MAX_MESSAGE_LEN else TOO_LONG
+        if current and size + 2 + len(text) > MAX_MESSAGE_LEN:
+            messages.append(_out(header, current))
+            current, size = [], len(header)
+        current.append((text, *block[1:]))
+        size += 2 + len(text)
+    if current:
+        messages.append(_out(header, current))
+    heads = {b.url: b.head for b in backlogs}
+    last_of: dict[str, int] = {}
+    for n, message in enumerate(messages):
+        for url in message.advances:
+            last_of[url] = n
+    for url, n in last_of.items():
+        messages[n].advances[url] = heads[url]
+    return messages
+
+
+def _out(header: str, blocks: Sequence[tuple[str, str, int, str | None]]) -> OutMessage:
+    advances: dict[str, int] = {}
+    for _, url, seq, _ident in blocks:
+        advances[url] = max(advances.get(url, 0), seq)
+    text = "\n\n".join(([header] if header else []) + [b[0] for b in blocks])
+    return OutMessage(text, advances, tuple(b[3] for b in blocks if b[3] is not None))
 
 
 def format_counters(counters: Mapping[str, Mapping[str, object]], top: int = 10) -> str:

@@ -209,6 +209,17 @@ class LogEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Backlog:
+    """What one subscription of a chat has not been sent yet."""
+
+    url: str
+    title: str
+    entries: list[LogEntry]  # ascending seq
+    skipped: int  # items the feed's log no longer holds (the chat missed them)
+    head: int  # the feed's newest seq: the cursor value once everything is sent
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedFeed:
     """A parsed feed document: its title and items, newest first (undated ones last)."""
 

@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 
 from bot.config import Settings
-from bot.services.storage import StorageService, configure_storage, reset_storage_service
+from bot.storage import StorageService, configure_storage, reset_storage_service
 from tests.helpers.bot_runner import make_settings
 from tests.helpers.fake_bot_api import FakeBotAPI
 from tests.helpers.feed_server import FeedServer

@@ -7,7 +7,6 @@ from telegram.ext import Application, CommandHandler
 
 from bot.formatting import format_counters
 from bot.handlers.common import COMMAND_UPDATES, Context, is_operator, reply
-from bot.services.storage import get_storage_service
 
 
 async def stats(update: Update, context: Context) -> None:
@@ -15,7 +14,7 @@ async def stats(update: Update, context: Context) -> None:
     if not is_operator(update, context):
         await reply(update, context, "/stats is for the bot's operators.")
         return
-    await reply(update, context, format_counters(await get_storage_service().get_counters()))
+    await reply(update, context, format_counters(context.storage.counters()))
 
 
 def register(app: Application) -> None:

@@ -7,7 +7,7 @@ from telegram.ext import Application, CommandHandler
 
 from bot.handlers.common import COMMAND_UPDATES, Context, register_chat, reply
 
-HELP_TEXT = """<b>newsbot</b> — the latest news from the feeds you choose.
+HELP_TEXT = """<b>newsbot</b> — news from the feeds you choose, posted here as it appears.
 
 <b>Reading</b>
 /news — the 5 latest items across this chat's feeds
@@ -18,11 +18,14 @@ HELP_TEXT = """<b>newsbot</b> — the latest news from the feeds you choose.
 /list — this chat's feeds, numbered
 /remove 2 — stop following feed number 2 (or give its URL)
 
-<b>Digest</b> — new items posted automatically
-/digest — show the schedule
-/digest every 2h — every 2 hours (from 15m to 7d)
-/digest at 08:00 — daily at 08:00 UTC
-/digest off — stop
+<b>Delivery</b> — new items are posted as soon as they are found, unless you choose a digest
+/digest — show how this chat gets new items
+/digest every 2h — a digest every 2 hours instead
+/digest at 08:00 — a daily digest at 08:00 (see /timezone)
+/digest off — back to instant delivery
+/timezone Europe/Berlin — the time zone for daily digests (default UTC)
+/pause — stop posting for now (items are kept)
+/resume — post again, starting with what was kept
 
 /stats — counters (bot operators only)
 /help — this message"""
@@ -35,7 +38,7 @@ START_TEXT = (
 
 async def start(update: Update, context: Context) -> None:
     """Greet, register the chat, and show the commands."""
-    await register_chat(update)
+    await register_chat(update, context)
     await reply(update, context, START_TEXT + HELP_TEXT)
 
 

@@ -8,16 +8,15 @@ from telegram import ChatMember, Update
 from telegram.ext import Application, ChatMemberHandler, MessageHandler, filters
 
 from bot.handlers.common import Context
-from bot.jobs import on_chat_moved, schedule_digest
+from bot.jobs import on_chat_moved
 from bot.services.delivery import deactivate_chat, migrate_chat
-from bot.services.storage import get_storage_service
 
 logger = logging.getLogger(__name__)
 _GONE = {ChatMember.LEFT, ChatMember.BANNED}
 
 
 async def my_membership(update: Update, context: Context) -> None:
-    """Deactivate a chat that removed the bot; reactivate it (and its digest) on return."""
+    """Deactivate a chat that removed the bot; reactivate it (and its delivery) on return."""
     change = update.my_chat_member
     if change is None:
         return
@@ -31,8 +30,10 @@ async def my_membership(update: Update, context: Context) -> None:
         return
     if change.old_chat_member.status in _GONE:
         title = chat.title or chat.full_name or ""
-        channel = await get_storage_service().ensure_channel(chat.id, chat.type, title)
-        schedule_digest(context.application, chat.id, channel.digest)
+        stored = await context.storage.ensure_chat(
+            chat.id, chat.type, title, delivery=context.services.settings.default_delivery
+        )
+        await context.services.digests.update(stored)
         logger.info("chat active", extra={"event": "chat_active", "chat_id": chat.id})
 
 

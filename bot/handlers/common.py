@@ -8,17 +8,16 @@ from collections.abc import Sequence
 from telegram import Chat, Update
 from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
-from telegram.ext import ContextTypes, filters
+from telegram.ext import filters
 
-from bot.context import get_services
+from bot.context import BotContext
 from bot.jobs import on_chat_moved
-from bot.models import Channel
+from bot.models import Chat as StoredChat
 from bot.services.delivery import send_html
-from bot.services.storage import get_storage_service
 
 logger = logging.getLogger(__name__)
 
-Context = ContextTypes.DEFAULT_TYPE
+Context = BotContext
 # Commands arrive as messages in private chats and groups, and as channel posts in channels.
 COMMAND_UPDATES = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
 _ADMIN_STATUSES = {ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR}
@@ -39,21 +38,28 @@ async def reply(update: Update, context: Context, texts: str | Sequence[str]) ->
     )
 
 
-async def register_chat(update: Update) -> Channel | None:
+async def register_chat(update: Update, context: Context) -> StoredChat | None:
     """Make sure the chat is known (and active) before acting for it.
 
-    Most updates come from chats already stored as they are: those take a plain read, which
-    never waits on the group commit, keeping ``/news`` off the disk's critical path.
+    Most updates come from chats already stored as they are: those take a plain in-memory
+    read, which never waits for the disk, keeping ``/news`` off its critical path. A new chat
+    starts with the operator's ``DEFAULT_DELIVERY``.
     """
     chat = update.effective_chat
     if chat is None:
         return None
     title = chat.title or chat.full_name or chat.username or ""
-    storage = get_storage_service()
-    known = await storage.get_channel(chat.id)
+    storage = context.storage
+    known = storage.chat(chat.id)
     if known and known.active and known.type == chat.type and title in ("", known.title):
         return known
-    return await storage.ensure_channel(chat.id, chat.type, title)
+    services = context.services
+    stored = await storage.ensure_chat(
+        chat.id, chat.type, title, delivery=services.settings.default_delivery
+    )
+    if stored.delivery.is_digest and services.digests_service is not None:
+        await services.digests.update(stored)
+    return stored
 
 
 def requester_id(update: Update) -> int:
@@ -67,7 +73,7 @@ def requester_id(update: Update) -> int:
 def is_operator(update: Update, context: Context) -> bool:
     """Whether the sender is one of ``BOT_ADMIN_IDS``."""
     user = update.effective_user
-    return user is not None and user.id in get_services(context).settings.admin_ids
+    return user is not None and user.id in context.services.settings.admin_ids
 
 
 async def can_manage(update: Update, context: Context) -> bool:
@@ -98,7 +104,9 @@ async def can_manage(update: Update, context: Context) -> bool:
 
 async def deny(update: Update, context: Context) -> None:
     """The polite no for non-admins in groups."""
-    await reply(update, context, "Only this chat's administrators can change its feeds and digest.")
+    await reply(
+        update, context, "Only this chat's administrators can change its feeds and delivery."
+    )
 
 
 def args_of(context: Context) -> list[str]:

@@ -7,7 +7,6 @@ import logging
 from telegram import Update
 from telegram.ext import Application, CommandHandler
 
-from bot.context import get_services
 from bot.formatting import esc, format_feed_list
 from bot.handlers.common import (
     COMMAND_UPDATES,
@@ -19,9 +18,8 @@ from bot.handlers.common import (
     register_chat,
     reply,
 )
-from bot.models import Channel
-from bot.services.news import FeedUnavailable
-from bot.services.storage import get_storage_service
+from bot.services.feed_errors import FeedError
+from bot.services.feeds import FeedBackingOff
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +30,7 @@ REMOVE_USAGE = "Usage: /remove &lt;number from /list, or the feed URL&gt;, e.g. 
 
 
 async def add(update: Update, context: Context) -> None:
-    """Follow a feed after checking that it really is one."""
+    """Follow a feed after checking that it really is one; new items are sent from now on."""
     args = args_of(context)
     if len(args) != 1 or len(args[0]) > MAX_URL_LEN:
         await reply(update, context, ADD_USAGE)
@@ -43,26 +41,26 @@ async def add(update: Update, context: Context) -> None:
     url = args[0].strip("<>")
     if "://" not in url:
         url = "https://" + url
-    services = get_services(context)
-    channel = await register_chat(update)
-    if channel is not None and url in channel.feeds and not await services.news.is_paused(url):
+    services, storage = context.services, context.storage
+    chat_id = chat_id_of(update)
+    await register_chat(update, context)
+    state = storage.feed_state(url)
+    if url in storage.feed_urls(chat_id) and not (state and state.paused):
         await reply(update, context, f"Already following <code>{esc(url)}</code>.")
         return
     try:
-        feed_url, title = await services.news.validate(url)
-    except FeedUnavailable as exc:
+        feed_url, title = await services.feeds.validate(url)
+    except FeedBackingOff as exc:
+        await reply(
+            update,
+            context,
+            f"❌ That feed failed a moment ago ({esc(exc.reason)}). Try again in a minute.",
+        )
+        return
+    except FeedError as exc:
         await reply(update, context, f"❌ Couldn't add that feed: {esc(exc.reason)}.")
         return
-
-    def subscribe(live: Channel) -> str:
-        if feed_url in live.feeds:
-            return "already"
-        if len(live.feeds) >= MAX_FEEDS_PER_CHAT:
-            return "full"
-        live.feeds.append(feed_url)
-        return "added"
-
-    outcome = await get_storage_service().update_channel(chat_id_of(update), subscribe)
+    outcome = await storage.subscribe(chat_id, feed_url, limit=MAX_FEEDS_PER_CHAT)
     if outcome == "full":
         await reply(
             update,
@@ -70,11 +68,18 @@ async def add(update: Update, context: Context) -> None:
             f"This chat already follows {MAX_FEEDS_PER_CHAT} feeds; /remove one first.",
         )
         return
+    services.feeds.track(feed_url)
     if outcome == "added":
-        await get_storage_service().increment("feeds_added", chat_id=chat_id_of(update))
+        storage.count("feeds_added", chat_id)
     verb = "Now following" if outcome == "added" else "Already following (resumed)"
     found = "" if feed_url == url else f"\n(found the feed at <code>{esc(feed_url)}</code>)"
-    await reply(update, context, f"✅ {verb} <b>{esc(title or feed_url)}</b>.{found}")
+    chat = storage.chat(chat_id)
+    when = (
+        "New items will come in this chat's digest."
+        if chat and chat.delivery.is_digest
+        else "New items will be posted here as soon as they appear."
+    )
+    await reply(update, context, f"✅ {verb} <b>{esc(title or feed_url)}</b>.{found}\n{when}")
 
 
 async def remove(update: Update, context: Context) -> None:
@@ -87,35 +92,38 @@ async def remove(update: Update, context: Context) -> None:
         await deny(update, context)
         return
     target = args[0].strip("<>")
-
-    def unsubscribe(live: Channel) -> str | None:
-        if target.isdigit():
-            index = int(target) - 1
-            return live.feeds.pop(index) if 0 <= index < len(live.feeds) else None
-        if target in live.feeds:
-            live.feeds.remove(target)
-            return target
-        return None
-
-    await register_chat(update)
-    removed = await get_storage_service().update_channel(chat_id_of(update), unsubscribe)
-    if removed is None:
+    storage = context.storage
+    chat_id = chat_id_of(update)
+    await register_chat(update, context)
+    urls = storage.feed_urls(chat_id)
+    url: str | None = None
+    if target.isdigit() and 0 < int(target) <= len(urls):
+        url = urls[int(target) - 1]
+    elif target in urls:
+        url = target
+    if url is None or not await storage.unsubscribe(chat_id, url):
         await reply(update, context, "No such feed here. See /list for the numbers.")
         return
-    await reply(update, context, f"🗑 Removed <code>{esc(removed)}</code>.")
+    await reply(update, context, f"🗑 Removed <code>{esc(url)}</code>.")
 
 
 async def list_feeds(update: Update, context: Context) -> None:
     """Show the chat's feeds, numbered as /remove expects."""
-    services = get_services(context)
-    channel = await register_chat(update)
-    feeds = channel.feeds if channel else []
-    titles = await services.news.titles(feeds)
-    paused = {u for u in feeds if await services.news.is_paused(u)}
-    text = format_feed_list(feeds, titles, paused)
+    services, storage = context.services, context.storage
+    await register_chat(update, context)
+    feeds = storage.feed_urls(chat_id_of(update))
+    titles: dict[str, str] = {}
+    paused: set[str] = set()
+    for url in feeds:
+        state = storage.feed_state(url)
+        if state is not None:
+            titles[url] = state.title
+            if state.paused:
+                paused.add(url)
+    texts = format_feed_list(feeds, titles, paused)
     if not feeds and services.settings.default_feeds:
-        text += "\n(/news shows the bot's default feeds until you add your own.)"
-    await reply(update, context, text)
+        texts[-1] += "\n(/news shows the bot's default feeds until you add your own.)"
+    await reply(update, context, texts)
 
 
 def register(app: Application) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from telegram import Update
 from telegram.ext import Application, CommandHandler
 
-from bot.context import get_services
 from bot.formatting import esc, format_news, host_of
 from bot.handlers.common import (
     COMMAND_UPDATES,
@@ -19,7 +17,6 @@ from bot.handlers.common import (
     reply,
     requester_id,
 )
-from bot.services.storage import get_storage_service
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +36,8 @@ def parse_count(args: list[str]) -> int | None:
 
 async def news(update: Update, context: Context) -> None:
     """Answer with the latest items, from the cache the poll job keeps fresh."""
-    services = get_services(context)
+    services = context.services
+    storage = context.storage
     chat_id = chat_id_of(update)
     user_id = requester_id(update)
     decision = services.rate_limiter.check(user_id)
@@ -57,7 +55,7 @@ async def news(update: Update, context: Context) -> None:
                 "action": "notified" if decision.verdict == "notify" else "dropped",
             },
         )
-        await get_storage_service().increment("news_rate_limited", chat_id=chat_id)
+        storage.count("news_rate_limited", chat_id)
         if decision.verdict == "notify":
             await reply(
                 update,
@@ -70,17 +68,17 @@ async def news(update: Update, context: Context) -> None:
         await reply(update, context, USAGE)
         return
     services.metrics.news_requests.inc()
-    channel = await register_chat(update)
-    urls = channel.feeds if channel and channel.feeds else list(services.settings.default_feeds)
+    await register_chat(update, context)
+    urls = storage.feed_urls(chat_id) or list(services.settings.default_feeds)
     if not urls:
         await reply(
             update, context, "This chat follows no feeds yet. Add one with /add &lt;url&gt;."
         )
         return
-    # The counter write and the feed read don't depend on each other: overlap them.
-    counted = get_storage_service().increment("news_requests", chat_id=chat_id)
-    (items, errors), _ = await asyncio.gather(services.news.latest(urls, count), counted)
-    notes = "".join(f"\n⚠️ {esc(host_of(e.url))}: {esc(e.reason)}" for e in errors[:5])
+    # Counters are deferred (flushed within a second): a /news never waits for a disk.
+    storage.count("news_requests", chat_id)
+    items, errors = await services.feeds.latest(urls, count)
+    notes = "".join(f"\n⚠️ {esc(host_of(url))}: {esc(e.reason)}" for url, e in errors[:5])
     if not items:
         await reply(update, context, "No news right now." + notes)
         return

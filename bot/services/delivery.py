@@ -1,33 +1,54 @@
-"""Sending messages, and what to do when Telegram says a chat is gone or has moved.
+"""Getting items and replies to chats, and what to do when Telegram says a chat changed.
 
-Handlers and jobs both send through here so that the rules live in one place:
+Two paths share the rules below:
 
-* 403 (blocked, kicked, chat deleted): the chat is marked inactive and its digest stops.
-* "group chat was upgraded to a supergroup": settings move to the new id and the message is
-  sent there once.
-* 429 is retried by PTB's ``AIORateLimiter`` before it ever reaches us; nothing else is
-  retried, so a reply is never sent twice.
+* :func:`send_html` — replies to commands. Interactive priority in the rate limiter; 5xx and
+  network errors are retried there (bounded); never raises for a chat-level problem.
+* :class:`Dispatcher` — items from feeds. ``deliver(chat)`` sends what the chat's cursors
+  have not covered yet, one message at a time, and advances the cursors only after Telegram
+  accepted each message (durable, group-committed). Instant chats are queued the moment a
+  poll logs new items; digest chats are delivered by the digest scheduler.
+
+Telegram's answers: 403 (blocked, kicked) or "chat not found" deactivate the chat; "group
+upgraded to a supergroup" moves its settings and sends to the new id; 400 for one message is
+logged with the feed and items and skipped (its cursor advances: retrying cannot help);
+429/5xx/timeouts that outlast the limiter's retries leave the cursor where it is, and the
+chat is tried again later.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal
 
 from telegram import Bot, LinkPreviewOptions, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
+from telegram.ext import ExtBot
 
-from bot.models import Channel
-from bot.services.storage import get_storage_service
+from bot.formatting import OutMessage, format_backlogs
+from bot.models import LogEntry
+from bot.services.metrics import Metrics
+from bot.services.telegram_limits import BULK
+from bot.storage import StorageService, get_storage_service
 
 logger = logging.getLogger(__name__)
 
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
-# Called after a chat id changed (migration) or a chat went away (new_id None), so the
-# scheduler can move or cancel the chat's digest job.
+DELIVERY_WORKERS = 64  # chats delivered concurrently; the rate limiter paces the sends
+RETRY_LATER_S = 60.0  # a chat whose send failed after all retries is tried again this late
+# Called after a chat id changed (migration) or a chat went away (new_id None), so the digest
+# scheduler can move or forget the chat.
 ChatMoved = Callable[[int, int | None], Awaitable[None]]
+Outcome = Literal["done", "nothing", "skipped", "gone", "retry"]
+
+
+def _is_chat_gone(exc: BadRequest) -> bool:
+    return "chat not found" in exc.message.lower()
 
 
 async def send_html(
@@ -38,10 +59,10 @@ async def send_html(
     reply_to: int | None = None,
     on_chat_moved: ChatMoved | None = None,
 ) -> int:
-    """Send each text as an HTML message; return how many were delivered.
+    """Send each text as an HTML reply; return how many were delivered.
 
     Never raises for a chat-level problem (gone, moved, bad request): those are handled and
-    logged here, because a user's chat going away must not crash a job or a handler.
+    logged here, because a user's chat going away must not crash a handler.
     """
     sent = 0
     target = chat_id
@@ -54,12 +75,9 @@ async def send_html(
         try:
             try:
                 await bot.send_message(
-                    target,
-                    text,
-                    parse_mode=ParseMode.HTML,
-                    link_preview_options=NO_PREVIEW,
+                    target, text, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW,
                     reply_parameters=reply,
-                )
+                )  # fmt: skip
             except ChatMigrated as moved:
                 new_id = int(moved.new_chat_id)
                 await migrate_chat(target, new_id, on_chat_moved)
@@ -72,6 +90,9 @@ async def send_html(
             await deactivate_chat(target, str(exc), on_chat_moved)
             break
         except BadRequest as exc:
+            if _is_chat_gone(exc):
+                await deactivate_chat(target, str(exc), on_chat_moved)
+                break
             logger.error(
                 "Telegram refused a message",
                 extra={"event": "send_rejected", "chat_id": target, "error": str(exc)},
@@ -86,32 +107,192 @@ async def send_html(
 
 
 async def deactivate_chat(chat_id: int, why: str, on_chat_moved: ChatMoved | None) -> None:
-    """Mark a chat inactive (bot blocked or removed) so digests stop; feeds are kept."""
-    storage = get_storage_service()
-
-    def off(channel: Channel) -> None:
-        channel.active = False
-
-    with contextlib.suppress(KeyError):  # a chat we never stored: nothing to turn off
-        await storage.update_channel(chat_id, off)
-    logger.info(
-        "chat deactivated", extra={"event": "chat_inactive", "chat_id": chat_id, "reason": why}
-    )
+    """Mark a chat inactive (bot blocked or removed) so deliveries stop; feeds are kept."""
+    if await get_storage_service().deactivate_chat(chat_id):
+        logger.info(
+            "chat deactivated", extra={"event": "chat_inactive", "chat_id": chat_id, "reason": why}
+        )
     if on_chat_moved is not None:
         await on_chat_moved(chat_id, None)
 
 
 async def migrate_chat(old_id: int, new_id: int, on_chat_moved: ChatMoved | None) -> None:
-    """Move a group's feeds and settings to its new supergroup id."""
-    moved = await get_storage_service().migrate_channel(old_id, new_id)
+    """Move a group's subscriptions and settings to its new supergroup id."""
+    moved = await get_storage_service().migrate_chat(old_id, new_id)
     logger.info(
         "chat migrated",
-        extra={
-            "event": "chat_migrated",
-            "chat_id": old_id,
-            "new_chat_id": new_id,
-            "had_settings": moved,
-        },
-    )
+        extra={"event": "chat_migrated", "chat_id": old_id, "new_chat_id": new_id,
+               "had_settings": moved},
+    )  # fmt: skip
     if on_chat_moved is not None:
         await on_chat_moved(old_id, new_id)
+
+
+class Dispatcher:
+    """Delivers logged items to chats: a queue of instant chats and a pool of workers."""
+
+    def __init__(
+        self,
+        bot: ExtBot[Any],
+        storage: StorageService,
+        metrics: Metrics,
+        *,
+        on_chat_moved: ChatMoved | None = None,
+        workers: int = DELIVERY_WORKERS,
+        retry_later_s: float = RETRY_LATER_S,
+    ) -> None:
+        self._bot = bot
+        self._storage = storage
+        self._metrics = metrics
+        self._on_chat_moved = on_chat_moved
+        self._workers = workers
+        self._retry_later_s = retry_later_s
+        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self._queued: set[int] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._retry_handles: dict[int, asyncio.TimerHandle] = {}
+        # One delivery per chat at a time (instant and digest alike), so a cursor is never
+        # read by one delivery while another is sending from the same position. The lock
+        # object lives only while someone holds or waits for it.
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Start the workers (from post_init, inside the running loop)."""
+        for n in range(self._workers):
+            self._tasks.append(asyncio.create_task(self._work(), name=f"delivery-{n}"))
+
+    async def stop(self) -> None:
+        """Stop the workers; a delivery in progress ends at its current send."""
+        for handle in self._retry_handles.values():
+            handle.cancel()
+        self._retry_handles.clear()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def idle(self) -> bool:
+        """Whether nothing is queued or being delivered (tests and benchmarks wait on it)."""
+        return (
+            not self._queued
+            and self._queue.empty()
+            and not any(lock.locked() for lock in self._locks.values())
+        )
+
+    # ------------------------------------------------------------------ instant
+    def feed_updated(self, url: str, entries: list[LogEntry]) -> None:
+        """A poll logged new items of ``url``: queue every instant follower (O(followers))."""
+        del entries  # the chat's cursors say what to send
+        for chat_id in self._storage.instant_recipients(url):
+            self.request(chat_id)
+
+    def request(self, chat_id: int) -> None:
+        """Queue an instant delivery for the chat (a no-op if it is already queued)."""
+        if chat_id not in self._queued:
+            self._queued.add(chat_id)
+            self._queue.put_nowait(chat_id)
+            self._metrics.delivery_queue.set(len(self._queued))
+
+    async def _work(self) -> None:
+        while True:
+            chat_id = await self._queue.get()
+            self._queued.discard(chat_id)
+            self._metrics.delivery_queue.set(len(self._queued))
+            try:
+                await self.deliver(chat_id, digest=False)
+            except Exception:
+                logger.exception("instant delivery to %s failed unexpectedly", chat_id)
+
+    def _retry_later(self, chat_id: int) -> None:
+        if chat_id in self._retry_handles:
+            return
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._retry_handles.pop(chat_id, None)
+            self.request(chat_id)
+
+        self._retry_handles[chat_id] = loop.call_later(self._retry_later_s, fire)
+
+    # ------------------------------------------------------------------ delivering
+    async def deliver(self, chat_id: int, *, digest: bool) -> Outcome:
+        """Send the chat everything its cursors have not covered; see the module docstring.
+
+        Args:
+            chat_id: the chat.
+            digest: a scheduled digest (everything, grouped) rather than an instant push.
+        """
+        lock = self._locks.get(chat_id)
+        if lock is None:
+            lock = self._locks[chat_id] = asyncio.Lock()
+        async with lock:  # covers: reading the cursors, sending, advancing them
+            chat = self._storage.chat(chat_id)
+            if chat is None or not chat.active or chat.paused:
+                return "skipped"
+            if chat.delivery.is_digest != digest:
+                return "skipped"
+            messages = format_backlogs(self._storage.pending(chat_id), digest=digest)
+            if not messages:
+                return "nothing"
+            return await self._send_all(chat_id, messages, "digest" if digest else "instant")
+
+    async def _send_all(self, chat_id: int, messages: list[OutMessage], mode: str) -> Outcome:
+        target = chat_id
+        for message in messages:
+            try:
+                target = await self._send_one(target, message.text)
+            except Forbidden as exc:
+                return await self._gone(target, str(exc))
+            except BadRequest as exc:
+                if _is_chat_gone(exc):
+                    return await self._gone(target, str(exc))
+                self._metrics.delivery_failures.labels(reason="rejected").inc()
+                logger.error(
+                    "Telegram rejected a delivery; skipping it",
+                    extra={"event": "delivery_rejected", "chat_id": target, "error": str(exc),
+                           "feeds": sorted(message.advances), "items": list(message.item_ids)},
+                )  # fmt: skip
+            except TelegramError as exc:
+                self._metrics.delivery_failures.labels(reason="retry_later").inc()
+                logger.warning(
+                    "delivery failed after retries; will try again",
+                    extra={"event": "delivery_retry_later", "chat_id": target,
+                           "error": str(exc), "retry_in_s": self._retry_later_s},
+                )  # fmt: skip
+                if mode == "instant":
+                    self._retry_later(target)
+                return "retry"
+            else:
+                self._metrics.messages_delivered.labels(mode=mode).inc()
+                self._metrics.items_sent.inc(len(message.item_ids))
+                self._storage.count("items_sent", target, len(message.item_ids))
+            # After Telegram's answer: the only window for a duplicate is a crash right here.
+            await self._storage.advance(target, message.advances)
+        if mode == "digest":
+            self._metrics.digests_sent.inc()
+            self._storage.count("digests_posted", target)
+        return "done"
+
+    async def _send_one(self, chat_id: int, text: str) -> int:
+        """Send one message; returns the chat id it went to (changed by a migration)."""
+        try:
+            await self._bot.send_message(
+                chat_id, text, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW,
+                rate_limit_args=BULK,
+            )  # fmt: skip
+            return chat_id
+        except ChatMigrated as moved:
+            new_id = int(moved.new_chat_id)
+            await migrate_chat(chat_id, new_id, self._on_chat_moved)
+            await self._bot.send_message(
+                new_id, text, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW,
+                rate_limit_args=BULK,
+            )  # fmt: skip
+            return new_id
+
+    async def _gone(self, chat_id: int, why: str) -> Outcome:
+        self._metrics.delivery_failures.labels(reason="gone").inc()
+        with contextlib.suppress(Exception):
+            await deactivate_chat(chat_id, why, self._on_chat_moved)
+        return "gone"

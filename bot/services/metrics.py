@@ -69,7 +69,11 @@ class Metrics:
         feed_fetches: feed fetches by ``outcome`` (``ok``, ``not_modified`` or an error kind).
         feed_fetch_seconds: wall time of one feed fetch, whatever its outcome.
         digests_sent: digest messages posted to chats.
-        items_sent: feed items delivered to chats by digests.
+        items_sent: feed items delivered to chats (instant and digest).
+        items_discovered: new items found in followed feeds.
+        messages_delivered: item messages Telegram accepted, by ``mode``.
+        delivery_failures: deliveries that did not go through, by ``reason``.
+        delivery_queue: chats waiting for an instant delivery.
         telegram_api_errors: failed Bot API calls by ``kind``.
         storage_write_seconds: time of one durable storage write (temp file, fsync, rename).
         api_silence_seconds: seconds since the last successful Bot API call; set from the
@@ -115,7 +119,35 @@ class Metrics:
         )
         self.items_sent = Counter(
             "newsbot_items_sent_total",
-            "Feed items delivered to chats by digests.",
+            "Feed items delivered to chats (instant pushes and digests).",
+            registry=reg,
+        )
+        self.items_discovered = Counter(
+            "newsbot_items_discovered_total",
+            "New items found in followed feeds (each counted once, whatever its followers).",
+            registry=reg,
+        )
+        self.messages_delivered = Counter(
+            "newsbot_messages_delivered_total",
+            "Messages carrying feed items that Telegram accepted, by mode (instant, digest).",
+            ["mode"],
+            registry=reg,
+        )
+        self.delivery_failures = Counter(
+            "newsbot_delivery_failures_total",
+            "Deliveries that did not go through, by reason (gone, rejected, retry_later).",
+            ["reason"],
+            registry=reg,
+        )
+        self.delivery_queue = Gauge(
+            "newsbot_delivery_queue_chats",
+            "Chats waiting for an instant delivery.",
+            registry=reg,
+        )
+        self.telegram_retries = Counter(
+            "newsbot_telegram_retries_total",
+            "Bot API calls retried by the rate limiter, by kind (rate_limited, timeout, network).",
+            ["kind"],
             registry=reg,
         )
         self.telegram_api_errors = Counter(
@@ -150,6 +182,12 @@ class Metrics:
         self.healthy = Gauge(
             "newsbot_healthy", "1 while /healthz answers 200, else 0.", registry=reg
         )
+        for kind in ("rate_limited", "timeout", "network"):
+            self.telegram_retries.labels(kind=kind)
+        for mode in ("instant", "digest"):
+            self.messages_delivered.labels(mode=mode)
+        for reason in ("gone", "rejected", "retry_later"):
+            self.delivery_failures.labels(reason=reason)
         for outcome in FEED_FETCH_OUTCOMES:
             self.feed_fetches.labels(outcome=outcome)
         for kind in TELEGRAM_ERROR_KINDS:

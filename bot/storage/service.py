@@ -33,14 +33,13 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 import aiofiles.os
 
-from bot.models import Chat, FeedItem, FeedState, LogEntry, Subscription
+from bot.models import Backlog, Chat, Delivery, FeedItem, FeedState, LogEntry, Subscription
 from bot.storage import journal, migrate
 from bot.storage.files import (
     SchemaVersionError,
@@ -65,17 +64,6 @@ _STAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
 _BACKUP_RE = re.compile(r"^snapshot-(\d{8}T\d{12}Z)\.json$")
 
 SubscribeOutcome = Literal["added", "already", "full"]
-
-
-@dataclass(frozen=True, slots=True)
-class Backlog:
-    """What one subscription of a chat has not been sent yet."""
-
-    url: str
-    title: str
-    entries: list[LogEntry]  # ascending seq
-    skipped: int  # items the feed's log no longer holds (the chat missed them)
-    head: int  # the feed's newest seq: the cursor value once everything is sent
 
 
 def _stamp() -> str:
@@ -312,6 +300,16 @@ class StorageService:
         """The chats following ``url``."""
         return frozenset(self._state.followers.get(url, ()))
 
+    def instant_recipients(self, url: str) -> list[int]:
+        """Followers of ``url`` that take items at once: active, not paused, not digest."""
+        chats = self._state.chats
+        out = []
+        for chat_id in self._state.followers.get(url, ()):
+            chat = chats.get(chat_id)
+            if chat is not None and chat.active and not chat.paused and not chat.delivery.is_digest:
+                out.append(chat_id)
+        return out
+
     def followed_urls(self) -> list[str]:
         """Every feed at least one chat follows."""
         return list(self._state.followers)
@@ -352,7 +350,9 @@ class StorageService:
         }
 
     # ================================================================== chats
-    async def ensure_chat(self, chat_id: int, type: str, title: str) -> Chat:
+    async def ensure_chat(
+        self, chat_id: int, type: str, title: str, *, delivery: Delivery | None = None
+    ) -> Chat:
         """Create the chat if missing, else refresh type/title and re-activate it; durable.
 
         A chat coming back after the bot was blocked or removed starts again at its feeds'
@@ -360,7 +360,7 @@ class StorageService:
         """
         current = self._state.chats.get(chat_id)
         if current is None:
-            chat = Chat(chat_id=chat_id, type=type, title=title)
+            chat = Chat(chat_id=chat_id, type=type, title=title, delivery=delivery or Delivery())
             await self._durable({"op": "chat", "chat": chat.to_dict()})
             return copy.copy(chat)
         new_title = title or current.title

@@ -22,7 +22,7 @@ from telegram.request import BaseRequest
 
 from bot.app import build_application
 from bot.config import Settings, load_settings
-from bot.services.storage import reset_storage_service
+from bot.storage import reset_storage_service
 
 AnyApp = Application[Any, Any, Any, Any, Any, Any]
 
@@ -37,6 +37,7 @@ def make_settings(tmp_path: Path, api_base_url: str, token: str, **overrides: An
             "BACKUP_DIR": str(tmp_path / "backups"),
             "ALLOW_PRIVATE_FEEDS": "1",
             "HEALTH_PORT": "0",
+            "PARSER_PROCESSES": "0",
         },
         env_file=None,
     )
