@@ -312,6 +312,10 @@ class FeedService:
             due = max(due, self._clock() + random.uniform(0, min(60.0, self._poll_interval_s)))  # noqa: S311
         self._schedule(url, due)
 
+    def poll_soon(self, url: str) -> None:
+        """Make ``url`` due now (the next poll cycle fetches it); tests and operators."""
+        self._schedule(url, self._clock())
+
     def _schedule(self, url: str, due: float) -> None:
         self._due_at[url] = due
         heapq.heappush(self._due, (due, url))
