@@ -44,7 +44,7 @@ async def add(update: Update, context: Context) -> None:
     services, storage = context.services, context.storage
     chat_id = chat_id_of(update)
     await register_chat(update, context)
-    state = storage.feed_state(url)
+    state = services.feeds.state_of(url)
     if url in storage.feed_urls(chat_id) and not (state and state.paused):
         await reply(update, context, f"Already following <code>{esc(url)}</code>.")
         return
@@ -62,6 +62,7 @@ async def add(update: Update, context: Context) -> None:
         return
     outcome = await storage.subscribe(chat_id, feed_url, limit=MAX_FEEDS_PER_CHAT)
     if outcome == "full":
+        await storage.drop_feed(feed_url)  # validated but not followed: keep nothing
         await reply(
             update,
             context,

@@ -14,11 +14,13 @@ live in a heap, so a poll tick costs O(due feeds), not O(all feeds).
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import heapq
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ MAX_BACKOFF_S = 6 * 3600
 PAUSED_RETRY_S = 6 * 3600  # a paused feed is still tried this often, silently
 MANUAL_RETRY_FLOOR_S = 60  # /add may retry a failing feed at once, but not more often
 POLL_CONCURRENCY = 16
+TRANSIENT_MAX = 1000  # failing feeds nobody follows whose backoff is remembered in memory
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 NewItemsHook = Callable[[str, list[LogEntry]], None]
@@ -124,6 +127,24 @@ class FeedService:
         self._due_at: dict[str, float] = {}  # the live entry per url (others are stale)
         self._wanted: Callable[[str], bool] = lambda url: True
         self._poll_task: asyncio.Task[PollReport] | None = None
+        # Health of feeds nobody follows (yet): a failing /add must not leave state in
+        # storage, but its backoff still has to hold. Bounded; oldest forgotten first.
+        self._transient: OrderedDict[str, FeedState] = OrderedDict()
+
+    # ------------------------------------------------------------------ feed state
+    def state_of(self, url: str) -> FeedState | None:
+        """The feed's HTTP/health state: stored for followed feeds, in memory otherwise."""
+        return self._storage.feed_state(url) or copy.copy(self._transient.get(url))
+
+    def _save_state(self, state: FeedState) -> None:
+        if self._wanted(state.url) or self._storage.feed_state(state.url) is not None:
+            self._transient.pop(state.url, None)
+            self._storage.set_feed_state(state)
+            return
+        self._transient[state.url] = copy.copy(state)
+        self._transient.move_to_end(state.url)
+        while len(self._transient) > TRANSIENT_MAX:
+            self._transient.popitem(last=False)
 
     # ------------------------------------------------------------------ reading
     def view(self, url: str) -> FeedView | None:
@@ -131,7 +152,7 @@ class FeedService:
         view = self._views.get(url)
         if view is None:
             log = self._storage.feed_log(url)
-            state = self._storage.feed_state(url)
+            state = self.state_of(url)
             if not log or state is None:
                 return None
             view = FeedView(state.title or url, newest_first(e.item for e in log[-200:]))
@@ -205,7 +226,7 @@ class FeedService:
             raise FeedBackingOff(state.last_error or "the feed failed recently")
 
     async def _refresh(self, url: str, manual: bool) -> FeedView:
-        state = self._storage.feed_state(url)
+        state = self.state_of(url)
         self._check_backoff(state, manual)
         state = state or FeedState(url=url)
         has_log = self._storage.feed_head(url) > 0
@@ -230,7 +251,7 @@ class FeedService:
         state.etag, state.last_modified = result.etag, result.last_modified
         if parsed is None:
             self._metrics.feed_fetches.labels(outcome="not_modified").inc()
-            self._storage.set_feed_state(state)
+            self._save_state(state)
             return self.view(url) or FeedView(state.title or url, ())
         self._metrics.feed_fetches.labels(outcome="ok").inc()
         state.title = parsed.title or state.title
@@ -256,7 +277,7 @@ class FeedService:
         state.last_attempt = self._clock()
         newly_paused = state.failures >= MAX_FAILURES and not state.paused
         state.paused = state.paused or newly_paused
-        self._storage.set_feed_state(state)
+        self._save_state(state)
         self._storage.count("feed_fetches")
         self._storage.count("feed_failures")
         logger.warning(
@@ -281,7 +302,7 @@ class FeedService:
         Raises:
             FeedError: with a reason for the user.
         """
-        if self._storage.feed_head(url) > 0 or self._storage.feed_state(url) is not None:
+        if self._storage.feed_head(url) > 0 or self.state_of(url) is not None:
             view = await self.refresh(url, manual=True)
             return url, view.title
         result = await self._fetcher.fetch(url)
@@ -303,7 +324,7 @@ class FeedService:
         """Make sure ``url`` is polled; ``spread`` staggers first polls after a start."""
         if url in self._due_at:
             return
-        state = self._storage.feed_state(url)
+        state = self.state_of(url)
         if state is not None and state.last_attempt:
             due = state.last_attempt + retry_delay(state, self._poll_interval_s)
         else:
@@ -331,6 +352,8 @@ class FeedService:
             del self._due_at[url]
             if self._wanted(url):
                 out.append(url)
+            else:
+                self._views.pop(url, None)  # unfollowed: forget it (bounded memory)
         return out
 
     def start_poll(self) -> bool:
@@ -356,14 +379,14 @@ class FeedService:
 
         async def one(url: str) -> None:
             async with gate:  # bounds concurrent fetches; covers nothing else
-                before = self._storage.feed_state(url)
+                before = self.state_of(url)
                 was_paused = bool(before and before.paused)
                 head = self._storage.feed_head(url)
                 try:
                     await self.refresh(url)
                 except FeedError as exc:
                     report.failed += 1
-                    after = self._storage.feed_state(url)
+                    after = self.state_of(url)
                     if not was_paused and after is not None and after.paused:
                         report.newly_paused.append((url, exc.reason))
                 except Exception:
@@ -374,7 +397,7 @@ class FeedService:
                     report.new_items += max(0, added)
                     report.refreshed += 1
                 finally:
-                    state = self._storage.feed_state(url)
+                    state = self.state_of(url)
                     delay = retry_delay(state, self._poll_interval_s) if state else 0
                     base = state.last_attempt if state and state.last_attempt else self._clock()
                     if self._wanted(url):
