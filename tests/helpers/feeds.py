@@ -115,6 +115,21 @@ def atom(
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
+def encoded_rss(encoding: str, title: str, headlines: list[str], *, declare: bool = True) -> bytes:
+    """An RSS 2.0 document in ``encoding`` (Big5, KOI8-R, ...), one item per headline.
+
+    ``declare=False`` leaves the XML declaration out, so only an HTTP ``charset`` can tell a
+    reader the encoding. Text is put in as is (no escaping): pass plain words.
+    """
+    prolog = f'<?xml version="1.0" encoding="{encoding}"?>' if declare else ""
+    items = "".join(
+        f"<item><title>{headline}</title><guid>{i}</guid></item>"
+        for i, headline in enumerate(headlines, 1)
+    )
+    text = f'{prolog}<rss version="2.0"><channel><title>{title}</title>{items}</channel></rss>'
+    return text.encode(encoding)
+
+
 def html_page_with_feed_link(
     feed_href: str, title: str = "Test site", *, feed_type: str = "application/rss+xml"
 ) -> str:

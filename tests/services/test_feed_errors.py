@@ -21,12 +21,13 @@ from bot.services.metrics import FEED_FETCH_OUTCOMES
 def _all_subclasses(cls: type[FeedError]) -> list[type[FeedError]]:
     found: list[type[FeedError]] = []
     for sub in cls.__subclasses__():
-        found.append(sub)
+        if sub.__module__ == feed_errors.__name__:  # other modules may subclass too
+            found.append(sub)
         found.extend(_all_subclasses(sub))
     return found
 
 
-# Every concrete class, found by walking the hierarchy so a new class is covered too.
+# Every class of the module, found by walking the hierarchy so a new class is covered too.
 CLASSES = _all_subclasses(FeedError)
 
 

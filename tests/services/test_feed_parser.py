@@ -35,6 +35,7 @@ from bot.services.feed_parser import (
     looks_like_html,
     parse_feed,
 )
+from tests.helpers.feeds import encoded_rss
 
 FEED_URL = "https://news.example.com/feeds/main.xml"
 
@@ -319,12 +320,7 @@ CJK_FEEDS = [
 
 
 def declared_rss(encoding: str, title: str, headline: str, *, declare: bool = True) -> bytes:
-    prolog = f'<?xml version="1.0" encoding="{encoding}"?>' if declare else ""
-    text = (
-        f'{prolog}<rss version="2.0"><channel><title>{title}</title>'
-        f"<item><title>{headline}</title><guid>1</guid></item></channel></rss>"
-    )
-    return text.encode(encoding)
+    return encoded_rss(encoding, title, [headline], declare=declare)
 
 
 @pytest.mark.parametrize(("encoding", "title", "headline"), CJK_FEEDS)
