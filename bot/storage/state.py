@@ -129,19 +129,21 @@ class State:
 
     def _sub(self, r: Record) -> None:
         chat_id, url = int(r["chat_id"]), str(r["url"])
+        sub = Subscription(chat_id, url, int(r["cursor"]), float(r.get("added_at", 0)))
         if url not in self.feeds:
             self.feeds[url] = FeedRecord(FeedState(url=url))
-        self._put_sub(Subscription(chat_id, url, int(r["cursor"]), float(r.get("added_at", 0))))
+        self._put_sub(sub)
 
     def _unsub(self, r: Record) -> None:
         self._drop_sub(int(r["chat_id"]), str(r["url"]))
 
     def _cursor(self, r: Record) -> None:
         chat_subs = self.subs.get(int(r["chat_id"]), {})
-        for url, seq in dict(r["cursors"]).items():
+        cursors = {str(url): int(seq) for url, seq in dict(r["cursors"]).items()}
+        for url, seq in cursors.items():
             sub = chat_subs.get(url)
             if sub is not None:
-                sub.cursor = max(sub.cursor, int(seq))
+                sub.cursor = max(sub.cursor, seq)
 
     def _feed(self, r: Record) -> None:
         state = FeedState.from_dict(r["state"])
@@ -154,12 +156,15 @@ class State:
     def _items(self, r: Record) -> None:
         url = str(r["url"])
         record = self.feeds.get(url)
-        if record is None:
-            record = self.feeds[url] = FeedRecord(FeedState(url=url))
-        if r.get("state") is not None:
-            record.state = FeedState.from_dict(r["state"])
-        title = record.state.title or url
+        # Parse everything before changing anything: a malformed record leaves no trace.
+        state = FeedState.from_dict(r["state"]) if r.get("state") is not None else None
+        if state is None:
+            state = record.state if record is not None else FeedState(url=url)
+        title = state.title or url
         rows = [LogEntry.from_row(row, title, url) for row in r["items"]]
+        if record is None:
+            record = self.feeds[url] = FeedRecord(state)
+        record.state = state
         for entry in rows:
             if entry.seq <= record.head:
                 continue  # already applied (idempotent replay)
@@ -181,12 +186,15 @@ class State:
             self.feeds.pop(url, None)
 
     def _counters(self, r: Record) -> None:
-        for name, value in dict(r.get("global") or {}).items():
-            self.counters[str(name)] = int(value)
-        for chat_key, values in dict(r.get("chats") or {}).items():
-            target = self.chat_counters.setdefault(int(chat_key), {})
-            for name, value in dict(values).items():
-                target[str(name)] = int(value)
+        # Parse everything before changing anything: a malformed record leaves no trace.
+        glob = {str(name): int(value) for name, value in dict(r.get("global") or {}).items()}
+        chats = {
+            int(chat_key): {str(name): int(value) for name, value in dict(values).items()}
+            for chat_key, values in dict(r.get("chats") or {}).items()
+        }
+        self.counters.update(glob)
+        for chat_id, values in chats.items():
+            self.chat_counters.setdefault(chat_id, {}).update(values)
 
     # ------------------------------------------------------------------ helpers
     def _put_sub(self, sub: Subscription) -> None:
