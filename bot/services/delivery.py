@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 DELIVERY_WORKERS = 64  # chats delivered concurrently; the rate limiter paces the sends
 RETRY_LATER_S = 60.0  # a chat whose send failed after all retries is tried again this late
+STOP_GRACE_S = 5.0  # at shutdown, how long sends already in flight may take to finish
 # Called after a chat id changed (migration) or a chat went away (new_id None), so the digest
 # scheduler can move or forget the chat.
 ChatMoved = Callable[[int, int | None], Awaitable[None]]
@@ -151,6 +152,7 @@ class Dispatcher:
         self._queued: set[int] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._retry_handles: dict[int, asyncio.TimerHandle] = {}
+        self._stopping = False
         # One delivery per chat at a time (instant and digest alike), so a cursor is never
         # read by one delivery while another is sending from the same position. The lock
         # object lives only while someone holds or waits for it.
@@ -162,15 +164,28 @@ class Dispatcher:
         for n in range(self._workers):
             self._tasks.append(asyncio.create_task(self._work(), name=f"delivery-{n}"))
 
-    async def stop(self) -> None:
-        """Stop the workers; a delivery in progress ends at its current send."""
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop the workers, letting a send in flight finish and record its cursor.
+
+        Deliveries stop between messages; a send still unanswered after ``grace_s`` is
+        cancelled (it may then be repeated after the restart, like a crash at that moment).
+        """
+        self._stopping = True
         for handle in self._retry_handles.values():
             handle.cancel()
         self._retry_handles.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._deliveries_finished(), grace_s)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+    async def _deliveries_finished(self) -> None:
+        """Return once every delivery holding a chat lock now has let go of it."""
+        for lock in list(self._locks.values()):
+            async with lock:  # FIFO: we get it after the current holder and earlier waiters
+                pass
 
     def idle(self) -> bool:
         """Whether nothing is queued or being delivered (tests and benchmarks wait on it)."""
@@ -240,6 +255,8 @@ class Dispatcher:
     async def _send_all(self, chat_id: int, messages: list[OutMessage], mode: str) -> Outcome:
         target = chat_id
         for message in messages:
+            if self._stopping:
+                return "retry"  # shutting down: the rest goes out after the restart
             try:
                 target = await self._send_one(target, message.text)
             except Forbidden as exc:
