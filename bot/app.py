@@ -189,6 +189,10 @@ async def _post_shutdown(app: AnyApp) -> None:
     services = services_of(app)
     if services.dispatcher_service is not None:
         await services.dispatcher_service.stop()
+    if services.digests_service is not None:
+        await services.digests_service.stop()
+    if services.feeds_service is not None:
+        await services.feeds_service.stop()
     for task in services.tasks:
         task.cancel()
     await asyncio.gather(*services.tasks, return_exceptions=True)

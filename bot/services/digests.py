@@ -87,6 +87,12 @@ class DigestScheduler:
         self._running = asyncio.create_task(self.run_due(), name="digests")
         return True
 
+    async def stop(self) -> None:
+        """Cancel a digest run in progress (shutdown; its chats' cursors are untouched)."""
+        if self._running is not None:
+            self._running.cancel()
+            await asyncio.gather(self._running, return_exceptions=True)
+
     async def run_due(self) -> int:
         """Deliver every due digest, then persist each chat's next due time."""
         now = self._clock()

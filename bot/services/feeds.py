@@ -363,6 +363,13 @@ class FeedService:
         self._poll_task = asyncio.create_task(self._poll_and_report(), name="poll cycle")
         return True
 
+    async def stop(self) -> None:
+        """Cancel a poll cycle and refreshes in progress (shutdown)."""
+        tasks = [t for t in [self._poll_task, *self._inflight.values()] if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _poll_and_report(self) -> PollReport:
         report = await self.poll_due()
         if self.on_report is not None:
