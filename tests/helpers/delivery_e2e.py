@@ -1,0 +1,88 @@
+"""Small steps shared by the end-to-end delivery tests (instant, digest, migration, kill -9).
+
+They drive the real ``Application`` from the outside (commands through the fake Bot API) and
+reach inside only where a test must not wait for a timer: :func:`poll_now` makes one feed due
+and runs a poll cycle, :func:`settle` waits until the dispatcher has nothing left to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from bot.context import services_of
+from tests.helpers.bot_runner import AnyApp, eventually
+from tests.helpers.fake_bot_api import FakeBotAPI
+from tests.helpers.feed_server import FeedServer
+from tests.helpers.feeds import rss
+
+logger = logging.getLogger(__name__)
+
+
+def story(n: int, tag: str = "s") -> dict[str, Any]:
+    """Item ``n`` of a test feed; its title "Story <tag><n> end" is unique within a test."""
+    return {"title": f"Story {tag}{n} end", "link": f"https://news.example/{tag}/{n}",
+            "guid": f"{tag}-{n}"}  # fmt: skip
+
+
+def title_of(item: dict[str, Any]) -> str:
+    """The title a chat reads for ``item``."""
+    return str(item["title"])
+
+
+def serve_feed(server: FeedServer, path: str, items: list[dict[str, Any]], title: str) -> str:
+    """Serve ``items`` (newest first, as feeds list them) at ``path``; return its URL."""
+    server.serve(path, rss(list(reversed(items)), title=title))
+    return server.url(path)
+
+
+async def say(fake: FakeBotAPI, text: str, chat_id: int, *, timeout: float = 15) -> str:
+    """Send a command from a private chat (user id = chat id) and return the bot's answer."""
+    before = len(fake.sent_messages(chat_id))
+    fake.send_command(text, chat_id=chat_id, user_id=chat_id)
+    messages = await fake.wait_for_messages(before + 1, chat_id=chat_id, timeout=timeout)
+    return str(messages[before]["plain"])
+
+
+async def settle(app: AnyApp, *, timeout: float = 20) -> None:
+    """Wait until no delivery is queued or running."""
+    dispatcher = services_of(app).dispatcher
+
+    async def idle() -> bool:
+        return dispatcher.idle()
+
+    await asyncio.sleep(0)  # let hooks that queue deliveries run first
+    await eventually(idle, timeout=timeout, what="delivery to finish")
+
+
+async def poll_now(app: AnyApp, server: FeedServer, path: str, url: str) -> None:
+    """Make ``url`` due, run a poll cycle and wait until the feed server saw the fetch.
+
+    The bot's own poll job may take the due feed first; either way the fetch happens, and
+    the wait on the feed server's request count makes that visible.
+    """
+    feeds = services_of(app).feeds
+    before = server.request_count(path)
+    feeds.poll_soon(url)
+    await feeds.poll_due()
+
+    async def fetched() -> bool:
+        return server.request_count(path) > before
+
+    await eventually(fetched, timeout=10, what=f"a fetch of {path}")
+    await settle(app)
+
+
+def occurrences(fake: FakeBotAPI, chat_id: int, needle: str) -> int:
+    """How many messages to ``chat_id`` contain ``needle``."""
+    return sum(1 for m in fake.sent_messages(chat_id) if needle in m["plain"])
+
+
+def assert_exactly_once(fake: FakeBotAPI, chats: Iterable[int], titles: Iterable[str]) -> None:
+    """Every title reached every chat in exactly one message."""
+    wanted = list(titles)
+    counts = {(c, t): occurrences(fake, c, t) for c in chats for t in wanted}
+    wrong = {key: n for key, n in counts.items() if n != 1}
+    assert not wrong, f"(chat, title) → messages, expected 1 each: {wrong}\n{fake.describe()}"
