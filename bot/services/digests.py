@@ -125,7 +125,10 @@ class DigestScheduler:
         if outcome == "retry":
             self._push(chat_id, self._clock() + RETRY_DIGEST_S)
             return
-        nxt = next_digest_at(chat.delivery, chat.tz, self._clock(), previous=when)
+        # The persisted due time is the slot this digest belongs to; ``when`` is later if
+        # this was a retry, and must not shift an ``every`` schedule's phase.
+        slot = chat.next_digest_at if chat.next_digest_at is not None else when
+        nxt = next_digest_at(chat.delivery, chat.tz, self._clock(), previous=slot)
         if nxt is not None and self._storage.chat(chat_id) is not None:
             await self._storage.set_next_digest(chat_id, nxt)
             self._push(chat_id, nxt)
