@@ -339,7 +339,10 @@ def _parse(data: bytes, feed_url: str, content_type: str | None, max_items: int)
         raise NotAFeedError
 
     # utf8 declares UTF-8 and is UTF-8: feedparser's own conversion of it is the identity.
-    parsed = feedparser.parse(io.BytesIO(utf8), sanitize_html=True, resolve_relative_uris=False)
+    # sanitize_html=False: feedparser's sanitiser rewrites every description and content
+    # block (half of its CPU on typical feeds), yet only titles are used, and they are reduced
+    # to plain text by _clean_title (scripts and styles dropped) and escaped when formatted.
+    parsed = feedparser.parse(io.BytesIO(utf8), sanitize_html=False, resolve_relative_uris=False)
     feed = parsed.get("feed", {})
     entries = parsed.get("entries", [])
     title = _clean_title(feed.get("title_detail"), feed.get("title"))
