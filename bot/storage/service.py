@@ -470,8 +470,9 @@ class StorageService:
         When there are new items, they and ``state`` are written in one durable record
         *before* this returns, so a cursor can never point at an item that is not on disk and
         the ETag that hides them is never saved without them. Otherwise ``state`` is
-        deferred. The first fetch of a feed is its baseline: its items are logged as history
-        and every current follower's cursor moves past them.
+        deferred. The first successful fetch of a feed is its baseline: its items are logged
+        as history and every current follower's cursor moves past them (an empty first fetch
+        leaves nothing to pass, so the items that appear later are news).
 
         Returns:
             The new log entries, ascending seq (empty for the baseline).
@@ -491,7 +492,11 @@ class StorageService:
             return []
         fresh.reverse()  # oldest first: sequence numbers follow publication order
         entries = [LogEntry(head + n, item) for n, item in enumerate(fresh, 1)]
-        baseline = head == 0
+        # The first *successful* fetch is the baseline. A feed whose last attempt succeeded
+        # but logged nothing was empty: its first items are news for its followers.
+        previous = None if record is None else record.state
+        fetched_empty = previous is not None and previous.last_attempt > 0 and not previous.failures
+        baseline = head == 0 and not fetched_empty
         await self._durable(
             {
                 "op": "items",
