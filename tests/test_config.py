@@ -83,6 +83,7 @@ def test_all_values_parsed() -> None:
         ({"DIGEST_MIN_INTERVAL": "604801"}, "DIGEST_MIN_INTERVAL"),
         ({"DIGEST_MIN_INTERVAL": "15m"}, "DIGEST_MIN_INTERVAL"),
         ({"DEFAULT_DELIVERY": "weekly"}, "DEFAULT_DELIVERY"),
+        ({"DEFAULT_DELIVERY": "show"}, "DEFAULT_DELIVERY"),
         ({"DEFAULT_DELIVERY": "at 25:00"}, "DEFAULT_DELIVERY"),
         ({"DEFAULT_DELIVERY": "every 5m"}, "DEFAULT_DELIVERY"),
         ({"DEFAULT_DELIVERY": "every 8d"}, "DEFAULT_DELIVERY"),

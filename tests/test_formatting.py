@@ -210,6 +210,21 @@ def test_digest_groups_items_under_a_header_per_feed() -> None:
     assert "\nAlpha" not in text  # the header names the source; items do not repeat it
 
 
+def test_a_feed_header_is_never_left_alone_at_the_bottom_of_a_message() -> None:
+    backlogs = [
+        backlog(f"https://f{n}.example/rss", range(1, 4), title=f"Feed {n}", pad=60)
+        for n in range(12)
+    ]
+    messages = format_backlogs(backlogs, digest=True, now=NOW)
+    assert len(messages) > 1
+    for message in messages:
+        assert len(message.text) <= 4096
+        last_block = message.text.rsplit("\n\n", 1)[-1]
+        assert not last_block.startswith("<b>Feed "), "a header ended a message"
+    headers = sum(m.text.count("<b>Feed ") for m in messages)
+    assert headers == 12  # each feed's header appears exactly once
+
+
 def test_instant_messages_have_no_header_and_name_the_source() -> None:
     [message] = format_backlogs([backlog(URL_A, range(1, 2), title="Alpha")], digest=False)
     assert "Digest" not in message.text

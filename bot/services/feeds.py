@@ -119,6 +119,7 @@ class FeedService:
         self._clock = clock
         self.on_new_items: NewItemsHook | None = None
         self.on_report: ReportHook | None = None
+        self.discovered = 0  # new items found since start (a feed's baseline not included)
         self._views: dict[str, FeedView] = {}
         # url -> the refresh in flight. Only touched on the event loop without an await
         # between check and insert, so it needs no lock.
@@ -255,6 +256,7 @@ class FeedService:
         self._storage.count("feed_fetches")
         state.failures, state.paused, state.last_error = 0, False, None
         state.last_attempt = self._clock()
+        state.fetched_once = True
         state.etag, state.last_modified = result.etag, result.last_modified
         if parsed is None:
             self._metrics.feed_fetches.labels(outcome="not_modified").inc()
@@ -266,6 +268,7 @@ class FeedService:
         self._views[url] = view
         new = await self._storage.record_fetch(url, parsed.items, state)
         if new:
+            self.discovered += len(new)
             self._metrics.items_discovered.inc(len(new))
             if self.on_new_items is not None:
                 self.on_new_items(url, new)
@@ -399,7 +402,6 @@ class FeedService:
             async with gate:  # bounds concurrent fetches; covers nothing else
                 before = self.state_of(url)
                 was_paused = bool(before and before.paused)
-                head = self._storage.feed_head(url)
                 try:
                     await self.refresh(url)
                 except FeedError as exc:
@@ -411,8 +413,6 @@ class FeedService:
                     report.failed += 1
                     logger.exception("refreshing %s failed unexpectedly", safe_url(url))
                 else:
-                    added = self._storage.feed_head(url) - head
-                    report.new_items += max(0, added)
                     report.refreshed += 1
                 finally:
                     state = self.state_of(url)
@@ -421,5 +421,7 @@ class FeedService:
                     if self._wanted(url):
                         self._schedule(url, max(base + delay, self._clock() + 1))
 
+        discovered = self.discovered
         await asyncio.gather(*(one(u) for u in self.take_due()))
+        report.new_items = self.discovered - discovered
         return report

@@ -173,6 +173,21 @@ async def test_the_first_items_of_a_feed_that_was_empty_are_news(
     assert [[e.item.id for e in entries] for _, entries in hook.calls] == [["s1", "s2"]]
 
 
+async def test_an_empty_feed_that_then_fails_still_announces_its_first_items(
+    feeds: FeedService, fetcher: ScriptedFetcher, clock: FakeClock, hook: Hook
+) -> None:
+    # The baseline was taken by the first (empty) success; a failure in between must not
+    # turn the first real items back into "history".
+    fetcher.serve(URL, ok(URL, []), server_error(), ok(URL, [1]))
+    await feeds.refresh(URL)
+    clock.advance(POLL)
+    with pytest.raises(HTTPStatusError):
+        await feeds.refresh(URL)
+    clock.advance(POLL)
+    await feeds.refresh(URL)
+    assert [[e.item.id for e in entries] for _, entries in hook.calls] == [["s1"]]
+
+
 async def test_the_first_success_after_failures_is_still_a_baseline(
     feeds: FeedService, fetcher: ScriptedFetcher, clock: FakeClock, hook: Hook
 ) -> None:
@@ -403,8 +418,9 @@ async def test_poll_reschedules_after_success_and_after_failure(
 ) -> None:
     fetcher.serve(URL, ok(URL, range(2)), ok(URL, range(3)), server_error(), server_error())
     feeds.track(URL)
-    assert (await feeds.poll_due()).refreshed == 1
-    assert hook.calls == []  # baseline
+    first = await feeds.poll_due()
+    assert (first.refreshed, first.new_items) == (1, 0)  # a baseline is history, not news
+    assert hook.calls == []
     clock.advance(POLL - 1)
     assert (await feeds.poll_due()).refreshed == 0
     clock.advance(1)
