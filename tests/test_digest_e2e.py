@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from bot.config import Settings
 from bot.context import services_of
 from bot.storage import get_storage_service
-from tests.helpers.bot_runner import AnyApp, running_bot
+from tests.helpers.bot_runner import AnyApp, eventually, running_bot
 from tests.helpers.delivery_e2e import (
     assert_exactly_once,
     occurrences,
@@ -133,3 +133,35 @@ async def test_daily_digest_time_is_in_the_chat_time_zone(
     assert 0 < due - time.time() <= 24 * HOUR
     assert "a daily digest at 08:00 (Europe/Berlin)" in answer
     assert f"Next digest: {local:%Y-%m-%d} 08:00 (Europe/Berlin)" in answer
+
+
+async def test_digest_due_while_the_bot_was_down_is_sent_at_start_in_phase(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
+) -> None:
+    old = [story(0, "a")]
+    url = serve_feed(feed_server, "/a.xml", old, "Alpha Wire")
+    settings = bot_settings(**QUIET)
+    new = [story(n, "a") for n in range(1, 4)]
+    async with running_bot(settings) as app:
+        assert "Now following" in await say(fake_api, f"/add {url}", DIGEST_CHAT)
+        assert "a digest every 1h" in await say(fake_api, "/digest every 1h", DIGEST_CHAT)
+        serve_feed(feed_server, "/a.xml", old + new, "Alpha Wire")
+        await poll_now(app, feed_server, "/a.xml", url)
+        quiet_mark = len(fake_api.sent_messages(DIGEST_CHAT))
+        # The digest falls due while the bot is down (it stops well before the job's tick).
+        missed = time.time() - 10
+        await get_storage_service().set_next_digest(DIGEST_CHAT, missed)
+
+    async with running_bot(settings):  # the digest job's first tick finds it due
+        await fake_api.wait_for_messages(quiet_mark + 1, chat_id=DIGEST_CHAT, timeout=15)
+
+        async def rescheduled() -> bool:
+            chat = get_storage_service().chat(DIGEST_CHAT)
+            return chat is not None and chat.next_digest_at != missed
+
+        await eventually(rescheduled, what="the next digest being scheduled")
+        chat = get_storage_service().chat(DIGEST_CHAT)
+    assert_exactly_once(fake_api, [DIGEST_CHAT], map(title_of, new))
+    assert len(fake_api.sent_messages(DIGEST_CHAT)) == quiet_mark + 1
+    assert chat is not None
+    assert chat.next_digest_at == missed + HOUR  # the phase, not "an hour after the start"
