@@ -109,8 +109,9 @@ async def test_digest_gets_everything_grouped_and_keeps_its_phase_over_a_restart
     text = "\n".join(m["plain"] for m in digest)
     a_at = [text.index(title_of(i)) for i in a_new]
     b_at = [text.index(title_of(i)) for i in b_new]
-    assert text.count("Alpha Wire") == 1
-    assert text.count("Beta Post") == 1
+    # A header per feed (at most repeated on a continuation), not a source line per item.
+    assert text.count("Alpha Wire") <= len(digest)
+    assert text.count("Beta Post") <= len(digest)
     assert text.index("Alpha Wire") < min(a_at) <= max(a_at) < text.index("Beta Post")
     assert text.index("Beta Post") < min(b_at)
     assert a_at == sorted(a_at)  # first-seen order within the feed
