@@ -110,6 +110,9 @@ class StorageService:
         self._flush_task: asyncio.Task[None] | None = None
         self._defer_task: asyncio.Task[None] | None = None
         self._compact_task: asyncio.Task[None] | None = None
+        # One compaction at a time: two overlapping folds could finish in the wrong order,
+        # leaving the older snapshot in place after the newer one deleted its segments.
+        self._compact_lock = asyncio.Lock()  # covers: rotate → fold → snapshot → segment removal
         self._deferred_feeds: set[str] = set()
         self._dirty_counters: set[str] = set()
         self._dirty_chat_counters: dict[int, set[str]] = {}
@@ -664,7 +667,9 @@ class StorageService:
     # ================================================================== compaction
     def _needs_compaction(self) -> bool:
         limit = max(self._compact_min_bytes, self._snapshot_size)
-        busy = self._compact_task is not None and not self._compact_task.done()
+        busy = self._compact_lock.locked() or (
+            self._compact_task is not None and not self._compact_task.done()
+        )
         waiting = time.monotonic() < self._compact_retry_at
         return not busy and not waiting and not self.closed and self._journal_bytes > limit
 
@@ -680,6 +685,10 @@ class StorageService:
         if self._compact_task is not None and asyncio.current_task() is not self._compact_task:
             with contextlib.suppress(Exception):
                 await self._compact_task
+        async with self._compact_lock:  # see __init__: overlapping folds would lose segments
+            await self._compact_serialised()
+
+    async def _compact_serialised(self) -> None:
         await self._flush_now()
         async with self._io_lock:  # rotation must not interleave with a write
             if self._writer.size == 0:
