@@ -273,7 +273,10 @@ def load_settings(
     min_interval = _int(env, "DIGEST_MIN_INTERVAL", 15 * 60, MIN_DIGEST_INTERVAL_S, 7 * 86400)
     default_raw = env.get("DEFAULT_DELIVERY", "").strip() or "instant"
     try:
-        default_delivery = parse_delivery(default_raw.split(), min_interval) or Delivery()
+        parsed_delivery = parse_delivery(default_raw.split(), min_interval)
+        if parsed_delivery is None:  # "show" is a /digest word, not a delivery mode
+            raise ScheduleError(default_raw)
+        default_delivery = parsed_delivery
     except ScheduleError:
         raise ConfigError(
             "DEFAULT_DELIVERY: expected instant, 'every <interval>' (e.g. every 1h) or "

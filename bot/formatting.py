@@ -140,8 +140,14 @@ def format_backlogs(
     for block in blocks:
         text = block[0] if len(block[0]) + len(header) + 2 <= MAX_MESSAGE_LEN else TOO_LONG
         if current and size + 2 + len(text) > MAX_MESSAGE_LEN:
+            # A feed header or skip note belongs with the items after it, not alone at the
+            # bottom of a message: carry trailing ones over to the next message.
+            carried: list[tuple[str, str, int, str | None]] = []
+            while len(current) > 1 and current[-1][3] is None:
+                carried.insert(0, current.pop())
             messages.append(_out(header, current))
-            current, size = [], len(header)
+            current = carried
+            size = len(header) + sum(2 + len(b[0]) for b in carried)
         current.append((text, *block[1:]))
         size += 2 + len(text)
     if current:

@@ -136,6 +136,9 @@ class FeedState:
     last_error: str | None = None
     # Unix time of the last fetch attempt (success or failure): the basis of backoff.
     last_attempt: float = 0.0
+    # Whether any fetch ever succeeded: the first success is the log's baseline (history),
+    # even when the feed was empty then, so later items are news.
+    fetched_once: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready form."""
@@ -148,6 +151,7 @@ class FeedState:
             "paused": self.paused,
             "last_error": self.last_error,
             "last_attempt": self.last_attempt,
+            "fetched_once": self.fetched_once,
         }
 
     @classmethod
@@ -162,6 +166,7 @@ class FeedState:
             paused=bool(data.get("paused", False)),
             last_error=_opt_str(data.get("last_error")),
             last_attempt=float(data.get("last_attempt") or 0.0),
+            fetched_once=bool(data.get("fetched_once", False)),
         )
 
 

@@ -1,8 +1,11 @@
+import os
 from pathlib import Path
 
 import pytest
 
+from bot.__main__ import EXIT_CONFIG, main
 from bot.config import ConfigError, load_settings
+from bot.models import Delivery
 
 TOKEN = "123456789:" + "A" * 35
 
@@ -23,6 +26,9 @@ def test_defaults_match_the_documented_table() -> None:
     assert s.allow_private_feeds is False
     assert s.feed_max_bytes == 5 * 1024 * 1024
     assert (s.log_level, s.log_format) == ("INFO", "text")
+    assert s.digest_min_interval_s == 900
+    assert s.default_delivery == Delivery()
+    assert s.parser_processes == 2
 
 
 def test_all_values_parsed() -> None:
@@ -72,6 +78,19 @@ def test_all_values_parsed() -> None:
         ({"DEFAULT_FEEDS": "ftp://x/feed"}, "DEFAULT_FEEDS"),
         ({"TELEGRAM_API_BASE_URL": "api.telegram.org"}, "TELEGRAM_API_BASE_URL"),
         ({"DATA_DIR": "same", "BACKUP_DIR": "same"}, "BACKUP_DIR"),
+        ({"DIGEST_MIN_INTERVAL": "59"}, "DIGEST_MIN_INTERVAL"),
+        ({"DIGEST_MIN_INTERVAL": "0"}, "DIGEST_MIN_INTERVAL"),
+        ({"DIGEST_MIN_INTERVAL": "604801"}, "DIGEST_MIN_INTERVAL"),
+        ({"DIGEST_MIN_INTERVAL": "15m"}, "DIGEST_MIN_INTERVAL"),
+        ({"DEFAULT_DELIVERY": "weekly"}, "DEFAULT_DELIVERY"),
+        ({"DEFAULT_DELIVERY": "show"}, "DEFAULT_DELIVERY"),
+        ({"DEFAULT_DELIVERY": "at 25:00"}, "DEFAULT_DELIVERY"),
+        ({"DEFAULT_DELIVERY": "every 5m"}, "DEFAULT_DELIVERY"),
+        ({"DEFAULT_DELIVERY": "every 8d"}, "DEFAULT_DELIVERY"),
+        ({"DEFAULT_DELIVERY": "every 2m", "DIGEST_MIN_INTERVAL": "180"}, "DEFAULT_DELIVERY"),
+        ({"PARSER_PROCESSES": "-1"}, "PARSER_PROCESSES"),
+        ({"PARSER_PROCESSES": "17"}, "PARSER_PROCESSES"),
+        ({"PARSER_PROCESSES": "two"}, "PARSER_PROCESSES"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
@@ -110,3 +129,55 @@ def test_settings_are_immutable() -> None:
     s = load_settings({"TELEGRAM_BOT_TOKEN": TOKEN}, env_file=None)
     with pytest.raises(AttributeError):
         s.backup_keep = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, (900, Delivery(), 2)),
+        ({"DIGEST_MIN_INTERVAL": "60"}, (60, Delivery(), 2)),
+        ({"DIGEST_MIN_INTERVAL": "604800"}, (604800, Delivery(), 2)),
+        ({"DEFAULT_DELIVERY": "instant"}, (900, Delivery(), 2)),
+        ({"DEFAULT_DELIVERY": "every 1h"}, (900, Delivery("every", interval_s=3600), 2)),
+        ({"DEFAULT_DELIVERY": " EVERY 2 hours "}, (900, Delivery("every", interval_s=7200), 2)),
+        ({"DEFAULT_DELIVERY": "at 8:00"}, (900, Delivery("at", at="08:00"), 2)),
+        (
+            {"DEFAULT_DELIVERY": "every 1m", "DIGEST_MIN_INTERVAL": "60"},
+            (60, Delivery("every", interval_s=60), 2),
+        ),
+        ({"PARSER_PROCESSES": "0"}, (900, Delivery(), 0)),
+        ({"PARSER_PROCESSES": "16"}, (900, Delivery(), 16)),
+    ],
+)
+def test_delivery_settings(env: dict[str, str], expected: tuple[int, Delivery, int]) -> None:
+    s = load_settings({"TELEGRAM_BOT_TOKEN": TOKEN, **env}, env_file=None)
+    assert (s.digest_min_interval_s, s.default_delivery, s.parser_processes) == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"DIGEST_MIN_INTERVAL": "30"}, "DIGEST_MIN_INTERVAL"),
+        ({"DEFAULT_DELIVERY": "hourly"}, "DEFAULT_DELIVERY"),
+        ({"DEFAULT_DELIVERY": "every 10m"}, "DEFAULT_DELIVERY"),
+        ({"PARSER_PROCESSES": "100"}, "PARSER_PROCESSES"),
+    ],
+)
+def test_bad_delivery_settings_exit_2_with_one_line(
+    env: dict[str, str],
+    variable: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env file here
+    data = tmp_path / "data"
+    full = {"TELEGRAM_BOT_TOKEN": TOKEN, "DATA_DIR": str(data), **env}
+    monkeypatch.setattr(os, "environ", full)
+    assert main() == EXIT_CONFIG == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    [line] = err.strip().splitlines()
+    assert line.startswith(f"newsbot: configuration error: {variable}:")
+    assert TOKEN not in err
+    assert not data.exists()  # nothing was started

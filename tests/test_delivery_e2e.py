@@ -195,6 +195,7 @@ async def test_blocked_chat_is_deactivated_and_a_rejected_message_skipped(
         ] == calls_to_blocked
 
 
+@pytest.mark.slow
 async def test_replies_are_retried_once_and_never_duplicated(
     fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
 ) -> None:

@@ -689,3 +689,193 @@ def test_hostile_documents_are_what_they_claim() -> None:
     inflated = zlib.decompress(bomb, 16 + zlib.MAX_WBITS)
     assert len(inflated) == 1_000_000
     assert inflated.startswith(b"<?xml")
+
+
+# ============================================================== FakeBotAPI: flood limits, 5xx
+
+
+class _FrozenClock:
+    """The fake's flood-limit clock, moved by hand so bucket arithmetic is exact."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def frozen() -> _FrozenClock:
+    return _FrozenClock()
+
+
+@pytest.fixture
+async def limited(frozen: _FrozenClock) -> AsyncIterator[FakeBotAPI]:
+    async with FakeBotAPI(enforce_limits=True, clock=frozen) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def limited_bot(limited: FakeBotAPI) -> AsyncIterator[Bot]:
+    async with Bot(limited.token, base_url=f"{limited.base_url}/bot") as ptb_bot:
+        yield ptb_bot
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_flood_limit_per_bot_is_30_a_second(
+    limited: FakeBotAPI, limited_bot: Bot, frozen: _FrozenClock
+) -> None:
+    for chat in range(1, 31):
+        await limited_bot.send_message(chat, "x")
+    with pytest.raises(RetryAfter) as info:
+        await limited_bot.send_message(31, "x")
+    assert _retry_seconds(info.value) == 1
+    assert limited.limit_hits_by_scope == {"bot": 1, "group": 0, "chat": 0}
+    assert 31 not in {m["chat_id"] for m in limited.sent_messages()}  # refused = not posted
+    frozen.now += 1 / 30  # one token back
+    await limited_bot.send_message(31, "x")
+    with pytest.raises(RetryAfter):
+        await limited_bot.send_message(32, "x")
+    assert limited.limit_hits == 2
+    assert (await limited_bot.get_me()).is_bot  # other methods are not counted
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_flood_limit_per_group_is_20_a_minute(
+    limited: FakeBotAPI, limited_bot: Bot, frozen: _FrozenClock
+) -> None:
+    limited.set_limits(per_chat_per_s=100, per_chat_burst=100)  # isolate the group rule
+    for n in range(20):  # at one instant: the bot's own burst (30) allows it
+        await limited_bot.send_message(-1001234, f"m{n}")
+    with pytest.raises(RetryAfter) as info:
+        await limited_bot.send_message(-1001234, "one too many")
+    assert _retry_seconds(info.value) == 3  # one token per 3 s
+    await limited_bot.send_message(-1005678, "another group is fine")
+    await limited_bot.send_message(7, "so is a private chat")
+    frozen.now += 3
+    await limited_bot.send_message(-1001234, "after the wait")
+    assert limited.limit_hits_by_scope == {"bot": 0, "group": 1, "chat": 0}
+    assert len(limited.sent_messages(-1001234)) == 21
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_flood_limit_per_chat_allows_a_burst_of_3_then_1_a_second(
+    limited: FakeBotAPI, limited_bot: Bot, frozen: _FrozenClock
+) -> None:
+    for n in range(3):
+        await limited_bot.send_message(9, f"m{n}")
+    with pytest.raises(RetryAfter) as info:
+        await limited_bot.send_message(9, "m3")
+    assert _retry_seconds(info.value) == 1
+    await limited_bot.send_message(10, "other chats are not affected")
+    frozen.now += 1
+    await limited_bot.send_message(9, "m3")
+    with pytest.raises(RetryAfter):
+        await limited_bot.send_message(9, "m4")
+    assert limited.limit_hits_by_scope["chat"] == 2
+    statuses = [c.status for c in limited.calls_to("sendMessage") if c.params["chat_id"] == 9]
+    assert statuses == [200, 200, 200, 429, 200, 429]
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_flood_limits_are_off_by_default_and_can_be_switched(
+    fake_api: FakeBotAPI, bot: Bot
+) -> None:
+    for n in range(40):
+        await bot.send_message(5, f"m{n}")  # 40 into one chat at once: the default fake allows
+    assert fake_api.limit_hits == 0
+    fake_api.set_limits(per_chat_burst=1)
+    assert fake_api.enforce_limits
+    await bot.send_message(6, "first")
+    with pytest.raises(RetryAfter):
+        await bot.send_message(6, "second")
+    fake_api.set_limits(enforce=False)
+    await bot.send_message(6, "second")
+    with pytest.raises(ValueError, match="per_chat_per_s"):
+        fake_api.set_limits(per_chat_per_s=0)
+    with pytest.raises(TypeError):
+        fake_api.set_limits(per_planet=3)
+
+
+async def test_injected_502_answers_like_telegrams_front_end(
+    fake_api: FakeBotAPI, bot: Bot, http: httpx.AsyncClient
+) -> None:
+    fake_api.fail_next("sendMessage", 502, times=2)
+    fake_api.fail_next("sendMessage", 500)
+    for _ in range(2):
+        with pytest.raises(NetworkError, match="Bad Gateway") as info:
+            await bot.send_message(12, "hi")
+        assert not isinstance(info.value, BadRequest)
+    with pytest.raises(NetworkError, match="Internal Server Error"):
+        await bot.send_message(12, "hi")
+    assert (await bot.send_message(12, "hi")).text == "hi"
+    assert [c.status for c in fake_api.calls_to("sendMessage")] == [502, 502, 500, 200]
+    assert len(fake_api.sent_messages(12)) == 1
+
+    fake_api.fail_next("getMe", 504)
+    fake_api.fail_next("getMe", 502, body="json")
+    page = await http.post(_api(fake_api, "getMe"))
+    assert page.status_code == 504
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<title>504 Gateway Timeout</title>" in page.text
+    as_json = await http.post(_api(fake_api, "getMe"))
+    assert as_json.json() == {"ok": False, "error_code": 502, "description": "Bad Gateway"}
+    with pytest.raises(ValueError, match="times"):
+        fake_api.fail_next("getMe", 502, times=0)
+    with pytest.raises(ValueError, match="HTML"):
+        fake_api.fail_next("getMe", 429, body="html")
+
+
+async def test_injected_3s_delay_is_survived_by_a_patient_client(
+    fake_api: FakeBotAPI, bot: Bot
+) -> None:
+    fake_api.set_delay("sendMessage", 3)
+    with pytest.raises(telegram.error.TimedOut):
+        await bot.send_message(13, "impatient", read_timeout=1)
+    message = await bot.send_message(13, "patient", read_timeout=10)
+    assert message.text == "patient"
+    # The fake drops a request whose client left (Telegram might still have posted it).
+    assert [c.status for c in fake_api.calls_to("sendMessage")] == [499, 200]
+    assert len(fake_api.sent_messages(13)) == 1
+
+
+async def test_standalone_flood_limits_and_control_endpoints() -> None:
+    token = "556:" + "D" * 35
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.helpers.fake_bot_api",
+        "--port",
+        "0",
+        "--token",
+        token,
+        "--enforce-limits",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode().strip()
+        base = line.removeprefix("READY ")
+        async with httpx.AsyncClient(timeout=5) as client:
+            state = (await client.get(f"{base}/_control/limits")).json()["result"]
+            assert state["enforce"] is True and state["limits"]["per_chat_burst"] == 3
+            changed = await client.post(f"{base}/_control/limits", json={"per_chat_burst": 1})
+            assert changed.json()["result"]["limits"]["per_chat_burst"] == 1
+            send = f"{base}/bot{token}/sendMessage"
+            first = await client.post(send, data={"chat_id": 6, "text": "x"})
+            second = await client.post(send, data={"chat_id": 6, "text": "x"})
+            assert (first.status_code, second.status_code) == (200, 429)
+            assert second.json()["parameters"]["retry_after"] == 1
+            hits = (await client.get(f"{base}/_control/limits")).json()["result"]["hits"]
+            assert hits == {"bot": 0, "group": 0, "chat": 1}
+            await client.post(f"{base}/_control/limits", json={"enforce": False})
+            await client.post(f"{base}/_control/fail", json={"method": "getMe", "status": 502})
+            assert (await client.post(f"{base}/bot{token}/getMe")).status_code == 502
+            await client.post(f"{base}/_control/delay", json={"method": "getMe", "seconds": 5})
+            with pytest.raises(httpx.ReadTimeout):
+                await client.post(f"{base}/bot{token}/getMe", timeout=0.3)
+            bad = await client.post(f"{base}/_control/limits", json={"per_chat_burst": -1})
+            assert bad.status_code == 400
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 10) == 0

@@ -1,17 +1,24 @@
+"""Pure formatting: escaping, message splitting, and which cursors each message advances."""
+
+from __future__ import annotations
+
+import re
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from bot.formatting import (
     MAX_MESSAGE_LEN,
     TOO_LONG,
-    describe_schedule,
     format_age,
+    format_backlogs,
     format_counters,
     format_feed_list,
     format_item,
     format_news,
     pack_blocks,
 )
-from bot.models import DigestSchedule, FeedItem
+from bot.models import Backlog, FeedItem, LogEntry
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 
@@ -75,22 +82,33 @@ def test_format_age() -> None:
     assert format_age(NOW - timedelta(days=3), NOW) == "3d"
 
 
+def test_item_source_can_be_left_out() -> None:
+    text = format_item(item("t", source="The Source"), NOW, show_source=False)
+    assert "The Source" not in text
+    assert text.endswith("\n2h")
+    bare = format_item(item("t", published=None), NOW, show_source=False)
+    assert "\n" not in bare
+
+
 def test_feed_list_numbers_and_marks_paused() -> None:
-    text = format_feed_list(
+    [text] = format_feed_list(
         ["https://a.example/rss", "https://b.example/feed"],
         {"https://a.example/rss": "A & B"},
         {"https://b.example/feed"},
     )
     assert "1. A &amp; B" in text
     assert "2. b.example ⏸ paused" in text
-    assert "No feeds" in format_feed_list([], {}, set())
+    [empty] = format_feed_list([], {}, set())
+    assert "No feeds" in empty
 
 
-def test_describe_schedule() -> None:
-    assert describe_schedule(DigestSchedule("off")) == "off"
-    assert describe_schedule(DigestSchedule("every", interval_s=7200)) == "every 2h"
-    assert describe_schedule(DigestSchedule("every", interval_s=1800)) == "every 30m"
-    assert describe_schedule(DigestSchedule("at", at="08:00")) == "daily at 08:00 UTC"
+def test_a_long_feed_list_is_split_and_keeps_its_numbering() -> None:
+    urls = [f"https://feed{n}.example/" + "p" * 150 for n in range(1, 61)]
+    messages = format_feed_list(urls, {}, set())
+    assert len(messages) > 1
+    assert all(len(m) <= MAX_MESSAGE_LEN for m in messages)
+    numbers = [int(n) for m in messages for n in re.findall(r"^(\d+)\. ", m, re.M)]
+    assert numbers == list(range(1, 61))
 
 
 def test_counters_view() -> None:
@@ -99,3 +117,154 @@ def test_counters_view() -> None:
     )
     assert "news_requests: 3" in text
     assert "-1: news_requests=2" in text
+
+
+# ---------------------------------------------------------------------------- format_backlogs
+
+URL_A = "https://a.example/rss"
+URL_B = "https://b.example/rss"
+
+
+def backlog(
+    url: str,
+    seqs: range,
+    *,
+    title: str = "Feed",
+    skipped: int = 0,
+    pad: int = 0,
+    item_title: str | None = None,
+) -> Backlog:
+    entries = [
+        LogEntry(
+            seq,
+            FeedItem(
+                id=f"{url}#{seq}",
+                title=item_title or f"Item {seq}" + " word" * pad,
+                link=f"https://e.example/{seq}",
+                published=NOW - timedelta(minutes=seq),
+                source_title=title,
+                feed_url=url,
+            ),
+        )
+        for seq in seqs
+    ]
+    return Backlog(url, title, entries, skipped, seqs[-1] if seqs else 0)
+
+
+def seq_of(item_id: str) -> int:
+    return int(item_id.rpartition("#")[2])
+
+
+@pytest.mark.parametrize("digest", [False, True])
+def test_backlogs_split_at_the_limit_and_each_message_advances_exactly_its_items(
+    digest: bool,
+) -> None:
+    backlogs = [
+        backlog(URL_A, range(11, 71), title="A", pad=40),
+        backlog(URL_B, range(3, 33), title="B", pad=40),
+    ]
+    messages = format_backlogs(backlogs, digest=digest, now=NOW)
+    assert len(messages) > 2
+    assert all(len(m.text) <= MAX_MESSAGE_LEN for m in messages)
+    sent = [i for m in messages for i in m.item_ids]
+    assert sent == [e.item.id for b in backlogs for e in b.entries]  # all, once, in order
+    last_of = {url: max(n for n, m in enumerate(messages) if url in m.advances)
+               for url in (URL_A, URL_B)}  # fmt: skip
+    for n, message in enumerate(messages):
+        for item_id in message.item_ids:
+            assert f">Item {seq_of(item_id)} word" in message.text
+        for url, head in ((URL_A, 70), (URL_B, 32)):
+            mine = [seq_of(i) for i in message.item_ids if i.startswith(url)]
+            if n == last_of[url]:
+                assert message.advances[url] == head
+            elif mine:
+                assert message.advances[url] == max(mine)  # never past what it carries
+            else:  # only a header or note of this feed: must not pass its later items
+                later = [seq_of(i) for m in messages[n:] for i in m.item_ids if i.startswith(url)]
+                assert message.advances.get(url, 0) < min(later, default=1 << 30)
+
+
+def test_a_small_backlog_is_one_message_that_advances_every_feed_to_its_head() -> None:
+    [message] = format_backlogs(
+        [backlog(URL_A, range(5, 8)), backlog(URL_B, range(1, 2))], digest=False, now=NOW
+    )
+    assert message.advances == {URL_A: 7, URL_B: 1}
+    assert len(message.item_ids) == 4
+
+
+def test_nothing_pending_is_no_message() -> None:
+    assert format_backlogs([], digest=True, now=NOW) == []
+
+
+def test_digest_groups_items_under_a_header_per_feed() -> None:
+    [message] = format_backlogs(
+        [backlog(URL_A, range(1, 3), title="Alpha"), backlog(URL_B, range(1, 2), title="Beta")],
+        digest=True,
+        now=NOW,
+    )
+    text = message.text
+    assert text.startswith("<b>📰 Digest</b>")
+    order = [text.index(s) for s in ("<b>Alpha</b>", ">Item 1<", ">Item 2<", "<b>Beta</b>")]
+    assert order == sorted(order)
+    assert text.index("<b>Beta</b>") < text.rindex(">Item 1<")  # Beta's item 1 follows it
+    assert "\nAlpha" not in text  # the header names the source; items do not repeat it
+
+
+def test_a_feed_header_is_never_left_alone_at_the_bottom_of_a_message() -> None:
+    backlogs = [
+        backlog(f"https://f{n}.example/rss", range(1, 4), title=f"Feed {n}", pad=60)
+        for n in range(12)
+    ]
+    messages = format_backlogs(backlogs, digest=True, now=NOW)
+    assert len(messages) > 1
+    for message in messages:
+        assert len(message.text) <= 4096
+        last_block = message.text.rsplit("\n\n", 1)[-1]
+        assert not last_block.startswith("<b>Feed "), "a header ended a message"
+    headers = sum(m.text.count("<b>Feed ") for m in messages)
+    assert headers == 12  # each feed's header appears exactly once
+
+
+def test_instant_messages_have_no_header_and_name_the_source() -> None:
+    [message] = format_backlogs([backlog(URL_A, range(1, 2), title="Alpha")], digest=False)
+    assert "Digest" not in message.text
+    assert message.text.startswith("<b><a href=")
+    assert "\nAlpha" in message.text
+
+
+@pytest.mark.parametrize("digest", [False, True])
+def test_skipped_items_are_announced_with_their_number(digest: bool) -> None:
+    [message] = format_backlogs(
+        [backlog(URL_A, range(43, 45), title="Alpha", skipped=42)], digest=digest, now=NOW
+    )
+    assert "42 earlier item(s) of Alpha were skipped" in message.text
+    assert message.text.index("skipped") < message.text.index(">Item 43<")
+    assert message.advances == {URL_A: 44}
+
+
+def test_hostile_titles_are_escaped_everywhere() -> None:
+    evil = '<script>alert("x")</script> & <b>'
+    messages = format_backlogs(
+        [backlog(URL_A, range(1, 2), title=evil, skipped=3, item_title=evil)],
+        digest=True,
+        now=NOW,
+    )
+    [message] = messages
+    assert "<script>" not in message.text
+    assert message.text.count("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp;") == 3
+    tags = re.findall(r"</?([a-z]+)", message.text)
+    assert set(tags) <= {"b", "i", "a"}  # only the formatter's own markup
+
+
+def test_an_item_too_long_to_send_is_replaced_and_still_advanced_past() -> None:
+    huge = backlog(URL_A, range(1, 3))
+    entry = huge.entries[0]
+    long_link = "https://e.example/" + "x" * 5000
+    huge.entries[0] = LogEntry(
+        entry.seq,
+        FeedItem(entry.item.id, "huge", long_link, NOW, "Feed", URL_A),
+    )
+    [message] = format_backlogs([huge], digest=False, now=NOW)
+    assert TOO_LONG in message.text
+    assert ">Item 2<" in message.text
+    assert message.advances == {URL_A: 2}

@@ -1,228 +1,286 @@
-"""Digest and poll jobs, and the chat lifecycle, through the real Application."""
+"""bot/jobs.py: the poll, digest and backup jobs, the paused-feed notice, and chat moves.
+
+Jobs are called the way the JobQueue calls them (with a context whose ``services`` and
+``storage`` are real), against the real storage, a scripted fetcher and a recording bot.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from telegram.ext import Application, JobQueue
+import pytest
 
-from bot.config import Settings
-from bot.context import services_of
-from bot.jobs import digest_job_name
-from bot.services.news import MAX_FAILURES
-from bot.services.storage import get_storage_service
-from tests.helpers.bot_runner import eventually, running_bot
-from tests.helpers.fake_bot_api import FakeBotAPI
-from tests.helpers.feed_server import FeedServer
-from tests.helpers.feeds import rss
+from bot.app import build_application
+from bot.context import SERVICES_KEY, Services
+from bot.jobs import (
+    POLL_TICK_S,
+    backup_job,
+    digest_job,
+    on_chat_moved,
+    poll_job,
+    report_poll,
+    schedule_background_jobs,
+)
+from bot.models import Delivery
+from bot.services.delivery import Dispatcher
+from bot.services.digests import DIGEST_TICK_S, DigestScheduler
+from bot.services.feed_errors import HTTPStatusError
+from bot.services.feeds import MAX_FAILURES, PAUSED_RETRY_S, FeedService, PollReport
+from bot.services.health import HealthState
+from bot.services.metrics import Metrics
+from bot.services.ratelimit import NewsRateLimiter
+from bot.storage import StorageService, reset_storage_service
+from tests.helpers.bot_runner import make_settings
+from tests.helpers.scripted import FakeClock, RecordingBot, ScriptedFetcher, ok
 
-SettingsFactory = Callable[..., Settings]
-NOW = datetime.now(UTC).replace(microsecond=0)
-AnyApp = Application[Any, Any, Any, Any, Any, Any]
+URL = "https://feeds.example/rss?token=secret&x=<1>"
+TOKEN = "123456789:" + "A" * 35
+HOUR = 3600
 
 
-def feed(ids: range) -> bytes:
-    return rss(
-        [
-            {
-                "title": f"Story {i}",
-                "link": f"https://s.example/{i}",
-                "guid": f"s{i}",
-                "pubdate": NOW - timedelta(minutes=100 - i),
-            }
-            for i in ids
-        ],
-        title="Stories",
+@dataclass
+class FakeApp:
+    """What the jobs read from an Application: its bot and its bot_data."""
+
+    bot: RecordingBot
+    bot_data: dict[str, Any]
+
+
+@dataclass
+class FakeContext:
+    """What the jobs read from a BotContext."""
+
+    services: Services
+    storage: StorageService
+
+
+@dataclass
+class Parts:
+    app: FakeApp
+    context: FakeContext
+    services: Services
+    fetcher: ScriptedFetcher
+    clock: FakeClock
+    bot: RecordingBot
+
+
+@pytest.fixture
+async def parts(tmp_path: Path, storage: StorageService) -> AsyncIterator[Parts]:
+    settings = make_settings(tmp_path, "http://127.0.0.1:9", TOKEN)
+    metrics = Metrics(process_metrics=False)
+    services = Services(
+        settings=settings,
+        metrics=metrics,
+        health=HealthState(max_api_silence_s=120),
+        rate_limiter=NewsRateLimiter(5, 60),
     )
+    bot, fetcher, clock = RecordingBot(), ScriptedFetcher(), FakeClock()
+    app = FakeApp(bot, {SERVICES_KEY: services})
+    feeds = FeedService(
+        fetcher,  # type: ignore[arg-type]  # duck-typed stand-in for Fetcher
+        storage,
+        metrics,
+        poll_interval_s=600,
+        clock=clock,
+    )
+    dispatcher = Dispatcher(
+        bot,  # type: ignore[arg-type]  # duck-typed stand-in for ExtBot
+        storage,
+        metrics,
+        on_chat_moved=on_chat_moved(app),  # type: ignore[arg-type]
+    )
+    feeds.on_new_items = dispatcher.feed_updated
+
+    async def report(poll_report: PollReport) -> None:
+        await report_poll(app, poll_report)  # type: ignore[arg-type]
+
+    feeds.on_report = report
+    services.feeds_service = feeds
+    services.dispatcher_service = dispatcher
+    services.digests_service = DigestScheduler(storage, dispatcher, clock=clock)
+    dispatcher.start()
+    yield Parts(app, FakeContext(services, storage), services, fetcher, clock, bot)
+    await dispatcher.stop()
 
 
-async def say(fake: FakeBotAPI, text: str, chat_id: int, **kw: Any) -> str:
-    before = len(fake.sent_messages(chat_id))
-    fake.send_command(text, chat_id=chat_id, user_id=kw.pop("user_id", abs(chat_id)), **kw)
-    messages = await fake.wait_for_messages(before + 1, chat_id=chat_id, timeout=15)
-    return str(messages[before]["plain"])
+async def follow(storage: StorageService, chat_id: int, delivery: Delivery | None = None) -> None:
+    await storage.ensure_chat(chat_id, "private", "c", delivery=delivery)
+    await storage.subscribe(chat_id, URL, limit=50)
 
 
-def jq(app: AnyApp) -> JobQueue[Any]:
-    queue = app.job_queue
-    assert queue is not None
-    return queue
+async def run_poll(parts: Parts) -> None:
+    """What the poll job does, then wait for the cycle it started."""
+    await poll_job(parts.context)  # type: ignore[arg-type]
+    task = parts.services.feeds._poll_task
+    assert task is not None
+    await task
 
 
-async def run_digest_now(app: AnyApp, chat_id: int) -> None:
-    [job] = jq(app).get_jobs_by_name(digest_job_name(chat_id))
-    await job.run(app)
+# ---------------------------------------------------------------------------- poll job
 
 
-async def test_digest_command_schedules_and_survives_restart(
-    fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
+async def test_poll_job_runs_one_cycle_at_a_time(parts: Parts, storage: StorageService) -> None:
+    await follow(storage, 1)
+    parts.fetcher.serve(URL, ok(URL, range(2)))
+    parts.fetcher.gate = asyncio.Event()
+    parts.services.feeds.track(URL)
+    await poll_job(parts.context)  # type: ignore[arg-type]
+    first = parts.services.feeds._poll_task
+    await parts.fetcher.started.wait()
+    parts.services.feeds.poll_soon(URL)
+    await poll_job(parts.context)  # type: ignore[arg-type]  # the cycle is still running
+    assert parts.services.feeds._poll_task is first
+    parts.fetcher.gate.set()
+    assert first is not None
+    report = await first
+    assert report.refreshed == 1
+    assert len(parts.fetcher.calls) == 1
+
+
+async def test_new_items_found_by_the_poll_reach_instant_followers(
+    parts: Parts, storage: StorageService
 ) -> None:
-    feed_server.serve("/s.xml", feed(range(3)))
-    settings = bot_settings(default_feeds=(feed_server.url("/s.xml"),))
-    async with running_bot(settings) as app:
-        assert "Digest: off" in await say(fake_api, "/digest", 50)
-        assert "every 2h" in await say(fake_api, "/digest every 2h", 50)
-        assert "between 15 minutes" in await say(fake_api, "/digest every 1m", 50)
-        [job] = jq(app).get_jobs_by_name(digest_job_name(50))
-        assert job.job.trigger.interval == timedelta(hours=2)
-        assert "daily at 07:30 UTC" in await say(fake_api, "/digest at 7:30", 51)
-    async with running_bot(settings) as app:
-        names = {j.name for j in jq(app).jobs()}
-        assert digest_job_name(50) in names
-        assert digest_job_name(51) in names
-        assert "Digest turned off" in await say(fake_api, "/digest off", 50)
-        assert not jq(app).get_jobs_by_name(digest_job_name(50))
-    async with running_bot(settings) as app:
-        assert not jq(app).get_jobs_by_name(digest_job_name(50))
+    await follow(storage, 1)
+    await follow(storage, 2, Delivery("every", interval_s=HOUR))
+    parts.fetcher.serve(URL, ok(URL, range(2)), ok(URL, range(4)))
+    parts.services.feeds.track(URL)
+    await run_poll(parts)  # baseline
+    parts.clock.advance(600)
+    await run_poll(parts)
+    async with asyncio.timeout(5):
+        while not parts.services.dispatcher.idle() or not parts.bot.sent:
+            await asyncio.sleep(0.005)
+    [message] = parts.bot.sent
+    assert message.chat_id == 1
+    assert "Story s2" in message.text
+    assert "Story s3" in message.text
+    assert "Story s1" not in message.text
 
 
-async def test_digest_posts_only_new_items_never_twice_across_restarts(
-    fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
+async def test_a_paused_feed_is_announced_once_to_each_follower(
+    parts: Parts, storage: StorageService
 ) -> None:
-    feed_server.serve("/s.xml", feed(range(3)))
-    settings = bot_settings(default_feeds=(feed_server.url("/s.xml"),))
-    async with running_bot(settings) as app:
-        await say(fake_api, "/digest every 30m", 60)
-        await run_digest_now(app, 60)
-        first = fake_api.sent_messages(60)[-1]["plain"]
-        await run_digest_now(app, 60)  # nothing new: nothing posted
-        assert len(fake_api.sent_messages(60)) == 2
-    assert all(f"Story {i}" in first for i in range(3))
-    feed_server.serve("/s.xml", feed(range(5)))  # two new stories appear
-    async with running_bot(settings) as app:
-        await run_digest_now(app, 60)
-        second = fake_api.sent_messages(60)[-1]["plain"]
-        await run_digest_now(app, 60)
-        counters = await get_storage_service().get_counters()
-    assert len(fake_api.sent_messages(60)) == 3
-    assert "Story 3" in second
-    assert "Story 4" in second
-    assert "Story 0" not in second
-    assert counters["chats"]["60"]["digests_posted"] == 2
-    assert counters["chats"]["60"]["items_sent"] == 5
+    await follow(storage, 1)
+    await follow(storage, 2)
+    await storage.ensure_chat(3, "private", "not a follower")
+    parts.fetcher.serve(URL, HTTPStatusError(500))
+    parts.services.feeds.track(URL)
+    for _ in range(MAX_FAILURES + 2):
+        await run_poll(parts)
+        parts.clock.advance(PAUSED_RETRY_S)
+    assert sorted(s.chat_id for s in parts.bot.sent) == [1, 2]
+    text = parts.bot.texts(1)[0]
+    assert "paused the feed" in text
+    assert "the server answered 500" in text
+    assert "&lt;1&gt;" in text  # the URL is escaped
+    assert "<1>" not in text
 
 
-async def test_blocked_chat_is_deactivated_and_digest_stops(
-    fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
+async def test_report_poll_logs_the_cycle_and_sends_nothing_without_pauses(
+    parts: Parts, storage: StorageService, caplog: pytest.LogCaptureFixture
 ) -> None:
-    feed_server.serve("/s.xml", feed(range(3)))
-    async with running_bot(bot_settings(default_feeds=(feed_server.url("/s.xml"),))) as app:
-        await say(fake_api, "/digest every 30m", 70)
-        fake_api.blocked_chats.add(70)
-        await run_digest_now(app, 70)
-        channel = await get_storage_service().get_channel(70)
-        assert not jq(app).get_jobs_by_name(digest_job_name(70))
-    assert channel is not None
-    assert channel.active is False
-    assert channel.digest.mode == "every"  # kept, in case the user comes back
+    await follow(storage, 1)
+    with caplog.at_level(logging.INFO, logger="bot.jobs"):
+        await report_poll(parts.app, PollReport(refreshed=3, failed=1, new_items=4))  # type: ignore[arg-type]
+        await report_poll(parts.app, PollReport())  # type: ignore[arg-type]
+    [record] = [r for r in caplog.records if getattr(r, "event", None) == "poll"]
+    assert (record.refreshed, record.failed, record.new_items) == (3, 1, 4)  # type: ignore[attr-defined]
+    assert parts.bot.sent == []
 
 
-async def test_bot_removed_then_readded(
-    fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
+# ---------------------------------------------------------------------------- digest job
+
+
+async def test_digest_job_sends_due_digests(parts: Parts, storage: StorageService) -> None:
+    await follow(storage, 5, Delivery("every", interval_s=HOUR))
+    parts.fetcher.serve(URL, ok(URL, range(1)), ok(URL, range(3)))
+    parts.services.feeds.track(URL)
+    await run_poll(parts)
+    chat = storage.chat(5)
+    assert chat is not None
+    await parts.services.digests.update(chat)
+    parts.clock.advance(600)
+    await run_poll(parts)
+    await digest_job(parts.context)  # type: ignore[arg-type]  # not due yet
+    await asyncio.sleep(0)
+    assert parts.bot.sent == []
+    parts.clock.advance(HOUR)
+    await digest_job(parts.context)  # type: ignore[arg-type]
+    task = parts.services.digests._running
+    assert task is not None
+    assert await task == 1
+    [digest] = parts.bot.sent
+    assert digest.chat_id == 5
+    assert "Story s1" in digest.text
+    assert "Story s2" in digest.text
+
+
+# ---------------------------------------------------------------------------- chat moves
+
+
+async def test_a_migrated_chat_keeps_its_digest_under_the_new_id(
+    parts: Parts, storage: StorageService
 ) -> None:
-    feed_server.serve("/s.xml", feed(range(3)))
-    group = -7100
-    fake_api.set_admin(group, 1)
-    async with running_bot(bot_settings(default_feeds=(feed_server.url("/s.xml"),))) as app:
-        await say(fake_api, "/digest every 1h", group, user_id=1, chat_type="group", chat_title="G")
-        storage = get_storage_service()
-
-        async def digest_scheduled() -> bool:
-            return bool(jq(app).get_jobs_by_name(digest_job_name(group)))
-
-        async def digest_cancelled() -> bool:
-            return not await digest_scheduled()
-
-        fake_api.my_chat_member(group, "group", "member", "left", user_id=1)
-        await eventually(digest_cancelled, what="digest cancelled after the bot left")
-        gone = await storage.get_channel(group)
-        fake_api.my_chat_member(group, "group", "left", "member", user_id=1)
-        await eventually(digest_scheduled, what="digest rescheduled after the bot came back")
-        back = await storage.get_channel(group)
-    assert gone is not None
-    assert gone.active is False
-    assert back is not None
-    assert back.active is True
+    old, new = -10, -1000010
+    await follow(storage, old, Delivery("every", interval_s=HOUR))
+    digests = parts.services.digests
+    await digests.restore()
+    assert digests.due_time(old) is not None
+    await storage.migrate_chat(old, new)
+    await on_chat_moved(parts.app)(old, new)  # type: ignore[arg-type]
+    assert digests.due_time(old) is None
+    assert digests.due_time(new) == parts.clock.now + HOUR
 
 
-async def test_group_migration_keeps_feeds_and_schedule(
-    fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
+async def test_a_chat_that_went_away_loses_its_digest(
+    parts: Parts, storage: StorageService
 ) -> None:
-    feed_server.serve("/s.xml", feed(range(3)))
-    old, new = -8100, -1008100
-    fake_api.set_admin(old, 1)
-    async with running_bot(bot_settings()) as app:
-        await say(
-            fake_api,
-            f"/add {feed_server.url('/s.xml')}",
-            old,
-            user_id=1,
-            chat_type="group",
-            chat_title="G",
-        )
-        await say(fake_api, "/digest every 1h", old, user_id=1, chat_type="group", chat_title="G")
-        fake_api.migrate(old, new)
-        storage = get_storage_service()
-
-        async def rescheduled_under_new_id() -> bool:
-            return bool(jq(app).get_jobs_by_name(digest_job_name(new)))
-
-        await eventually(rescheduled_under_new_id, what="digest moved to the supergroup id")
-        moved = await storage.get_channel(new)
-        assert await storage.get_channel(old) is None
-        assert jq(app).get_jobs_by_name(digest_job_name(new))
-        assert not jq(app).get_jobs_by_name(digest_job_name(old))
-        await run_digest_now(app, new)
-    assert moved is not None
-    assert moved.feeds == [feed_server.url("/s.xml")]
-    assert moved.digest.mode == "every"
-    assert "Story 1" in fake_api.sent_messages(new)[-1]["plain"]
+    await follow(storage, 4, Delivery("every", interval_s=HOUR))
+    digests = parts.services.digests
+    await digests.restore()
+    await on_chat_moved(parts.app)(4, None)  # type: ignore[arg-type]
+    assert digests.due_time(4) is None
 
 
-async def test_send_to_migrated_chat_follows_the_new_id(
-    fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
-) -> None:
-    """Telegram may tell us about a migration only when we send (ChatMigrated)."""
-    feed_server.serve("/s.xml", feed(range(3)))
-    old, new = -8200, -1008200
-    fake_api.set_admin(old, 1)
-    async with running_bot(bot_settings(default_feeds=(feed_server.url("/s.xml"),))) as app:
-        await say(fake_api, "/digest every 1h", old, user_id=1, chat_type="group", chat_title="G")
-        fake_api.migrated_chats[old] = new
-        await run_digest_now(app, old)
-        moved = await get_storage_service().get_channel(new)
-    assert moved is not None
-    assert moved.digest.mode == "every"
-    assert "Story 0" in fake_api.sent_messages(new)[-1]["plain"]
+async def test_chat_moves_before_start_up_are_ignored(parts: Parts) -> None:
+    parts.services.digests_service = None
+    await on_chat_moved(parts.app)(1, 2)  # type: ignore[arg-type]  # must not raise
 
 
-async def test_failing_feed_backs_off_pauses_and_tells_followers_once(
-    fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
-) -> None:
-    feed_server.serve("/s.xml", feed(range(3)))
-    url = feed_server.url("/s.xml")
-    async with running_bot(bot_settings()) as app:
-        await say(fake_api, f"/add {url}", 90)
-        feed_server.set_status("/s.xml", 500)
-        news = services_of(app).news
-        for _ in range(MAX_FAILURES + 2):
-            news._next_due.clear()  # make the feed due now instead of waiting out the backoff
-            [poll] = jq(app).get_jobs_by_name("poll")
-            await poll.run(app)
-        state = await get_storage_service().get_feed_state(url)
-        notices = [m for m in fake_api.sent_messages(90) if "paused" in m["plain"]]
-        listing = await say(fake_api, "/list", 90)
-        feed_server.serve("/s.xml", feed(range(4)))
-        resumed = await say(fake_api, f"/add {url}", 90)
-        after = await get_storage_service().get_feed_state(url)
-    assert state is not None
-    assert state.paused is True
-    assert state.failures >= MAX_FAILURES
-    assert len(notices) == 1
-    assert "500" in notices[0]["plain"]
-    assert "paused" in listing
-    assert "resumed" in resumed
-    assert after is not None
-    assert after.paused is False
+# ---------------------------------------------------------------------------- backup job
+
+
+async def test_backup_job_writes_a_snapshot_backup(parts: Parts, storage: StorageService) -> None:
+    before = set(storage.backup_dir.glob("snapshot-*.json"))
+    await follow(storage, 1)
+    await backup_job(parts.context)  # type: ignore[arg-type]
+    [backup] = set(storage.backup_dir.glob("snapshot-*.json")) - before
+    assert '"chat_id":1' in backup.read_text().replace(" ", "")
+
+
+# ---------------------------------------------------------------------------- registration
+
+
+def test_schedule_background_jobs_registers_the_three_jobs(tmp_path: Path) -> None:
+    reset_storage_service()
+    try:
+        settings = make_settings(tmp_path, "http://127.0.0.1:9", TOKEN, backup_interval_s=7200)
+        app = build_application(settings)
+        queue = app.job_queue
+        assert queue is not None
+        assert queue.jobs() == ()
+        schedule_background_jobs(app)
+        intervals = {job.name: job.job.trigger.interval for job in queue.jobs()}
+    finally:
+        reset_storage_service()
+    assert intervals == {
+        "poll": timedelta(seconds=POLL_TICK_S),
+        "digests": timedelta(seconds=DIGEST_TICK_S),
+        "backup": timedelta(seconds=7200),
+    }

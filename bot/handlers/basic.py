@@ -28,6 +28,7 @@ HELP_TEXT = """<b>newsbot</b> — news from the feeds you choose, posted here as
 /resume — post again, starting with what was kept
 
 /stats — counters (bot operators only)
+/start — the welcome message
 /help — this message"""
 
 START_TEXT = (

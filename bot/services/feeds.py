@@ -119,6 +119,7 @@ class FeedService:
         self._clock = clock
         self.on_new_items: NewItemsHook | None = None
         self.on_report: ReportHook | None = None
+        self.discovered = 0  # new items found since start (a feed's baseline not included)
         self._views: dict[str, FeedView] = {}
         # url -> the refresh in flight. Only touched on the event loop without an await
         # between check and insert, so it needs no lock.
@@ -190,20 +191,26 @@ class FeedService:
         return out, errors
 
     # ------------------------------------------------------------------ refreshing
-    async def refresh(self, url: str, *, manual: bool = False) -> FeedView:
+    async def refresh(
+        self, url: str, *, manual: bool = False, fetched: FetchResult | None = None
+    ) -> FeedView:
         """Fetch ``url`` now unless it is backing off, sharing the fetch with other callers.
 
         Args:
             url: the feed.
             manual: a user asked (``/add``): retry a failing feed if its last attempt is
                 older than :data:`MANUAL_RETRY_FLOOR_S`.
+            fetched: the feed's document, already downloaded (``/add`` looked at it to tell
+                a page from a feed); used instead of fetching again.
 
         Raises:
             FeedError: the fetch or parse failed now, or earlier and the feed is backing off.
         """
         task = self._inflight.get(url)
         if task is None:
-            task = asyncio.create_task(self._refresh(url, manual), name=f"refresh {safe_url(url)}")
+            task = asyncio.create_task(
+                self._refresh(url, manual, fetched), name=f"refresh {safe_url(url)}"
+            )
             self._inflight[url] = task
             task.add_done_callback(functools.partial(self._finished, url))
         # shield: one impatient caller being cancelled must not cancel everyone's fetch.
@@ -225,15 +232,16 @@ class FeedService:
         if wait > 0:
             raise FeedBackingOff(state.last_error or "the feed failed recently")
 
-    async def _refresh(self, url: str, manual: bool) -> FeedView:
+    async def _refresh(self, url: str, manual: bool, fetched: FetchResult | None) -> FeedView:
         state = self.state_of(url)
-        self._check_backoff(state, manual)
+        if fetched is None:
+            self._check_backoff(state, manual)
         state = state or FeedState(url=url)
         has_log = self._storage.feed_head(url) > 0
         started = time.perf_counter()
         try:
             # Conditional GET only when we hold a log the 304 would save us from re-reading.
-            result = await self._fetcher.fetch(
+            result = fetched or await self._fetcher.fetch(
                 url,
                 etag=state.etag if has_log else None,
                 last_modified=state.last_modified if has_log else None,
@@ -248,6 +256,7 @@ class FeedService:
         self._storage.count("feed_fetches")
         state.failures, state.paused, state.last_error = 0, False, None
         state.last_attempt = self._clock()
+        state.fetched_once = True
         state.etag, state.last_modified = result.etag, result.last_modified
         if parsed is None:
             self._metrics.feed_fetches.labels(outcome="not_modified").inc()
@@ -259,6 +268,7 @@ class FeedService:
         self._views[url] = view
         new = await self._storage.record_fetch(url, parsed.items, state)
         if new:
+            self.discovered += len(new)
             self._metrics.items_discovered.inc(len(new))
             if self.on_new_items is not None:
                 self.on_new_items(url, new)
@@ -305,15 +315,19 @@ class FeedService:
         if self._storage.feed_head(url) > 0 or self.state_of(url) is not None:
             view = await self.refresh(url, manual=True)
             return url, view.title
-        result = await self._fetcher.fetch(url)
-        feed_url = url
-        if looks_like_html(result.body or b"", result.content_type):
-            links = discover_feed_links(result.body or b"", result.url)
-            if not links:
-                raise NotAFeedError("that page links to no RSS or Atom feed")
-            feed_url = links[0]
-        view = await self.refresh(feed_url, manual=True)
-        return feed_url, view.title
+        try:
+            result = await self._fetcher.fetch(url)
+        except FeedError as exc:
+            self._metrics.feed_fetches.labels(outcome=exc.kind).inc()
+            raise
+        if not looks_like_html(result.body or b"", result.content_type):
+            view = await self.refresh(url, manual=True, fetched=result)  # one fetch, not two
+            return url, view.title
+        links = discover_feed_links(result.body or b"", result.url)
+        if not links:
+            raise NotAFeedError("that page links to no RSS or Atom feed")
+        view = await self.refresh(links[0], manual=True)
+        return links[0], view.title
 
     # ------------------------------------------------------------------ polling
     def set_wanted(self, wanted: Callable[[str], bool]) -> None:
@@ -388,7 +402,6 @@ class FeedService:
             async with gate:  # bounds concurrent fetches; covers nothing else
                 before = self.state_of(url)
                 was_paused = bool(before and before.paused)
-                head = self._storage.feed_head(url)
                 try:
                     await self.refresh(url)
                 except FeedError as exc:
@@ -400,8 +413,6 @@ class FeedService:
                     report.failed += 1
                     logger.exception("refreshing %s failed unexpectedly", safe_url(url))
                 else:
-                    added = self._storage.feed_head(url) - head
-                    report.new_items += max(0, added)
                     report.refreshed += 1
                 finally:
                     state = self.state_of(url)
@@ -410,5 +421,7 @@ class FeedService:
                     if self._wanted(url):
                         self._schedule(url, max(base + delay, self._clock() + 1))
 
+        discovered = self.discovered
         await asyncio.gather(*(one(u) for u in self.take_due()))
+        report.new_items = self.discovered - discovered
         return report

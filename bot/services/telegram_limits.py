@@ -449,9 +449,11 @@ class TelegramRateLimiter(BaseRateLimiter[SendClass | None]):
                 self._chats.take(waiter.key, now)
                 if is_group_key(waiter.key):
                     self._groups.take(waiter.key, now)
-                # Catch up at most one slot of timer lateness, so the average rate holds
-                # without ever sending more than two back to back.
-                self._next_slot = max(self._next_slot, now - self._interval) + self._interval
+                # Keep the cadence across timer lateness (less than a slot late: the next
+                # slot stays where it was due), so the average rate holds; after idling,
+                # start afresh from now. Never more than two sends back to back.
+                on_cadence = now - self._next_slot < self._interval
+                self._next_slot = (self._next_slot if on_cadence else now) + self._interval
                 waiter.future.set_result(True)
         finally:
             self._dispatcher = None

@@ -492,11 +492,9 @@ class StorageService:
             return []
         fresh.reverse()  # oldest first: sequence numbers follow publication order
         entries = [LogEntry(head + n, item) for n, item in enumerate(fresh, 1)]
-        # The first *successful* fetch is the baseline. A feed whose last attempt succeeded
-        # but logged nothing was empty: its first items are news for its followers.
-        previous = None if record is None else record.state
-        fetched_empty = previous is not None and previous.last_attempt > 0 and not previous.failures
-        baseline = head == 0 and not fetched_empty
+        # The first *successful* fetch is the baseline. A feed that was fetched before but
+        # logged nothing was empty then: its first items are news for its followers.
+        baseline = head == 0 and not (record is not None and record.state.fetched_once)
         await self._durable(
             {
                 "op": "items",

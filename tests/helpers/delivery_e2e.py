@@ -21,15 +21,18 @@ from tests.helpers.feeds import rss
 logger = logging.getLogger(__name__)
 
 
-def story(n: int, tag: str = "s") -> dict[str, Any]:
-    """Item ``n`` of a test feed; its title "Story <tag><n> end" is unique within a test."""
-    return {"title": f"Story {tag}{n} end", "link": f"https://news.example/{tag}/{n}",
-            "guid": f"{tag}-{n}"}  # fmt: skip
+def story(n: int, tag: str = "s", *, pad: int = 0) -> dict[str, Any]:
+    """Item ``n`` of a test feed; its title starts "Story <tag><n> end", unique in a test.
+
+    ``pad`` appends that many filler words, to make messages long enough to be split.
+    """
+    title = f"Story {tag}{n} end" + " filler" * pad
+    return {"title": title, "link": f"https://news.example/{tag}/{n}", "guid": f"{tag}-{n}"}
 
 
 def title_of(item: dict[str, Any]) -> str:
-    """The title a chat reads for ``item``."""
-    return str(item["title"])
+    """The unique start of the title a chat reads for ``item`` (without any filler)."""
+    return str(item["title"]).split(" filler", 1)[0]
 
 
 def serve_feed(server: FeedServer, path: str, items: list[dict[str, Any]], title: str) -> str:

@@ -11,7 +11,8 @@ Run standalone (for container and load tests driven from another process)::
     python -m tests.helpers.fake_bot_api --port 0 --token 123:ABC
 
 prints ``READY http://127.0.0.1:<port>`` and serves a small JSON control API under
-``/_control/`` (see :meth:`FakeBotAPI._control`).
+``/_control/`` (see :meth:`FakeBotAPI._control`). ``--enforce-limits`` turns on Telegram's
+flood limits (see :class:`FloodLimits`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -29,10 +31,10 @@ import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from html.parser import HTMLParser
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -94,6 +96,21 @@ _RESTRICTED_PERMISSIONS = [
     "can_edit_tag",
 ]
 _MEMBER_STATUSES = frozenset({"creator", "administrator", "member", "restricted", "left", "kicked"})
+# Statuses answered by Telegram's nginx front end (an HTML page) rather than the Bot API server.
+_FRONT_END_STATUSES = frozenset({502, 503, 504})
+_NGINX_PAGE = (
+    "<html>\r\n<head><title>{status} {phrase}</title></head>\r\n<body>\r\n"
+    "<center><h1>{status} {phrase}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+# Methods that post a message: the ones Telegram's flood limits count.
+_MESSAGE_METHODS_OTHER = frozenset(
+    {"copymessage", "copymessages", "forwardmessage", "forwardmessages"}
+)
+# A request finding at least 1 - slack tokens passes: a sender that paces itself exactly to the
+# limit sees its requests arrive with a few milliseconds of jitter, and Telegram's limits are
+# not that sharp either. 0.1 token is 100 ms at 1/s per chat, 300 ms at 20/min per group.
+_FLOOD_SLACK_TOKENS = 0.1
 
 
 # --------------------------------------------------------------------------- HTML validation
@@ -270,6 +287,61 @@ class _Failure:
     description: str
     parameters: dict[str, Any] | None
     remaining: int
+    html: bool = False
+
+
+@dataclass(frozen=True)
+class FloodLimits:
+    """Telegram's flood limits as the fake enforces them (when enabled).
+
+    Each limit is a token bucket: ``*_burst`` tokens, refilled at the rate; a message takes a
+    token, and a message that finds none is answered 429 with ``retry_after`` = the whole
+    seconds until one is back (at least 1). So with the defaults: a 31st message within an
+    instant from one bot, a 21st into one group within a minute, or a 4th into one chat within
+    a second is refused, and sustained rates above 30/s, 20/min and 1/s are refused. Only
+    methods that post a message count (``send*`` but ``sendChatAction``, copy/forward).
+
+    Attributes:
+        per_bot_per_s: messages per second from the bot, all chats together.
+        per_bot_burst: messages the bot may send in one instant.
+        per_group_per_minute: messages per minute into one group/supergroup/channel (a
+            negative chat id, or ``@username``).
+        per_group_burst: messages one group may get in one instant.
+        per_chat_per_s: messages per second into any one chat (groups included).
+        per_chat_burst: messages one chat may get in one instant.
+    """
+
+    per_bot_per_s: float = 30.0
+    per_bot_burst: float = 30.0
+    per_group_per_minute: float = 20.0
+    per_group_burst: float = 20.0
+    per_chat_per_s: float = 1.0
+    per_chat_burst: float = 3.0
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"{field.name} must be a positive number")
+
+
+class _Bucket:
+    """Token bucket on the fake's clock (see :class:`FloodLimits`)."""
+
+    __slots__ = ("capacity", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, capacity: float, now: float) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = capacity
+        self.stamp = now
+
+    def shortfall_s(self, now: float) -> float:
+        """Refill to ``now``; seconds until a token is back (0: one is available now)."""
+        self.tokens = min(self.capacity, self.tokens + max(now - self.stamp, 0.0) * self.rate)
+        self.stamp = max(now, self.stamp)
+        missing = 1 - _FLOOD_SLACK_TOKENS - self.tokens
+        return 0.0 if missing <= 0 else missing / self.rate
 
 
 class _ApiError(Exception):
@@ -319,6 +391,19 @@ def _error_body(status: int, description: str, parameters: dict[str, Any] | None
     return web.json_response(body, status=status)
 
 
+def _front_end_error(status: int) -> web.Response:
+    """What Telegram's nginx answers when the Bot API server behind it is unreachable."""
+    phrase = HTTPStatus(status).phrase
+    page = _NGINX_PAGE.format(status=status, phrase=phrase)
+    return web.Response(text=page, status=status, content_type="text/html")
+
+
+def _is_message_method(lowered: str) -> bool:
+    return (
+        lowered.startswith("send") and lowered != "sendchataction"
+    ) or lowered in _MESSAGE_METHODS_OTHER
+
+
 def _not_found() -> web.Response:
     return _error_body(404, "Not Found", None)
 
@@ -344,10 +429,21 @@ class FakeBotAPI(LocalServer):
 
     Configure the bot with ``base_url=f"{fake.base_url}/bot"``. Behaviours are set through
     public attributes (``blocked_chats``, ``migrated_chats``, ``unknown_chats``) and methods
-    (:meth:`set_admin`, :meth:`fail_next`, :meth:`set_delay`, :meth:`hang`).
+    (:meth:`set_admin`, :meth:`fail_next`, :meth:`set_delay`, :meth:`hang`,
+    :meth:`set_limits`). With ``enforce_limits=True`` it answers 429 like Telegram when the
+    bot goes over the flood limits (:class:`FloodLimits`); ``limit_hits`` counts those 429s.
     """
 
-    def __init__(self, token: str = DEFAULT_TOKEN, *, host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        token: str = DEFAULT_TOKEN,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        enforce_limits: bool = False,
+        limits: FloodLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         if not _TOKEN_RE.fullmatch(token):
             raise ValueError("malformed bot token (expected '<digits>:<secret>')")
         self.token = token
@@ -377,6 +473,12 @@ class FakeBotAPI(LocalServer):
         self._allowed_updates: frozenset[str] | None = None
         self._failures: dict[str, deque[_Failure]] = {}
         self._delays: dict[str, float] = {}
+        # Flood limits: the fake's clock (injectable so tests need not race real time).
+        self._clock = clock
+        self.enforce_limits = enforce_limits
+        self.limits = limits or FloodLimits()
+        self.limit_hits_by_scope: dict[str, int] = {"bot": 0, "group": 0, "chat": 0}
+        self._flood_buckets: dict[tuple[str, int | str], _Bucket] = {}
         # Set while requests may proceed; cleared by hang(True).
         self._released = asyncio.Event()
         self._released.set()
@@ -460,13 +562,23 @@ class FakeBotAPI(LocalServer):
         retry_after: int = 1,
         description: str | None = None,
         parameters: dict[str, Any] | None = None,
+        body: Literal["json", "html"] | None = None,
     ) -> None:
         """Make the next ``times`` calls of ``method`` fail with ``status``.
 
         429 answers "Too Many Requests: retry after N" with ``parameters.retry_after``; other
-        statuses answer their HTTP phrase (e.g. 502 "Bad Gateway") unless ``description`` is
-        given.
+        statuses answer their HTTP phrase (e.g. 500 "Internal Server Error") unless
+        ``description`` is given. 502, 503 and 504 come from Telegram's nginx front end, so by
+        default they answer its HTML page (PTB then raises ``NetworkError`` "Bad Gateway
+        (502). Parsing the server response ... failed"); ``body`` forces "json" or "html".
+        Calls queue up: ``fail_next(m, 502, times=2)`` then ``fail_next(m, 500)`` fails the
+        next three calls 502, 502, 500.
         """
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        html = status in _FRONT_END_STATUSES if body is None else body == "html"
+        if html and status < 500:
+            raise ValueError("only 5xx answers come as an HTML page")
         if status == 429:
             description = description or f"Too Many Requests: retry after {retry_after}"
             parameters = {"retry_after": retry_after, **(parameters or {})}
@@ -475,7 +587,7 @@ class FakeBotAPI(LocalServer):
                 description = HTTPStatus(status).phrase
             except ValueError:
                 description = "Error"
-        failure = _Failure(status, description, parameters, times)
+        failure = _Failure(status, description, parameters, times, html)
         self._failures.setdefault(method.lower(), deque()).append(failure)
 
     def set_delay(self, method: str, seconds: float) -> None:
@@ -491,6 +603,25 @@ class FakeBotAPI(LocalServer):
             self._released.clear()
         else:
             self._released.set()
+
+    def set_limits(self, enforce: bool = True, **overrides: float) -> FloodLimits:
+        """Turn flood-limit enforcement on or off, optionally changing :class:`FloodLimits`.
+
+        Keyword arguments are :class:`FloodLimits` fields (e.g. ``per_chat_burst=100``).
+        Changing limits starts every bucket afresh (full). Returns the limits now in force.
+
+        Raises:
+            TypeError: for an unknown limit name. ValueError: for a non-positive value.
+        """
+        self.limits = replace(self.limits, **overrides)
+        self.enforce_limits = enforce
+        self._flood_buckets.clear()
+        return self.limits
+
+    @property
+    def limit_hits(self) -> int:
+        """How many 429s the flood limits produced (injected ones not counted)."""
+        return sum(self.limit_hits_by_scope.values())
 
     # ------------------------------------------------------------------ updates
 
@@ -839,13 +970,55 @@ class FakeBotAPI(LocalServer):
             return _error_body(early_error.status, early_error.description, None)
         failure = self._take_failure(lowered)
         if failure is not None:
+            if failure.html:
+                return _front_end_error(failure.status)
             return _error_body(failure.status, failure.description, failure.parameters)
+        if self.enforce_limits and _is_message_method(lowered):
+            flooded = self._flood_check(call.params)
+            if flooded is not None:
+                return flooded
         handler = self._handlers.get(lowered, self._true)
         try:
             result = await handler(call.params)
         except _ApiError as err:
             return _error_body(err.status, err.description, err.parameters)
         return web.json_response({"ok": True, "result": result})
+
+    def _flood_check(self, params: dict[str, Any]) -> web.Response | None:
+        """Take one token from the bot's, the group's and the chat's bucket, or answer 429.
+
+        All three must have a token; only then are they taken, so a refused message costs
+        nothing (as a retry after ``retry_after`` should succeed).
+        """
+        raw = params.get("chat_id")
+        target: int | str = raw.lower() if isinstance(raw, str) else _as_int(raw, 0)
+        now = self._clock()
+        limits = self.limits
+        scopes: list[tuple[str, int | str, float, float]] = [
+            ("bot", 0, limits.per_bot_per_s, limits.per_bot_burst),
+            ("chat", target, limits.per_chat_per_s, limits.per_chat_burst),
+        ]
+        if isinstance(target, str) or target < 0:
+            rate = limits.per_group_per_minute / 60
+            scopes.insert(1, ("group", target, rate, limits.per_group_burst))
+        buckets = []
+        for scope, key, rate, burst in scopes:
+            bucket = self._flood_buckets.get((scope, key))
+            if bucket is None:
+                bucket = self._flood_buckets[(scope, key)] = _Bucket(rate, burst, now)
+            wait = bucket.shortfall_s(now)
+            if wait > 0:
+                self.limit_hits_by_scope[scope] += 1
+                retry_after = max(1, math.ceil(wait))
+                return _error_body(
+                    429,
+                    f"Too Many Requests: retry after {retry_after}",
+                    {"retry_after": retry_after},
+                )
+            buckets.append(bucket)
+        for bucket in buckets:
+            bucket.tokens -= 1
+        return None
 
     def _take_failure(self, lowered: str) -> _Failure | None:
         queue = self._failures.get(lowered)
@@ -864,7 +1037,9 @@ class FakeBotAPI(LocalServer):
         ``POST /_control/command`` (send_command's arguments) → ``{"update_id": n}``;
         ``GET /_control/sent[?chat_id=]``; ``GET /_control/calls[?method=]``;
         ``POST /_control/hang`` ``{"hang": bool}``; ``POST /_control/fail`` (fail_next's
-        arguments).
+        arguments); ``POST /_control/delay`` ``{"method": m, "seconds": s}``;
+        ``POST /_control/limits`` (set_limits' arguments) and ``GET /_control/limits`` →
+        ``{"enforce": bool, "limits": {...}, "hits": {"bot": n, "group": n, "chat": n}}``.
         """
         action = request.path.removeprefix("/_control/")
         body: Any = None
@@ -906,6 +1081,17 @@ class FakeBotAPI(LocalServer):
         if (action, method) == ("fail", "POST"):
             self.fail_next(**body)
             return True
+        if (action, method) == ("delay", "POST"):
+            self.set_delay(str(body["method"]), float(body["seconds"]))
+            return True
+        if action == "limits" and method in ("GET", "POST"):
+            if method == "POST":
+                self.set_limits(**(body or {}))
+            return {
+                "enforce": self.enforce_limits,
+                "limits": asdict(self.limits),
+                "hits": dict(self.limit_hits_by_scope),
+            }
         return None
 
     # ------------------------------------------------------------------ Bot API methods
@@ -1074,8 +1260,8 @@ class FakeBotAPI(LocalServer):
 # --------------------------------------------------------------------------- standalone
 
 
-async def _serve_forever(token: str, host: str, port: int) -> None:
-    fake = FakeBotAPI(token, host=host, port=port)
+async def _serve_forever(token: str, host: str, port: int, enforce_limits: bool) -> None:
+    fake = FakeBotAPI(token, host=host, port=port, enforce_limits=enforce_limits)
     await fake.start()
     print(f"READY {fake.base_url}", flush=True)
     done = asyncio.Event()
@@ -1098,10 +1284,15 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("FAKE_BOT_TOKEN", DEFAULT_TOKEN),
         help="bot token to accept (default: $FAKE_BOT_TOKEN or the test token)",
     )
+    parser.add_argument(
+        "--enforce-limits",
+        action="store_true",
+        help="answer 429 like Telegram above 30 msg/s, 20/min per group, 1/s per chat",
+    )
     args = parser.parse_args(argv)
     if not _TOKEN_RE.fullmatch(args.token):
         parser.error("malformed --token")
-    asyncio.run(_serve_forever(args.token, args.host, args.port))
+    asyncio.run(_serve_forever(args.token, args.host, args.port, args.enforce_limits))
     return 0
 
 
