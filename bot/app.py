@@ -20,7 +20,7 @@ from telegram.request import BaseRequest
 
 from bot.config import Settings
 from bot.context import SERVICES_KEY, BotContext, Services, services_of
-from bot.handlers import admin, basic, chats, delivery, errors, feeds, news
+from bot.handlers import admin, basic, chats, conflict, delivery, errors, feeds, news
 from bot.jobs import on_chat_moved, report_poll, schedule_background_jobs
 from bot.services.delivery import Dispatcher
 from bot.services.digests import DigestScheduler
@@ -86,9 +86,17 @@ def build_application(
         .base_url(settings.bot_base_url)
         .base_file_url(f"{settings.api_base_url}/file/bot")
         .request(
-            request or InstrumentedRequest(health, metrics, connection_pool_size=CONCURRENT_UPDATES)
+            request
+            or InstrumentedRequest(
+                health,
+                metrics,
+                connection_pool_size=CONCURRENT_UPDATES,
+                proxy=settings.telegram_proxy_url,
+            )
         )
-        .get_updates_request(InstrumentedRequest(health, metrics))
+        .get_updates_request(
+            InstrumentedRequest(health, metrics, proxy=settings.telegram_proxy_url)
+        )
         .concurrent_updates(CONCURRENT_UPDATES)
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
@@ -97,7 +105,8 @@ def build_application(
     )
     app: AnyApp = builder.build()
     app.bot_data[SERVICES_KEY] = services
-    for module in (basic, news, feeds, delivery, admin, chats, errors):
+    # conflict before errors: its error handler stops 409s reaching the generic one.
+    for module in (basic, news, feeds, delivery, admin, chats, conflict, errors):
         module.register(app)
     return app
 

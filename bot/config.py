@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -24,7 +25,13 @@ MIN_POLL_INTERVAL_S = 60
 MIN_DIGEST_INTERVAL_S = 60  # DIGEST_MIN_INTERVAL may not go below this
 # Telegram tokens look like "123456789:AAH...": a numeric bot id, a colon, 30+ url-safe chars.
 TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,100}$")
+TOKEN_IN_TEXT_RE = re.compile(r"\d{3,20}:[A-Za-z0-9_-]{30,100}")
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+# Telegram's rule for setWebhook's secret_token: 1-256 characters from this set.
+WEBHOOK_SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+# Ports api.telegram.org delivers webhooks to; a self-hosted Bot API server allows any.
+TELEGRAM_WEBHOOK_PORTS = frozenset({80, 88, 443, 8443})
+PROXY_SCHEMES = frozenset({"http", "https", "socks5", "socks5h"})
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -61,11 +68,24 @@ class Settings:
     digest_min_interval_s: int = 15 * 60
     default_delivery: Delivery = field(default_factory=Delivery)
     parser_processes: int = 2
+    # Webhook mode when webhook_url is set (see bot/webhook.py); long polling otherwise.
+    webhook_url: str | None = None
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = 8443
+    webhook_secret: str | None = field(default=None, repr=False)
+    # Used for Bot API calls only; feed fetching always connects directly.
+    telegram_proxy_url: str | None = field(default=None, repr=False)
 
     @property
     def bot_base_url(self) -> str:
         """The URL PTB puts the token after (``<root>/bot<token>/<method>``)."""
         return f"{self.api_base_url}/bot"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values the log formatter must redact: the token, the webhook secret, proxy password."""
+        proxy_password = urlsplit(self.telegram_proxy_url or "").password
+        return tuple(value for value in (self.token, self.webhook_secret, proxy_password) if value)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
@@ -120,6 +140,77 @@ def _url(name: str, raw: str) -> str:
     return raw
 
 
+def _api_base_url(env: Mapping[str, str]) -> str:
+    """The Bot API root; PTB's form (``.../bot``) is accepted too and cut back to the root.
+
+    Without this, ``https://api.telegram.org/bot`` became ``.../bot/bot<token>``, every call
+    answered 404, and PTB reported it as a rejected token.
+    """
+    raw = env.get("TELEGRAM_API_BASE_URL", "").strip().rstrip("/")
+    if TOKEN_IN_TEXT_RE.search(raw):
+        raise ConfigError("TELEGRAM_API_BASE_URL: must not contain the bot token")
+    root = raw.removesuffix("/bot").rstrip("/") or DEFAULT_API_BASE_URL
+    return _url("TELEGRAM_API_BASE_URL", root)
+
+
+def _proxy_url(env: Mapping[str, str]) -> str | None:
+    """``TELEGRAM_PROXY_URL``; never echoed, as it may carry a password."""
+    raw = env.get("TELEGRAM_PROXY_URL", "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme.lower() not in PROXY_SCHEMES or not parts.hostname:
+        raise ConfigError(
+            "TELEGRAM_PROXY_URL: expected http://, https://, socks5:// or socks5h:// "
+            "followed by a host (e.g. socks5://127.0.0.1:1080)"
+        )
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ConfigError("TELEGRAM_PROXY_URL: the port is not a number in 1-65535") from None
+    return raw
+
+
+def _webhook_url(env: Mapping[str, str], api_base_url: str) -> str | None:
+    """``TELEGRAM_WEBHOOK_URL``: HTTPS on a port Telegram delivers to, no token in it.
+
+    A self-hosted Bot API server (any other ``TELEGRAM_API_BASE_URL``) also delivers over
+    plain HTTP and to any port, so those rules apply only to api.telegram.org.
+    """
+    raw = env.get("TELEGRAM_WEBHOOK_URL", "").strip()
+    if not raw:
+        return None
+    name = "TELEGRAM_WEBHOOK_URL"
+    if TOKEN_IN_TEXT_RE.search(raw):
+        raise ConfigError(
+            f"{name}: must not contain the bot token; the secret token authenticates "
+            "Telegram, use a plain path such as /telegram"
+        )
+    parts = urlsplit(raw)
+    official = api_base_url == DEFAULT_API_BASE_URL
+    schemes = {"https"} if official else {"https", "http"}
+    if parts.scheme not in schemes or not parts.hostname or parts.fragment or parts.username:
+        wanted = "an https://host/path URL" if official else "an http(s)://host/path URL"
+        raise ConfigError(f"{name}: expected {wanted}, got {raw!r}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ConfigError(f"{name}: the port is not a number in 1-65535, got {raw!r}") from None
+    if official and port not in TELEGRAM_WEBHOOK_PORTS:
+        raise ConfigError(f"{name}: Telegram delivers only to ports 443, 80, 88 or 8443")
+    return raw
+
+
+def _webhook_secret(env: Mapping[str, str]) -> str | None:
+    raw = env.get("TELEGRAM_WEBHOOK_SECRET", "").strip()
+    if raw and not WEBHOOK_SECRET_RE.match(raw):
+        # Not echoed: it is a secret even when malformed.
+        raise ConfigError(
+            "TELEGRAM_WEBHOOK_SECRET: expected 1-256 characters from A-Z, a-z, 0-9, _ and -"
+        )
+    return raw or None
+
+
 def _token(env: Mapping[str, str]) -> str:
     raw = env.get("TELEGRAM_BOT_TOKEN", "").strip()
     if not raw:
@@ -147,7 +238,7 @@ def load_settings(
         env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     env.update(os.environ if environ is None else environ)
 
-    api = env.get("TELEGRAM_API_BASE_URL", "").strip().rstrip("/") or DEFAULT_API_BASE_URL
+    api = _api_base_url(env)
     admin_ids: set[int] = set()
     for part in filter(None, (p.strip() for p in env.get("BOT_ADMIN_IDS", "").split(","))):
         if not re.fullmatch(r"-?\d{1,20}", part):
@@ -173,6 +264,11 @@ def load_settings(
     backup_dir = Path(env.get("BACKUP_DIR", "").strip() or "backups")
     if data_dir.resolve() == backup_dir.resolve():
         raise ConfigError("BACKUP_DIR: must differ from DATA_DIR")
+    health_port = _int(env, "HEALTH_PORT", 8080, 0, 65535)
+    webhook_port = _int(env, "WEBHOOK_PORT", 8443, 1, 65535)
+    webhook_url = _webhook_url(env, api)
+    if webhook_url and webhook_port == health_port:
+        raise ConfigError("WEBHOOK_PORT: must differ from HEALTH_PORT")
 
     min_interval = _int(env, "DIGEST_MIN_INTERVAL", 15 * 60, MIN_DIGEST_INTERVAL_S, 7 * 86400)
     default_raw = env.get("DEFAULT_DELIVERY", "").strip() or "instant"
@@ -189,7 +285,7 @@ def load_settings(
 
     return Settings(
         token=_token(env),
-        api_base_url=_url("TELEGRAM_API_BASE_URL", api),
+        api_base_url=api,
         admin_ids=frozenset(admin_ids),
         data_dir=data_dir,
         backup_dir=backup_dir,
@@ -205,9 +301,14 @@ def load_settings(
         log_level=log_level,
         log_format="json" if log_format == "json" else "text",
         health_host=env.get("HEALTH_HOST", "").strip() or "127.0.0.1",
-        health_port=_int(env, "HEALTH_PORT", 8080, 0, 65535),
+        health_port=health_port,
         health_max_api_silence_s=_int(env, "HEALTH_MAX_API_SILENCE", 120, 15, 86400),
         digest_min_interval_s=min_interval,
         default_delivery=default_delivery,
         parser_processes=_int(env, "PARSER_PROCESSES", 2, 0, 16),
+        webhook_url=webhook_url,
+        webhook_listen=env.get("WEBHOOK_LISTEN", "").strip() or "127.0.0.1",
+        webhook_port=webhook_port,
+        webhook_secret=_webhook_secret(env),
+        telegram_proxy_url=_proxy_url(env),
     )

@@ -14,6 +14,11 @@ unreachable, the token was revoked, or the event loop is stuck in blocking code.
   timer wakes up. A lag above ``stall_threshold_s`` seen within the last ``lag_window_s``
   makes the state unhealthy. While the loop is stalled *nobody* can answer ``/healthz``
   (it runs on that loop too); then the healthcheck's own timeout is what reports it.
+* **Telegram conflict** — Telegram answers 409 Conflict to ``getUpdates`` while another
+  process receives this bot's updates (a second copy with the same token elsewhere, or a
+  webhook set by one), and the webhook probe (:mod:`bot.webhook`) reports a webhook that was
+  changed behind our back the same way. Unhealthy from the first conflict until the same
+  call succeeds again; logged as an ERROR at most once per :data:`CONFLICT_LOG_INTERVAL_S`.
 
 All methods run on the event-loop thread, so the state needs no lock.
 """
@@ -36,6 +41,9 @@ logger = logging.getLogger(__name__)
 # Upper bound on remembered lag samples whatever the window and interval, so a tiny interval
 # cannot grow memory without limit.
 _MAX_LAG_SAMPLES = 4096
+# A conflict repeats at every poll retry (PTB backs off to 30 s); one ERROR a minute is
+# enough to be noticed without drowning the log.
+CONFLICT_LOG_INTERVAL_S = 60.0
 
 
 class HealthState:
@@ -68,6 +76,10 @@ class HealthState:
         self._last_lag: float | None = None
         # (measured at, lag) pairs, oldest first; pruned to lag_window_s in snapshot().
         self._lags: deque[tuple[float, float]] = deque(maxlen=_MAX_LAG_SAMPLES)
+        # source (Bot API method, or "webhook") -> (Telegram's description, first seen at).
+        self._conflicts: dict[str, tuple[str, float]] = {}
+        self._conflict_logged_at: float | None = None
+        self._conflicts_unlogged = 0
 
     def record_api_success(self) -> None:
         """Note that the Bot API answered (any status below 500)."""
@@ -76,6 +88,41 @@ class HealthState:
     def record_api_error(self, kind: str) -> None:
         """Note a failed Bot API call; reported in the body, it does not reset the silence."""
         self._last_error = (kind, self._clock())
+
+    def record_conflict(self, source: str, description: str) -> None:
+        """Note that another process receives this bot's updates; unhealthy until cleared.
+
+        Args:
+            source: where it showed: the Bot API method that got 409 (``getUpdates``), or
+                ``webhook`` when the webhook was changed by someone else.
+            description: what Telegram said (already free of secrets), for the log and body.
+
+        """
+        now = self._clock()
+        since = self._conflicts.get(source, ("", now))[1]
+        self._conflicts[source] = (description, since)
+        logged = self._conflict_logged_at
+        if logged is not None and now - logged < CONFLICT_LOG_INTERVAL_S:
+            self._conflicts_unlogged += 1
+            return
+        repeats = self._conflicts_unlogged
+        self._conflict_logged_at, self._conflicts_unlogged = now, 0
+        logger.error(
+            "Telegram conflict on %s: another process is receiving this bot's updates (a "
+            "second copy of the bot with the same token, or a webhook set elsewhere); only "
+            "one can. Stop the other one. Telegram said: %s%s",
+            source,
+            description,
+            f" ({repeats} more since the last report)" if repeats else "",
+            extra={"event": "telegram_conflict", "source": source},
+        )
+
+    def clear_conflict(self, source: str) -> None:
+        """Note that ``source`` works again, ending a conflict recorded for it."""
+        if self._conflicts.pop(source, None) is not None:
+            logger.warning(
+                "Telegram conflict on %s is over", source, extra={"event": "conflict_over"}
+            )
 
     def record_loop_lag(self, lag_s: float) -> None:
         """Store one event-loop lag measurement (seconds the timer woke up late)."""
@@ -105,7 +152,8 @@ class HealthState:
             ``(healthy, body)``: ``body`` is the small JSON object ``/healthz`` returns, with
             ``status`` (``"ok"``/``"unhealthy"``), ``reasons``, ``seconds_since_api_success``
             (since start when there was none), ``api_ever_succeeded``, ``last_api_error``,
-            ``loop_lag_s`` (latest), ``loop_lag_max_s`` (worst in the window) and ``uptime_s``.
+            ``loop_lag_s`` (latest), ``loop_lag_max_s`` (worst in the window), ``conflicts``
+            (source -> Telegram's description and seconds it has lasted) and ``uptime_s``.
 
         """
         now = self._clock()
@@ -124,6 +172,15 @@ class HealthState:
                 f"event loop stalled for {worst_lag:.2f}s in the last {self.lag_window_s:g}s "
                 f"(limit {self.stall_threshold_s:g}s)"
             )
+        conflicts = {
+            source: {"description": text, "seconds": round(now - since, 3)}
+            for source, (text, since) in self._conflicts.items()
+        }
+        reasons += [
+            f"Telegram conflict on {source} for {info['seconds']:.1f}s: another process "
+            f"receives this bot's updates ({info['description']})"
+            for source, info in conflicts.items()
+        ]
         last_error = None
         if self._last_error is not None:
             kind, when = self._last_error
@@ -137,6 +194,7 @@ class HealthState:
             "last_api_error": last_error,
             "loop_lag_s": None if self._last_lag is None else round(self._last_lag, 4),
             "loop_lag_max_s": round(worst_lag, 4),
+            "conflicts": conflicts,
             "uptime_s": round(now - self._started, 3),
         }
         return healthy, body

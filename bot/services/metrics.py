@@ -52,6 +52,8 @@ TELEGRAM_ERROR_KINDS: tuple[str, ...] = (
     "timeout",
     "other",
 )
+# Outcomes of a POST to the webhook (bot/webhook.py).
+WEBHOOK_OUTCOMES: tuple[str, ...] = ("accepted", "forbidden", "bad_request")
 
 # Feed fetches are bounded by the fetcher's deadline (tens of seconds); storage writes are
 # fsync-bound and normally take milliseconds, so each gets buckets that resolve its own range.
@@ -80,6 +82,8 @@ class Metrics:
             health state at each scrape of ``/metrics``.
         event_loop_lag_seconds: worst event-loop lag seen recently; set like the above.
         healthy: 1 while ``/healthz`` would answer 200, else 0; set like the above.
+        webhook_requests: POSTs to the webhook by ``outcome`` (``accepted``; ``forbidden``:
+            missing or wrong secret token; ``bad_request``: not a JSON update). Webhook mode.
 
     """
 
@@ -182,6 +186,14 @@ class Metrics:
         self.healthy = Gauge(
             "newsbot_healthy", "1 while /healthz answers 200, else 0.", registry=reg
         )
+        self.webhook_requests = Counter(
+            "newsbot_webhook_requests_total",
+            "POSTs to the webhook by outcome (accepted, forbidden, bad_request).",
+            ["outcome"],
+            registry=reg,
+        )
+        for outcome in WEBHOOK_OUTCOMES:
+            self.webhook_requests.labels(outcome=outcome)
         for kind in ("rate_limited", "timeout", "network"):
             self.telegram_retries.labels(kind=kind)
         for mode in ("instant", "digest"):

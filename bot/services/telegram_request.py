@@ -11,21 +11,24 @@ happens to contain a token-shaped string is re-raised as the same type with it r
 
 from __future__ import annotations
 
+import json
 import logging
-import re
 from typing import Any
 
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, HTTPXRequest, RequestData
 
+from bot.config import TOKEN_IN_TEXT_RE
 from bot.services.health import HealthState
 from bot.services.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
-# Same shape as bot.config.TOKEN_RE, unanchored: "<bot id>:<secret>".
-_TOKEN_IN_TEXT = re.compile(r"\d{3,20}:[A-Za-z0-9_-]{30,100}")
+# The one definition of a token-shaped string: "<bot id>:<secret>".
+_TOKEN_IN_TEXT = TOKEN_IN_TEXT_RE
 _REDACTED = "<redacted>"
+_MAX_DESCRIPTION = 200
+HTTP_CONFLICT = 409
 
 _KIND_BY_STATUS: dict[int, str] = {
     400: "bad_request",
@@ -54,6 +57,9 @@ class InstrumentedRequest(HTTPXRequest):
     * Non-2xx answers count in ``metrics.telegram_api_errors`` by kind (429 ``rate_limited``,
       403 ``forbidden``, 400 ``bad_request``, 404 ``not_found``, 409 ``conflict``, 5xx
       ``server_error``, else ``other``) and go to ``health.record_api_error``.
+    * A 409 Conflict (another process receives this bot's updates) goes to
+      ``health.record_conflict`` with Telegram's description; the next 2xx answer to the same
+      method clears it (``health.clear_conflict``).
     * :class:`telegram.error.TimedOut` counts as ``timeout``, other
       :class:`telegram.error.NetworkError` as ``network``, anything else as ``other``.
     """
@@ -122,7 +128,22 @@ class InstrumentedRequest(HTTPXRequest):
         kind = error_kind_for_status(status)
         if kind is not None:
             self._record_error(kind)
+        # The method is the URL's last segment; the token before it is never looked at.
+        api_method = url.rsplit("/", 1)[-1]
+        if status == HTTP_CONFLICT:
+            self._health.record_conflict(api_method, _description(payload))
+        elif kind is None:
+            self._health.clear_conflict(api_method)
         return status, payload
+
+
+def _description(payload: bytes) -> str:
+    """Telegram's ``description`` from an error body, short and token-free, for logs."""
+    try:
+        text = str(json.loads(payload).get("description") or "")
+    except (ValueError, AttributeError):
+        text = ""
+    return _TOKEN_IN_TEXT.sub(_REDACTED, text)[:_MAX_DESCRIPTION] or "no description"
 
 
 def _has_token(exc: BaseException) -> bool:

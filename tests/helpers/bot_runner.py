@@ -2,7 +2,8 @@
 
 ``running_bot`` replays what ``Application.run_polling`` does (initialize → post_init →
 start polling → start, and the reverse on exit) without taking over the event loop, so a
-test can talk to the bot through the fake server while it runs.
+test can talk to the bot through the fake server while it runs. With ``webhook=True`` it
+replays :func:`bot.webhook.serve_webhook` instead (the receiver in place of polling).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +25,7 @@ from telegram.request import BaseRequest
 from bot.app import build_application
 from bot.config import Settings, load_settings
 from bot.storage import reset_storage_service
+from bot.webhook import WebhookReceiver, load_or_create_secret
 
 AnyApp = Application[Any, Any, Any, Any, Any, Any]
 
@@ -57,6 +60,13 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{what} did not happen within {timeout}s")
         await asyncio.sleep(0.02)
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1 (for settings that need a number)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -103,6 +113,8 @@ async def running_bot(
     rate_limit_outgoing: bool = True,
     request: BaseRequest | None = None,
     poll: bool = True,
+    webhook: bool = False,
+    webhook_probe_interval_s: float | None = None,
 ) -> AsyncIterator[AnyApp]:
     """Start the bot the way ``python -m bot`` does and stop it cleanly afterwards.
 
@@ -112,21 +124,38 @@ async def running_bot(
         request: a Bot API transport to use instead of HTTP (benchmarks).
         poll: long-poll the (fake) Bot API for updates; benchmarks feed
             ``app.update_queue`` themselves and turn it off.
+        webhook: receive updates through :class:`bot.webhook.WebhookReceiver` (needs
+            ``settings.webhook_url``) instead of polling, as ``python -m bot`` does when
+            ``TELEGRAM_WEBHOOK_URL`` is set.
+        webhook_probe_interval_s: passed to the receiver (its getWebhookInfo probe).
     """
     reset_storage_service()
     app = build_application(settings, rate_limit_outgoing=rate_limit_outgoing, request=request)
+    receiver: WebhookReceiver | None = None
     await app.initialize()
     try:
         if app.post_init is not None:
             await app.post_init(app)
-        if poll:
+        if webhook:
+            secret = load_or_create_secret(settings.data_dir, settings.webhook_secret)
+            receiver = WebhookReceiver(
+                app, settings, secret, probe_interval_s=webhook_probe_interval_s
+            )
+            await receiver.start()
+        elif poll:
             assert app.updater is not None
             await app.updater.start_polling(
-                poll_interval=0.0, timeout=1, allowed_updates=Update.ALL_TYPES
+                poll_interval=0.0,
+                timeout=1,
+                allowed_updates=Update.ALL_TYPES,
+                # As run_polling does: polling errors go to the application's error handlers.
+                error_callback=lambda exc: _report_polling_error(app, exc),
             )
         await app.start()
         yield app
     finally:
+        if receiver is not None:
+            await receiver.stop()
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
         if app.running:
@@ -135,3 +164,7 @@ async def running_bot(
         if app.post_shutdown is not None:
             await app.post_shutdown(app)
         reset_storage_service()
+
+
+def _report_polling_error(app: AnyApp, exc: Exception) -> None:
+    app.create_task(app.process_error(error=exc, update=None))

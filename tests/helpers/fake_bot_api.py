@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from tests.helpers.fake_webhook import GET_UPDATES_CONFLICT, FakeWebhook
 from tests.helpers.local_server import LocalServer
 
 logger = logging.getLogger(__name__)
@@ -483,10 +484,14 @@ class FakeBotAPI(LocalServer):
         self._released.set()
         # Replaced after every state change so waiters wake up (see _pulse()).
         self._changed = asyncio.Event()
+        # setWebhook/getWebhookInfo and pushing updates to the bot (tests/helpers/fake_webhook.py).
+        self.webhook = FakeWebhook(self)
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
             "getme": self._get_me,
             "getupdates": self._get_updates,
             "deletewebhook": self._delete_webhook,
+            "setwebhook": self.webhook.set,
+            "getwebhookinfo": self.webhook.info,
             "setmycommands": self._set_my_commands,
             "getmycommands": self._get_my_commands,
             "deletemycommands": self._delete_my_commands,
@@ -506,6 +511,11 @@ class FakeBotAPI(LocalServer):
         # Release hung requests and long polls so the server can shut down at once.
         self._released.set()
         self._pulse()
+
+    async def stop(self) -> None:
+        """Stop pushing to a webhook, then shut down as every fake does."""
+        await self.webhook.stop()
+        await super().stop()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         return await self._dispatch(request)
@@ -1095,9 +1105,11 @@ class FakeBotAPI(LocalServer):
     async def _delete_webhook(self, params: dict[str, Any]) -> bool:
         if params.get("drop_pending_updates") is True:
             self._updates.clear()
-        return True
+        return await self.webhook.delete(params)
 
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.webhook.url:
+            raise _ApiError(409, GET_UPDATES_CONFLICT)
         offset = _as_int(params.get("offset"), 0)
         limit = min(max(_as_int(params.get("limit"), 100), 1), 100)
         try:

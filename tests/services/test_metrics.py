@@ -37,6 +37,7 @@ def test_every_documented_metric_is_exported_with_its_type() -> None:
         "newsbot_api_silence_seconds": "gauge",
         "newsbot_event_loop_lag_seconds": "gauge",
         "newsbot_healthy": "gauge",
+        "newsbot_webhook_requests": "counter",
     }
     assert {name: fams[name][0] for name in expected} == expected
     assert not [n for n in fams if n.startswith("process_")]
