@@ -16,12 +16,18 @@ from tests.helpers.fake_bot_api import FakeBotAPI
 from tests.helpers.feed_server import FeedServer
 
 
-# --- storage fixture (bot/services/storage.py); keep this block self-contained --------------
+# --- storage fixture (bot/storage/); keep this block self-contained --------------------------
 @pytest.fixture
 async def storage(tmp_path: Path) -> AsyncIterator[StorageService]:
-    """Yield the loaded StorageService singleton on tmp_path; close and reset it afterwards."""
+    """Yield the loaded StorageService singleton on tmp_path; close and reset it afterwards.
+
+    Compaction runs in a thread here (no worker process to start); tests/storage/ has one test
+    with the real process pool.
+    """
     reset_storage_service()
-    service = configure_storage(tmp_path / "data", tmp_path / "backups", backup_keep=3)
+    service = configure_storage(
+        tmp_path / "data", tmp_path / "backups", backup_keep=3, compact_in_process=False
+    )
     await service.load()
     try:
         yield service

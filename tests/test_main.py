@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.storage import StorageService
 from tests.helpers.bot_runner import start_bot_process, subprocess_env
 from tests.helpers.fake_bot_api import FakeBotAPI
 
@@ -50,8 +51,14 @@ async def test_start_and_help_end_to_end_then_clean_sigterm(
     # The token never appears, although DEBUG logging was on and every request URL holds it.
     assert fake_api.token not in log
     assert fake_api.token.split(":")[1] not in log
-    # State was written with the chat that said /start.
-    assert '"chat_id": 501' in (tmp_path / "data" / "channels.json").read_text()
+    # State was written with the chat that said /start: a fresh load of the files sees it.
+    assert (tmp_path / "data" / "snapshot.json").exists()
+    stored = StorageService(tmp_path / "data", tmp_path / "backups", compact_in_process=False)
+    await stored.load()
+    try:
+        assert stored.chat(501) is not None
+    finally:
+        await stored.close()
 
 
 @pytest.mark.parametrize(

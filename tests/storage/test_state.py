@@ -1,0 +1,315 @@
+"""``State.apply``: every op, idempotence, malformed records, logs, cursors and snapshots."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from bot.models import Chat, Delivery, LogEntry
+from bot.storage.state import KNOWN_MAX, LOG_MAX, FeedRecord, RecordError, State, id_key
+from tests.helpers.storage_data import chat_record, feed_state, item
+
+U = "https://example.com/u.xml"
+V = "https://example.com/v.xml"
+
+
+def rows(first: int, last: int, url: str = U) -> list[list[Any]]:
+    """Log rows with seq first..last."""
+    return [LogEntry(n, item(f"i{n}", url)).to_row() for n in range(first, last + 1)]
+
+
+def sub(chat_id: int, url: str, cursor: int = 0) -> dict[str, Any]:
+    return {"op": "sub", "chat_id": chat_id, "url": url, "cursor": cursor, "added_at": 1.5}
+
+
+def items_record(url: str, first: int, last: int, *, baseline: bool = False) -> dict[str, Any]:
+    return {
+        "op": "items",
+        "url": url,
+        "state": feed_state(url, title="Feed", etag='"e"').to_dict(),
+        "items": rows(first, last, url),
+        "baseline": baseline,
+    }
+
+
+def dump(state: State) -> dict[str, Any]:
+    """The state as its snapshot document, plus the follower index snapshots do not store."""
+    doc = json.loads(json.dumps(state.to_snapshot(0)))
+    doc["followers"] = {u: sorted(c) for u, c in state.followers.items()}
+    return doc
+
+
+def populated() -> State:
+    """Two chats following two feeds, a logged feed and counters."""
+    state = State()
+    for record in (
+        chat_record(1, title="one"),
+        chat_record(2, type="group", title="two"),
+        sub(1, U),
+        sub(1, V),
+        sub(2, U),
+        items_record(U, 1, 5),
+        {"op": "cursor", "chat_id": 1, "cursors": {U: 2}},
+        {"op": "counters", "global": {"news": 3}, "chats": {"1": {"news": 2}, "2": {"news": 1}}},
+    ):
+        state.apply(record)
+    return state
+
+
+RECORDS: dict[str, dict[str, Any]] = {
+    "chat": chat_record(3, title="three", delivery=Delivery("every", interval_s=3600)),
+    "chat-update": chat_record(1, title="renamed", paused=True),
+    "chat_del": {"op": "chat_del", "chat_id": 2},
+    "migrate": {"op": "migrate", "old": 1, "new": -1001},
+    "migrate-merge": {"op": "migrate", "old": 1, "new": 2},
+    "sub": sub(2, V, 0),
+    "unsub": {"op": "unsub", "chat_id": 1, "url": V},
+    "unsub-last": {"op": "unsub", "chat_id": 1, "url": V},
+    "cursor": {"op": "cursor", "chat_id": 2, "cursors": {U: 4, "https://not.followed/": 9}},
+    "feed": {"op": "feed", "state": feed_state(V, title="Vee", failures=2).to_dict()},
+    "items": items_record(U, 6, 8),
+    "items-baseline": items_record(V, 1, 3, baseline=True),
+    "feed_del": {"op": "feed_del", "url": "https://example.com/unfollowed.xml"},
+    "counters": {"op": "counters", "global": {"news": 4, "adds": 1}, "chats": {"2": {"news": 7}}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECORDS))
+def test_every_op_changes_state_and_applying_it_twice_equals_once(name: str) -> None:
+    record = RECORDS[name]
+    state = populated()
+    before = dump(state)
+    state.apply(copy.deepcopy(record))
+    once = dump(state)
+    state.apply(copy.deepcopy(record))
+    assert dump(state) == once
+    if name != "feed_del":  # deleting a feed nobody follows and that does not exist: no-op
+        assert once != before, f"{name} changed nothing"
+
+
+def test_feed_del_drops_only_an_unfollowed_feed() -> None:
+    state = populated()
+    state.apply({"op": "feed", "state": feed_state("https://example.com/d.xml").to_dict()})
+    state.apply({"op": "feed_del", "url": "https://example.com/d.xml"})
+    state.apply({"op": "feed_del", "url": U})  # still followed: kept
+    assert set(state.feeds) == {U, V}
+    assert state.feeds[U].head == 5
+
+
+MALFORMED: list[dict[str, Any]] = [
+    {},
+    {"op": "nope"},
+    {"op": 7},
+    {"op": "chat"},
+    {"op": "chat", "chat": {"title": "no id"}},
+    {"op": "chat_del", "chat_id": "x"},
+    {"op": "migrate", "old": 1},
+    {"op": "sub", "chat_id": 1, "url": "https://example.com/new.xml"},  # no cursor
+    {"op": "sub", "chat_id": 1, "url": "https://example.com/new.xml", "cursor": "x"},
+    {"op": "unsub", "chat_id": "one", "url": U},
+    {"op": "cursor", "chat_id": 1},
+    {"op": "cursor", "chat_id": 1, "cursors": {U: 4, V: "x"}},
+    {"op": "feed", "state": {"title": "no url"}},
+    {"op": "items", "url": U, "items": [[6, "a", "t", None, None], [7, "b"]]},
+    {"op": "items", "url": "https://example.com/new.xml", "items": [["x"]]},
+    {"op": "items", "url": U, "state": {"no": "url"}, "items": rows(6, 6)},
+    {"op": "counters", "global": {"news": 9, "bad": "x"}},
+    {"op": "counters", "chats": {"1": {"news": 9}, "x": {"news": 1}}},
+]
+
+
+@pytest.mark.parametrize("record", MALFORMED, ids=[json.dumps(r)[:60] for r in MALFORMED])
+def test_malformed_record_raises_and_leaves_state_untouched(record: dict[str, Any]) -> None:
+    state = populated()
+    before = dump(state)
+    with pytest.raises(RecordError):
+        state.apply(record)
+    assert dump(state) == before
+
+
+def test_items_extend_the_log_in_order_and_do_not_move_cursors() -> None:
+    state = populated()
+    state.apply(items_record(U, 6, 7))
+    record = state.feeds[U]
+    assert [e.seq for e in record.log] == [1, 2, 3, 4, 5, 6, 7]
+    assert record.head == 7
+    assert record.log[-1].item.id == "urn:i7"
+    assert record.log[-1].item.source_title == "Feed"
+    assert state.subs[1][U].cursor == 2
+    assert state.subs[2][U].cursor == 0
+    entries, skipped = record.entries_after(2)
+    assert [e.seq for e in entries] == [3, 4, 5, 6, 7]
+    assert skipped == 0
+
+
+def test_baseline_moves_every_followers_cursor_to_the_head() -> None:
+    state = populated()
+    state.apply(sub(2, V, 0))
+    state.apply(items_record(V, 1, 4, baseline=True))
+    assert state.subs[1][V].cursor == 4
+    assert state.subs[2][V].cursor == 4
+    assert state.subs[1][U].cursor == 2  # other feeds untouched
+    assert state.feeds[V].entries_after(4) == ([], 0)
+
+
+def test_log_is_trimmed_at_log_max_and_entries_after_reports_skipped() -> None:
+    state = State()
+    state.apply(chat_record(1))
+    state.apply(sub(1, U))
+    state.apply(items_record(U, 1, LOG_MAX + 50))
+    record = state.feeds[U]
+    assert len(record.log) == LOG_MAX
+    assert record.log[0].seq == 51
+    assert record.head == LOG_MAX + 50
+    entries, skipped = record.entries_after(0)
+    assert skipped == 50
+    assert [e.seq for e in entries] == list(range(51, LOG_MAX + 51))
+    entries, skipped = record.entries_after(60)
+    assert skipped == 0
+    assert entries[0].seq == 61
+    assert record.entries_after(record.head) == ([], 0)
+
+
+def test_known_window_keeps_the_newest_known_max_ids() -> None:
+    record = FeedRecord(feed_state(U))
+    for n in range(KNOWN_MAX + 5):
+        record.remember(id_key(f"id{n}"))
+    assert len(record.known) == KNOWN_MAX
+    assert id_key("id0") not in record.known
+    assert id_key("id4") not in record.known
+    assert id_key("id5") in record.known
+    assert id_key(f"id{KNOWN_MAX + 4}") in record.known
+
+
+def test_logged_items_are_remembered_as_known() -> None:
+    state = populated()
+    assert id_key("urn:i3") in state.feeds[U].known
+    assert id_key("urn:i9") not in state.feeds[U].known
+
+
+def test_last_unsubscribe_drops_the_feed_state_and_log() -> None:
+    state = populated()
+    state.apply({"op": "unsub", "chat_id": 1, "url": U})
+    assert U in state.feeds  # chat 2 still follows it
+    assert state.followers[U] == {2}
+    state.apply({"op": "unsub", "chat_id": 2, "url": U})
+    assert U not in state.feeds
+    assert U not in state.followers
+    assert 2 not in state.subs  # no empty per-chat map left behind
+
+
+def test_chat_del_drops_its_subscriptions_counters_and_orphaned_feeds() -> None:
+    state = populated()
+    state.apply({"op": "chat_del", "chat_id": 1})
+    assert 1 not in state.chats
+    assert 1 not in state.subs
+    assert 1 not in state.chat_counters
+    assert V not in state.feeds  # only chat 1 followed it
+    assert state.followers[U] == {2}
+    assert state.counters == {"news": 3}  # global counters stay
+
+
+def test_migrate_to_a_new_id_moves_chat_subscriptions_and_counters() -> None:
+    state = populated()
+    state.apply({"op": "migrate", "old": 1, "new": -1001})
+    assert 1 not in state.chats
+    assert state.chats[-1001].chat_id == -1001
+    assert state.chats[-1001].title == "one"
+    assert {u: s.cursor for u, s in state.subs[-1001].items()} == {U: 2, V: 0}
+    assert all(s.chat_id == -1001 for s in state.subs[-1001].values())
+    assert state.followers[U] == {2, -1001}
+    assert state.followers[V] == {-1001}
+    assert V in state.feeds  # the feed survives the move (keep_feed)
+    assert state.chat_counters[-1001] == {"news": 2}
+
+
+def test_migrate_into_an_existing_chat_merges_cursors_and_counters() -> None:
+    state = populated()
+    state.apply({"op": "cursor", "chat_id": 2, "cursors": {U: 4}})
+    state.apply({"op": "cursor", "chat_id": 1, "cursors": {U: 3}})
+    state.apply(chat_record(2, type="group", title="two", active=False))
+    state.apply({"op": "migrate", "old": 1, "new": 2})
+    assert 1 not in state.chats
+    assert state.chats[2].title == "two"  # the target keeps its own settings
+    assert state.chats[2].active  # but is active if either was
+    assert {u: s.cursor for u, s in state.subs[2].items()} == {U: 4, V: 0}  # max cursor
+    assert state.chat_counters == {2: {"news": 3}}
+
+
+def test_cursor_never_moves_backwards() -> None:
+    state = populated()
+    state.apply({"op": "cursor", "chat_id": 1, "cursors": {U: 1}})
+    assert state.subs[1][U].cursor == 2
+
+
+def test_snapshot_round_trip_restores_everything() -> None:
+    state = populated()
+    state.apply(items_record(V, 1, 3, baseline=True))
+    state.apply(
+        chat_record(
+            3,
+            active=False,
+            tz="Europe/Berlin",
+            next_digest_at=1.0e9,
+            delivery=Delivery("at", at="08:30"),
+        )
+    )
+    doc = json.loads(json.dumps(state.to_snapshot(7)))
+    restored, segment = State.from_snapshot(doc)
+    assert segment == 7
+    assert dump(restored) == dump(state)
+    assert restored.feeds[U].known == state.feeds[U].known
+    assert restored.feeds[U].entries_after(2) == state.feeds[U].entries_after(2)
+    assert restored.chats[3] == state.chats[3]
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        [],
+        {"schema_version": 1, "segment": 0},
+        {"schema_version": 3, "segment": 0, "chats": [], "subs": [], "feeds": [], "counters": {}},
+        {
+            "schema_version": 2,
+            "segment": 0,
+            "chats": [{"title": "x"}],
+            "subs": [],
+            "feeds": [],
+            "counters": {},
+        },
+        {
+            "schema_version": 2,
+            "segment": 0,
+            "chats": [],
+            "subs": [[1, U]],
+            "feeds": [],
+            "counters": {},
+        },
+        {"schema_version": 2, "chats": [], "subs": [], "feeds": [], "counters": {}},
+    ],
+)
+def test_invalid_snapshot_document_raises_record_error(doc: Any) -> None:
+    with pytest.raises(RecordError):
+        State.from_snapshot(doc)
+
+
+def test_invalid_persisted_delivery_is_logged_and_falls_back_to_instant(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    raw = Chat(chat_id=5, title="bad", delivery=Delivery("at", at="08:00")).to_dict()
+    raw["delivery"]["at"] = "25:00"
+    doc = State().to_snapshot(0)
+    doc["chats"] = [raw]
+    with caplog.at_level(logging.WARNING, logger="bot.storage.state"):
+        restored, _ = State.from_snapshot(doc)
+        State().apply({"op": "chat", "chat": raw})
+    assert restored.chats[5].delivery == Delivery()
+    assert restored.chats[5].title == "bad"
+    warnings = [r for r in caplog.records if getattr(r, "event", None) == "invalid_schedule"]
+    assert len(warnings) == 2
+    assert getattr(warnings[0], "chat_id", None) == 5
+    assert "25:00" in getattr(warnings[0], "error", "")
