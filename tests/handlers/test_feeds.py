@@ -1,4 +1,7 @@
-"""/add, /remove and /list through the real Application."""
+"""/add, /remove and /list through the real Application, the fake Bot API and a feed server.
+
+Each test asserts the text the user reads, and what storage holds afterwards.
+"""
 
 from __future__ import annotations
 
@@ -7,80 +10,143 @@ from collections.abc import Callable
 import pytest
 
 from bot.config import Settings
-from bot.services.storage import get_storage_service
+from bot.handlers.feeds import MAX_FEEDS_PER_CHAT
+from bot.storage import get_storage_service
 from tests.helpers.bot_runner import running_bot
+from tests.helpers.conversation import poll_now, say
 from tests.helpers.fake_bot_api import FakeBotAPI
 from tests.helpers.feed_server import FeedServer
 from tests.helpers.feeds import html_page_with_feed_link, rss
 
 SettingsFactory = Callable[..., Settings]
+INSTANT = "New items will be posted here as soon as they appear."
+DIGEST = "New items will come in this chat's digest."
+ADMINS_ONLY = "Only this chat's administrators can change its feeds and delivery."
 
 
-def one_item(tag: str) -> bytes:
-    return rss(
-        [{"title": f"{tag} story", "link": f"https://{tag}.example/1", "guid": tag}],
-        title=f"{tag.title()} Times",
-    )
-
-
-async def say(fake: FakeBotAPI, text: str, chat_id: int, user_id: int, **kw: str) -> str:
-    before = len(fake.sent_messages(chat_id))
-    fake.send_command(text, chat_id=chat_id, user_id=user_id, **kw)
-    messages = await fake.wait_for_messages(before + 1, chat_id=chat_id, timeout=15)
-    return str(messages[before]["plain"])
+def stories(tag: str, n: int = 1) -> bytes:
+    """A feed titled "<Tag> Times" with ``n`` items, "<tag> story <i>"."""
+    items = [
+        {"title": f"{tag} story {i}", "link": f"https://{tag}.example/{i}", "guid": f"{tag}-{i}"}
+        for i in range(n)
+    ]
+    return rss(items, title=f"{tag.title()} Times")
 
 
 async def test_add_list_remove_roundtrip(
     fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
 ) -> None:
-    feed_server.serve("/one.xml", one_item("one"))
-    feed_server.serve("/two.xml", one_item("two"))
+    feed_server.serve("/one.xml", stories("one"))
+    feed_server.serve("/two.xml", stories("two"))
     one, two = feed_server.url("/one.xml"), feed_server.url("/two.xml")
     async with running_bot(bot_settings()):
-        assert "Now following One Times" in await say(fake_api, f"/add {one}", 20, 20)
-        assert "Now following Two Times" in await say(fake_api, f"/add {two}", 20, 20)
-        assert "Already following" in await say(fake_api, f"/add {one}", 20, 20)
-        listing = await say(fake_api, "/list", 20, 20)
-        news = await say(fake_api, "/news", 20, 20)
-        assert "Removed" in await say(fake_api, "/remove 1", 20, 20)
-        assert "Removed" in await say(fake_api, f"/remove {two}", 20, 20)
-        assert "No such feed" in await say(fake_api, "/remove 1", 20, 20)
-        channel = await get_storage_service().get_channel(20)
-        counters = await get_storage_service().get_counters()
-    assert "1. One Times" in listing
-    assert "2. Two Times" in listing
-    assert "one story" in news
-    assert "two story" in news
-    assert channel is not None
-    assert channel.feeds == []
+        added_one = await say(fake_api, f"/add {one}", 20)
+        added_two = await say(fake_api, f"/add {two}", 20)
+        again = await say(fake_api, f"/add {one}", 20)
+        listing = await say(fake_api, "/list", 20)
+        fetched_by_add = feed_server.request_count("/one.xml")
+        news = await say(fake_api, "/news", 20)
+        fetched_by_news = feed_server.request_count("/one.xml") - fetched_by_add
+        storage = get_storage_service()
+        followed = storage.feed_urls(20)
+        removed_by_number = await say(fake_api, "/remove 1", 20)
+        removed_by_url = await say(fake_api, f"/remove {two}", 20)
+        nothing_left = await say(fake_api, "/remove 1", 20)
+        empty_listing = await say(fake_api, "/list", 20)
+        await storage.flush()
+        after = storage.feed_urls(20)
+        counters = storage.counters()
+        one_state_after = storage.feed_state(one)
+    assert added_one == f"✅ Now following One Times.\n{INSTANT}"
+    assert added_two == f"✅ Now following Two Times.\n{INSTANT}"
+    assert again == f"Already following {one}."
+    assert listing == f"Your feeds\n1. One Times\n   {one}\n2. Two Times\n   {two}"
+    assert "one story 0" in news
+    assert "two story 0" in news
+    assert followed == [one, two]
+    assert removed_by_number == f"🗑 Removed {one}."
+    assert removed_by_url == f"🗑 Removed {two}."
+    assert nothing_left == "No such feed here. See /list for the numbers."
+    assert empty_listing == "No feeds yet. Add one with /add <url>."
+    assert after == []
+    assert one_state_after is None  # the last follower left: the feed's state went too
     assert counters["chats"]["20"]["feeds_added"] == 2
-    # /add validated by fetching and warmed the cache: /news needed no second fetch.
-    assert feed_server.request_count("/one.xml") == 1
+    # /add validated by fetching and kept the result: /news needed no fetch of its own.
+    assert fetched_by_add >= 1
+    assert fetched_by_news == 0
+
+
+async def test_add_pushes_no_backlog_but_pushes_the_next_item_once(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
+) -> None:
+    feed_server.serve("/f.xml", stories("old", 3))
+    url = feed_server.url("/f.xml")
+    async with running_bot(bot_settings()) as app:
+        await say(fake_api, f"/add {url}", 26)
+        fetched_by_add = feed_server.request_count("/f.xml")
+        await poll_now(app, url)  # a full poll cycle over the feed's existing items
+        after_first_poll = len(fake_api.sent_messages(26))
+        feed_server.serve(
+            "/f.xml",
+            rss(
+                [
+                    {"title": "fresh story", "link": "https://new.example/1", "guid": "new-1"},
+                    *[{"title": f"old story {i}", "guid": f"old-{i}"} for i in range(3)],
+                ],
+                title="Old Times",
+            ),
+        )
+        await poll_now(app, url)
+        await poll_now(app, url)  # polling again finds nothing new: nothing is repeated
+        pushed = fake_api.sent_messages(26)[after_first_poll:]
+        fetched_by_polls = feed_server.request_count("/f.xml") - fetched_by_add
+    assert after_first_poll == 1  # only the /add answer: the 3 existing items were not sent
+    assert [m["plain"] for m in pushed] == ["fresh story\nOld Times"]
+    assert fetched_by_polls == 3  # each poll really fetched the feed
+
+
+async def test_add_in_a_digest_chat_says_the_digest_brings_items(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
+) -> None:
+    feed_server.serve("/d.xml", stories("dig"))
+    async with running_bot(bot_settings()):
+        await say(fake_api, "/digest every 2h", 27)
+        answer = await say(fake_api, f"/add {feed_server.url('/d.xml')}", 27)
+    assert answer == f"✅ Now following Dig Times.\n{DIGEST}"
 
 
 async def test_add_discovers_feed_from_html_page(
     fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
 ) -> None:
-    feed_server.serve("/feeds/main.xml", one_item("disc"))
+    feed_server.serve("/feeds/main.xml", stories("disc"))
     feed_server.serve(
         "/blog",
         html_page_with_feed_link("/feeds/main.xml", "Blog"),
         content_type="text/html; charset=utf-8",
     )
+    feed_url = feed_server.url("/feeds/main.xml")
     async with running_bot(bot_settings()):
-        answer = await say(fake_api, f"/add {feed_server.url('/blog')}", 21, 21)
-        channel = await get_storage_service().get_channel(21)
-    assert "Now following Disc Times" in answer
-    assert "found the feed at" in answer
-    assert channel is not None
-    assert channel.feeds == [feed_server.url("/feeds/main.xml")]
+        answer = await say(fake_api, f"/add {feed_server.url('/blog')}", 21)
+        followed = get_storage_service().feed_urls(21)
+    assert answer == f"✅ Now following Disc Times.\n(found the feed at {feed_url})\n{INSTANT}"
+    assert followed == [feed_url]
 
 
 @pytest.mark.parametrize(
-    ("path", "body", "content_type", "fragment"),
+    ("path", "body", "content_type", "answer"),
     [
-        ("/page", b"<html><body>hello</body></html>", "text/html", "links to no RSS or Atom"),
-        ("/junk", b"\x00\x01 definitely not xml", "application/octet-stream", "Couldn't add"),
+        (
+            "/page",
+            b"<html><body>hello</body></html>",
+            "text/html",
+            "❌ Couldn't add that feed: that page links to no RSS or Atom feed.",
+        ),
+        (
+            "/junk",
+            b"\x00\x01 definitely not xml",
+            "application/octet-stream",
+            "❌ Couldn't add that feed: this does not look like an RSS or Atom feed.",
+        ),
     ],
 )
 async def test_add_refuses_non_feeds_with_reason(
@@ -90,27 +156,29 @@ async def test_add_refuses_non_feeds_with_reason(
     path: str,
     body: bytes,
     content_type: str,
-    fragment: str,
+    answer: str,
 ) -> None:
     feed_server.serve(path, body, content_type=content_type)
+    url = feed_server.url(path)
     async with running_bot(bot_settings()):
-        answer = await say(fake_api, f"/add {feed_server.url(path)}", 22, 22)
-        channel = await get_storage_service().get_channel(22)
-    assert fragment in answer
-    assert channel is not None
-    assert channel.feeds == []
+        got = await say(fake_api, f"/add {url}", 22)
+        storage = get_storage_service()
+        followed, state = storage.feed_urls(22), storage.feed_state(url)
+    assert got == answer
+    assert followed == []
+    assert state is None  # a refused URL leaves nothing behind in storage
 
 
 async def test_add_refuses_private_addresses_when_not_allowed(
     fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
 ) -> None:
-    feed_server.serve("/one.xml", one_item("one"))
+    feed_server.serve("/one.xml", stories("one"))
+    refused = "❌ Couldn't add that feed: that address is not allowed (private network)."
     async with running_bot(bot_settings(allow_private_feeds=False)):
-        answer = await say(fake_api, f"/add {feed_server.url('/one.xml')}", 23, 23)
-        meta = await say(fake_api, "/add http://169.254.169.254/latest/meta-data/", 23, 23)
-    assert "Couldn't add that feed" in answer
-    assert "not allowed" in answer
-    assert "not allowed" in meta
+        answer = await say(fake_api, f"/add {feed_server.url('/one.xml')}", 23)
+        meta = await say(fake_api, "/add http://169.254.169.254/latest/meta-data/", 23)
+    assert answer == refused
+    assert meta == refused
     assert feed_server.request_count("/one.xml") == 0
 
 
@@ -118,55 +186,83 @@ async def test_http_error_is_reported(
     fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
 ) -> None:
     async with running_bot(bot_settings()):
-        answer = await say(fake_api, f"/add {feed_server.url('/missing.xml')}", 24, 24)
-    assert "404" in answer
+        answer = await say(fake_api, f"/add {feed_server.url('/missing.xml')}", 24)
+    assert answer == "❌ Couldn't add that feed: the server answered 404."
 
 
-@pytest.mark.parametrize("text", ["/add", "/add a b", "/remove", "/remove 1 2"])
+@pytest.mark.parametrize(
+    ("text", "usage"),
+    [
+        ("/add", "Usage: /add <feed or page URL>, e.g. /add https://example.com/feed.xml"),
+        ("/add a b", "Usage: /add <feed or page URL>, e.g. /add https://example.com/feed.xml"),
+        ("/add https://x.example/" + "a" * 2100, "Usage: /add <feed or page URL>"),
+        ("/remove", "Usage: /remove <number from /list, or the feed URL>, e.g. /remove 2"),
+        ("/remove 1 2", "Usage: /remove <number from /list, or the feed URL>, e.g. /remove 2"),
+    ],
+)
 async def test_usage_on_wrong_arguments(
-    fake_api: FakeBotAPI, bot_settings: SettingsFactory, text: str
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory, text: str, usage: str
 ) -> None:
     async with running_bot(bot_settings()):
-        answer = await say(fake_api, text, 25, 25)
-    assert answer.startswith("Usage: /" + text.split(maxsplit=1)[0][1:])
+        answer = await say(fake_api, text, 25)
+    assert answer.startswith(usage)
+
+
+async def test_the_feed_limit_is_enforced_with_a_clear_answer(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
+) -> None:
+    feed_server.serve("/extra.xml", stories("extra"))
+    extra = feed_server.url("/extra.xml")
+    async with running_bot(bot_settings()):
+        storage = get_storage_service()
+        await storage.ensure_chat(28, "private", "full chat")
+        for n in range(MAX_FEEDS_PER_CHAT):
+            assert await storage.subscribe(28, f"https://f{n}.example/feed", limit=50) == "added"
+        answer = await say(fake_api, f"/add {extra}", 28)
+        followed = storage.feed_urls(28)
+        extra_state = storage.feed_state(extra)
+        removed = await say(fake_api, "/remove 1", 28)
+        now_fits = await say(fake_api, f"/add {extra}", 28)
+    assert answer == "This chat already follows 50 feeds; /remove one first."
+    assert len(followed) == 50
+    assert extra not in followed
+    assert extra_state is None  # validated, refused: nothing kept
+    assert removed == "🗑 Removed https://f0.example/feed."
+    assert now_fits == f"✅ Now following Extra Times.\n{INSTANT}"
 
 
 async def test_group_members_cannot_change_feeds_but_admins_can(
     fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
 ) -> None:
-    feed_server.serve("/one.xml", one_item("one"))
+    feed_server.serve("/one.xml", stories("one"))
     url = feed_server.url("/one.xml")
     group = -2001
     fake_api.set_admin(group, 31)
+    in_group = {"chat_type": "supergroup", "chat_title": "G"}
     async with running_bot(bot_settings()):
-        denied = await say(
-            fake_api, f"/add {url}", group, 30, chat_type="supergroup", chat_title="G"
-        )
-        digest_denied = await say(
-            fake_api, "/digest every 2h", group, 30, chat_type="supergroup", chat_title="G"
-        )
-        allowed = await say(
-            fake_api, f"/add {url}", group, 31, chat_type="supergroup", chat_title="G"
-        )
-        listing = await say(fake_api, "/list", group, 30, chat_type="supergroup", chat_title="G")
-        removal_denied = await say(
-            fake_api, "/remove 1", group, 30, chat_type="supergroup", chat_title="G"
-        )
-        channel = await get_storage_service().get_channel(group)
-    assert "Only this chat's administrators" in denied
-    assert "Only this chat's administrators" in digest_denied
-    assert "Now following" in allowed
-    assert "One Times" in listing
-    assert "Only this chat's administrators" in removal_denied
-    assert channel is not None
-    assert channel.feeds == [url]
-    assert channel.digest.mode == "off"
+        denied = await say(fake_api, f"/add {url}", group, 30, **in_group)
+        digest_denied = await say(fake_api, "/digest every 2h", group, 30, **in_group)
+        fetched_for_refused = feed_server.request_count("/one.xml")
+        allowed = await say(fake_api, f"/add {url}", group, 31, **in_group)
+        listing = await say(fake_api, "/list", group, 30, **in_group)
+        removal_denied = await say(fake_api, "/remove 1", group, 30, **in_group)
+        storage = get_storage_service()
+        followed, chat = storage.feed_urls(group), storage.chat(group)
+    assert denied == ADMINS_ONLY
+    assert digest_denied == ADMINS_ONLY
+    assert allowed == f"✅ Now following One Times.\n{INSTANT}"
+    assert "1. One Times" in listing
+    assert removal_denied == ADMINS_ONLY
+    assert followed == [url]
+    assert fetched_for_refused == 0  # the refused /add fetched nothing
+    assert chat is not None
+    assert not chat.delivery.is_digest
 
 
 async def test_operator_can_manage_any_group(
     fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
 ) -> None:
-    feed_server.serve("/one.xml", one_item("one"))
+    feed_server.serve("/one.xml", stories("one"))
     async with running_bot(bot_settings(admin_ids=frozenset({99}))):
         answer = await say(
             fake_api,
@@ -176,28 +272,28 @@ async def test_operator_can_manage_any_group(
             chat_type="group",
             chat_title="G",
         )
-    assert "Now following" in answer
+    assert answer == f"✅ Now following One Times.\n{INSTANT}"
 
 
 async def test_channel_posts_can_manage_feeds(
     fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
 ) -> None:
-    feed_server.serve("/one.xml", one_item("one"))
+    feed_server.serve("/one.xml", stories("one"))
     async with running_bot(bot_settings()):
         fake_api.channel_post(f"/add {feed_server.url('/one.xml')}", chat_id=-1003)
         [reply] = await fake_api.wait_for_messages(1, chat_id=-1003, timeout=15)
-        channel = await get_storage_service().get_channel(-1003)
-    assert "Now following" in reply["plain"]
-    assert channel is not None
-    assert channel.type == "channel"
+        chat = get_storage_service().chat(-1003)
+    assert reply["plain"] == f"✅ Now following One Times.\n{INSTANT}"
+    assert chat is not None
+    assert chat.type == "channel"
 
 
 async def test_stats_is_for_operators_only(
     fake_api: FakeBotAPI, bot_settings: SettingsFactory
 ) -> None:
     async with running_bot(bot_settings(admin_ids=frozenset({7}))):
-        await say(fake_api, "/start", 40, 40)
-        refused = await say(fake_api, "/stats", 40, 40)
+        await say(fake_api, "/start", 40)
+        refused = await say(fake_api, "/stats", 40)
         shown = await say(fake_api, "/stats", 41, 7)
-    assert "operators" in refused
-    assert "Counters" in shown
+    assert refused == "/stats is for the bot's operators."
+    assert shown.startswith("Counters\n")

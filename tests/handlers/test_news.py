@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -13,8 +14,9 @@ import pytest
 
 from bot.config import Settings
 from bot.logging_setup import configure_logging
-from bot.services.storage import get_storage_service
+from bot.storage import get_storage_service
 from tests.helpers.bot_runner import running_bot
+from tests.helpers.conversation import say
 from tests.helpers.fake_bot_api import FakeBotAPI
 from tests.helpers.feed_server import FeedServer
 from tests.helpers.feeds import rss
@@ -52,7 +54,8 @@ async def test_news_merges_feeds_newest_first(
         [reply] = await fake_api.wait_for_messages(1, chat_id=10)
         fake_api.send_command("/news 3", chat_id=10, user_id=10)
         replies = await fake_api.wait_for_messages(2, chat_id=10)
-        counters = await get_storage_service().get_counters()
+        await get_storage_service().flush()
+        counters = get_storage_service().counters()
     lines = reply["plain"]
     order = [t for t in ("Alpha 0", "Beta 0", "Alpha 1", "Beta 1", "Alpha 2") if t in lines]
     assert order == ["Alpha 0", "Beta 0", "Alpha 1", "Beta 1", "Alpha 2"]
@@ -74,7 +77,7 @@ async def test_bad_count_gets_usage(
     async with running_bot(bot_settings(default_feeds=two_feeds)):
         fake_api.send_command(f"/news {arg}", chat_id=11, user_id=11)
         [reply] = await fake_api.wait_for_messages(1, chat_id=11)
-    assert reply["plain"].startswith("Usage: /news")
+    assert reply["plain"] == "Usage: /news or /news N (1–20), e.g. /news 10"
 
 
 async def test_no_feeds_at_all_says_how_to_add(
@@ -83,7 +86,7 @@ async def test_no_feeds_at_all_says_how_to_add(
     async with running_bot(bot_settings()):
         fake_api.send_command("/news", chat_id=12, user_id=12)
         [reply] = await fake_api.wait_for_messages(1, chat_id=12)
-    assert "/add <url>" in reply["plain"]
+    assert reply["plain"] == "This chat follows no feeds yet. Add one with /add <url>."
 
 
 async def test_broken_feed_is_reported_and_others_still_served(
@@ -99,9 +102,10 @@ async def test_broken_feed_is_reported_and_others_still_served(
     async with running_bot(bot_settings(default_feeds=feeds)):
         fake_api.send_command("/news", chat_id=13, user_id=13)
         [reply] = await fake_api.wait_for_messages(1, chat_id=13)
-        state = await get_storage_service().get_feed_state(feeds[1])
-    assert "Alpha 0" in reply["plain"]
-    assert "⚠️ 127.0.0.1:" in reply["plain"]
+        state = get_storage_service().feed_state(feeds[1])
+    assert reply["plain"].startswith(
+        "📰 Latest 5\n⚠️ 127.0.0.1: this does not look like an RSS or Atom feed\n\nAlpha 0"
+    )
     assert state is not None
     assert state.failures == 1
 
@@ -138,6 +142,42 @@ async def test_hostile_titles_are_escaped_and_long_replies_split(
     assert sum(body.count(f"שלום {i} ") for i in range(20)) == 20
 
 
+@pytest.mark.parametrize(
+    ("dead", "reason"),
+    [("status", "the server answered 503"), ("drip", "the server did not answer in time")],
+)
+async def test_dead_default_feed_backs_off_for_news_and_never_blocks_the_others(
+    fake_api: FakeBotAPI,
+    bot_settings: SettingsFactory,
+    feed_server: FeedServer,
+    two_feeds: tuple[str, str],
+    dead: str,
+    reason: str,
+) -> None:
+    if dead == "status":
+        feed_server.serve("/dead.xml", b"down", status=503)
+    else:
+        feed_server.slow_drip("/dead.xml", interval=0.2)
+    feeds = (*two_feeds, feed_server.url("/dead.xml"))
+    settings = bot_settings(default_feeds=feeds, feed_timeout_s=1, news_rate_count=100)
+    async with running_bot(settings):
+        first = await say(fake_api, "/news 2", 19)
+        fetched = feed_server.request_count("/dead.xml")
+        # While the dead feed backs off, /news answers from the others without fetching it.
+        later = [await say(fake_api, "/news 2", 19 + n) for n in range(1, 4)]
+        refetched = feed_server.request_count("/dead.xml") - fetched
+        state = get_storage_service().feed_state(feeds[2])
+    assert fetched == 1
+    assert refetched == 0
+    expected = f"📰 Latest 2\n⚠️ 127.0.0.1: {reason}\n\nAlpha 0\nAlpha News"
+    for answer in [first, *later]:
+        assert answer.startswith(expected)
+        assert "Beta 0" in answer
+    assert state is not None
+    assert state.failures == 1
+    assert state.last_error == reason
+
+
 @pytest.fixture
 def json_logs() -> Iterator[io.StringIO]:
     root = logging.getLogger()
@@ -168,9 +208,12 @@ async def test_rate_limit_one_polite_reply_then_silence_with_logs_and_counter(
         fake_api.send_command("/news", chat_id=16, user_id=78)  # someone else is unaffected
         await fake_api.wait_for_messages(1, chat_id=16)
         replies = fake_api.sent_messages(15)
-        counters = await get_storage_service().get_counters()
+        await get_storage_service().flush()
+        counters = get_storage_service().counters()
     assert len(replies) == 3  # two answers and one notice; the other two were dropped
-    assert sum("You can ask again in" in r["plain"] for r in replies) == 1
+    notices = [r["plain"] for r in replies if "You can ask again in" in r["plain"]]
+    assert len(notices) == 1
+    assert re.fullmatch(r"⏳ That's a lot of news! You can ask again in \d+ s\.", notices[0])
     assert sum("Latest" in r["plain"] for r in replies) == 2
     records = [json.loads(line) for line in json_logs.getvalue().splitlines()]
     limited = [r for r in records if r.get("event") == "news_rate_limited"]
