@@ -116,15 +116,48 @@ def replay_segment(state: State, path: Path, *, last: bool, stats: ReplayStats) 
         stats.records += 1
 
 
-def compact(data_dir: str, upto: int) -> int:
+class CompactionAbandonedError(RuntimeError):
+    """The bot that asked for this compaction is gone, or a newer snapshot exists."""
+
+
+def _snapshot_segment(path: Path) -> int | None:
+    """The ``segment`` of the snapshot at ``path`` (read from its first bytes), if any."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(200)
+    except FileNotFoundError:
+        return None
+    match = re.search(rb'"segment":(\d+)', head)
+    return int(match.group(1)) if match else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def compact(data_dir: str, upto: int, owner_pid: int | None = None) -> int:
     """Fold the snapshot and every segment below ``upto`` into a new snapshot (blocking).
 
     Runs in a worker process (see ``StorageService``): it reads only files, never the live
     state, so the event loop is not involved. Segments are not deleted here; the caller does
     that once this returns.
 
+    A worker can outlive a bot killed with SIGKILL. Before replacing the snapshot it checks
+    that ``owner_pid`` (the bot) is still alive and that no newer snapshot was written
+    meanwhile (a restarted bot writes one at start); otherwise its work is dropped, so an
+    orphan can never put an older snapshot over a newer one.
+
     Returns:
         The size in bytes of the new snapshot.
+
+    Raises:
+        CompactionAbandonedError: the owner is gone or a newer snapshot exists.
     """
     directory = Path(data_dir)
     snapshot = directory / SNAPSHOT_NAME
@@ -137,6 +170,11 @@ def compact(data_dir: str, upto: int) -> int:
         if start <= number < upto:
             replay_segment(state, segment_path(directory, number), last=False, stats=stats)
     data = encode_snapshot(state.to_snapshot(upto))
+    current = _snapshot_segment(snapshot)
+    if owner_pid is not None and not _pid_alive(owner_pid):
+        raise CompactionAbandonedError(f"the bot (pid {owner_pid}) that asked for it is gone")
+    if current is not None and current > start:
+        raise CompactionAbandonedError(f"a newer snapshot (segment {current}) exists")
     atomic_write(snapshot, data)
     return len(data)
 

@@ -29,6 +29,7 @@ import contextlib
 import copy
 import logging
 import multiprocessing
+import os
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -700,7 +701,7 @@ class StorageService:
             if self._executor is None:
                 self._executor = _process_executor()
             size = await loop.run_in_executor(
-                self._executor, journal.compact, str(self.data_dir), upto
+                self._executor, journal.compact, str(self.data_dir), upto, os.getpid()
             )
         else:
             size = await asyncio.to_thread(journal.compact, str(self.data_dir), upto)

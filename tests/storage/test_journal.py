@@ -172,6 +172,38 @@ def test_compact_without_a_snapshot_starts_from_empty(tmp_path: Path) -> None:
     assert snapshot_of(state) == snapshot_of(applied(records()))
 
 
+def test_an_orphaned_compaction_never_replaces_the_snapshot(tmp_path: Path) -> None:
+    # A worker that outlived a SIGKILLed bot: its owner's pid no longer exists.
+    recs = records()
+    (tmp_path / SNAPSHOT_NAME).write_bytes(encode_snapshot(applied(recs[:2]).to_snapshot(3)))
+    write_segment(tmp_path, 3, recs[2:])
+    before = (tmp_path / SNAPSHOT_NAME).read_bytes()
+    dead_pid = 2**22 + 12345  # above the kernel's pid_max default of 4194304
+    with pytest.raises(journal.CompactionAbandonedError, match="is gone"):
+        journal.compact(str(tmp_path), 4, owner_pid=dead_pid)
+    assert (tmp_path / SNAPSHOT_NAME).read_bytes() == before
+
+
+def test_a_compaction_overtaken_by_a_newer_snapshot_drops_its_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recs = records()
+    (tmp_path / SNAPSHOT_NAME).write_bytes(encode_snapshot(applied(recs[:2]).to_snapshot(3)))
+    write_segment(tmp_path, 3, recs[2:])
+    newer = encode_snapshot(applied(recs).to_snapshot(7))
+    real_replay = journal.replay_segment
+
+    def replay_then_restart(*args: Any, **kwargs: Any) -> None:
+        real_replay(*args, **kwargs)
+        # Meanwhile a restarted bot loaded everything and wrote its start-up snapshot.
+        (tmp_path / SNAPSHOT_NAME).write_bytes(newer)
+
+    monkeypatch.setattr(journal, "replay_segment", replay_then_restart)
+    with pytest.raises(journal.CompactionAbandonedError, match="newer snapshot"):
+        journal.compact(str(tmp_path), 4)
+    assert (tmp_path / SNAPSHOT_NAME).read_bytes() == newer
+
+
 def test_list_segments_ignores_other_files(tmp_path: Path) -> None:
     for name in (
         "journal-00000003.jsonl",
