@@ -20,6 +20,7 @@ import statistics
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -141,6 +142,57 @@ def pinned_to_one_core(enabled: bool = True) -> Iterator[str]:
         setter(0, original)
 
 
+def other_cpu() -> int | None:
+    """A CPU that :func:`pinned_to_one_core` does not use (for helper processes), if any."""
+    getter = getattr(os, "sched_getaffinity", None)
+    if getter is None:
+        return None
+    cpus = sorted(getter(0))
+    return cpus[-1] if len(cpus) > 1 else None
+
+
+def pin_process(pid: int, cpu: int | None) -> None:
+    """Pin another process (a feed server, a fake Bot API) to ``cpu``; no-op for None."""
+    setter = getattr(os, "sched_setaffinity", None)
+    if setter is not None and cpu is not None:
+        setter(pid, {cpu})
+
+
+# --------------------------------------------------------------------------- process figures
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far (``/proc/<pid>/stat``).
+
+    Works for pool workers that are still running, which ``getrusage(RUSAGE_CHILDREN)``
+    does not count until they are reaped. 0.0 when the process is gone.
+    """
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = raw.rpartition(")")[2].split()  # the name may contain spaces: skip past it
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def process_memory_mb(pid: int, field: str = "VmRSS") -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of a process in MiB, from ``/proc/<pid>/status``."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return math.nan
+
+
+def executor_pids(executor: object) -> list[int]:
+    """PIDs of a ``ProcessPoolExecutor``'s workers (none for threads or None)."""
+    processes = getattr(executor, "_processes", None) or {}
+    return [int(pid) for pid in processes]
+
+
 def profile_summary(profiler: cProfile.Profile, top: int = 15) -> str:
     """The ``top`` functions by cumulative time, then by own time, as pstats prints them.
 
@@ -155,6 +207,50 @@ def profile_summary(profiler: cProfile.Profile, top: int = 15) -> str:
     out.write(f"--- top {top} by own time ---\n")
     stats.sort_stats(pstats.SortKey.TIME).print_stats(top)
     return out.getvalue()
+
+
+# --------------------------------------------------------------------------- the bot
+
+
+def stop_poll_job(app: Any) -> None:
+    """Remove the bot's periodic poll job: the benchmark runs ``poll_due()`` itself, so the
+    job must not start a cycle of its own in the middle of a measurement."""
+    queue = app.job_queue
+    if queue is not None:
+        for job in queue.get_jobs_by_name("poll"):
+            job.schedule_removal()
+
+
+# --------------------------------------------------------------------------- storage files
+
+
+def write_snapshot(data_dir: Path, data: bytes) -> None:
+    """Put a prepared ``snapshot.json`` into a new DATA_DIR (modes as the service keeps them)."""
+    from bot.storage.journal import SNAPSHOT_NAME  # noqa: PLC0415
+
+    data_dir.mkdir(parents=True, mode=0o700)
+    path = data_dir / SNAPSHOT_NAME
+    path.write_bytes(data)
+    path.chmod(0o600)
+
+
+def read_state(data_dir: Path) -> Any:
+    """What a stopped bot left in DATA_DIR: its snapshot with every journal segment replayed
+    (exactly what the next start would load)."""
+    from bot.storage import journal  # noqa: PLC0415
+    from bot.storage.state import State  # noqa: PLC0415
+
+    snapshot = data_dir / journal.SNAPSHOT_NAME
+    if snapshot.exists():
+        state, start = journal.decode_snapshot(snapshot.read_bytes())
+    else:
+        state, start = State(), 0
+    stats = journal.ReplayStats()
+    live = [n for n in journal.list_segments(data_dir) if n >= start]
+    for n in live:
+        path = journal.segment_path(data_dir, n)
+        journal.replay_segment(state, path, last=n == live[-1], stats=stats)
+    return state
 
 
 # --------------------------------------------------------------------------- feeds
@@ -235,9 +331,10 @@ class FeedServerProcess:
     code with ``asyncio.to_thread``.
     """
 
-    def __init__(self, feeds: int, items: int) -> None:
+    def __init__(self, feeds: int, items: int, *, cpu: int | None = None) -> None:
         self.feeds = feeds
         self.items = items
+        self.cpu = cpu  # pin the server to this CPU (keep it off the measured core)
         self._conn: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
         self._port: int | None = None
@@ -254,9 +351,11 @@ class FeedServerProcess:
         )
         process.start()
         child.close()
+        if process.pid is not None:
+            pin_process(process.pid, self.cpu)
         self._conn, self._process = parent, process
         try:
-            if not parent.poll(_READY_TIMEOUT_S):
+            if not parent.poll(_READY_TIMEOUT_S + self.feeds / 100):  # ~2 ms per document
                 raise RuntimeError("feed server process did not start in time")
             _, port = parent.recv()
         except (EOFError, RuntimeError) as exc:

@@ -26,18 +26,15 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
-import json
 import logging
 import shutil
 import tempfile
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from telegram import Update
-from telegram.request import BaseRequest, RequestData
 
 from benchmarks._common import (
     feed_document,
@@ -49,105 +46,26 @@ from benchmarks._common import (
     positive_int,
     print_table,
     profile_summary,
+    read_state,
+    stop_poll_job,
     verdict,
+    write_snapshot,
+)
+from benchmarks._telegram import (
+    API_BASE_URL,
+    NEWS_MARK,
+    TOKEN,
+    InMemoryRequest,
+    MessageKey,
+    group_title,
+    news_update,
 )
 
 logger = logging.getLogger(__name__)
 
-# A made-up token of the right shape: the transport is in memory, nothing ever sees it.
-TOKEN = "123456789:" + "B" * 35
-# Never contacted: every Bot API call is answered by InMemoryRequest.
-API_BASE_URL = "http://127.0.0.1:9"
-BOT_USER: dict[str, Any] = {
-    "id": 123456789,
-    "is_bot": True,
-    "first_name": "NewsBot Bench",
-    "username": "newsbot_bench_bot",
-    "can_join_groups": True,
-    "can_read_all_group_messages": False,
-    "supports_inline_queries": False,
-}
 TARGET_RATE = 1000.0  # /news per second on one core
 TARGET_P99_MS = 50.0
-MessageKey = tuple[int, int]  # (chat id, message id of the /news command)
-
-
-class InMemoryRequest(BaseRequest):
-    """A Bot API transport that answers in memory and timestamps every ``sendMessage``.
-
-    Answers ``getMe``, ``sendMessage`` (a valid Message) and anything else with ``true``, as
-    Telegram would, so PTB's request/response code runs in full; only the HTTP round trip is
-    missing. Replies are keyed by ``(chat_id, reply_parameters.message_id)``: the bot quotes
-    the command in groups, which is what the benchmark's updates come from.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent_at: dict[MessageKey, float] = {}
-        self.texts: dict[MessageKey, str] = {}
-        self.calls: Counter[str] = Counter()
-        self._message_ids: Counter[int] = Counter()
-        self._wanted = 0
-        self._enough: asyncio.Event | None = None
-
-    @property
-    def read_timeout(self) -> float:
-        """Nothing here ever waits, but PTB asks."""
-        return 5.0
-
-    async def initialize(self) -> None:
-        """Nothing to open."""
-
-    async def shutdown(self) -> None:
-        """Nothing to close."""
-
-    def expect(self, total_sends: int) -> asyncio.Event:
-        """An event set once ``total_sends`` messages have been sent in all."""
-        self._wanted = total_sends
-        self._enough = asyncio.Event()
-        if len(self.sent_at) >= total_sends:
-            self._enough.set()
-        return self._enough
-
-    async def do_request(
-        self,
-        url: str,
-        method: str,
-        request_data: RequestData | None = None,
-        # PTB types these as ODVInput[float] from a private module.
-        read_timeout: Any = BaseRequest.DEFAULT_NONE,
-        write_timeout: Any = BaseRequest.DEFAULT_NONE,
-        connect_timeout: Any = BaseRequest.DEFAULT_NONE,
-        pool_timeout: Any = BaseRequest.DEFAULT_NONE,
-    ) -> tuple[int, bytes]:
-        """Answer one Bot API call with a Telegram-shaped JSON body."""
-        endpoint = url.rsplit("/", 1)[-1].lower()
-        self.calls[endpoint] += 1
-        params = request_data.parameters if request_data is not None else {}
-        result: Any = True
-        if endpoint == "getme":
-            result = BOT_USER
-        elif endpoint == "sendmessage":
-            result = self._send(params)
-        return 200, json.dumps({"ok": True, "result": result}).encode()
-
-    def _send(self, params: dict[str, Any]) -> dict[str, Any]:
-        now = time.perf_counter()
-        chat_id = int(params["chat_id"])
-        quoted = params.get("reply_parameters")
-        key = (chat_id, int(quoted["message_id"]) if isinstance(quoted, dict) else 0)
-        self.sent_at.setdefault(key, now)
-        self.texts.setdefault(key, str(params.get("text", "")))
-        if self._enough is not None and len(self.sent_at) >= self._wanted:
-            self._enough.set()
-        self._message_ids[chat_id] += 1
-        return {
-            "message_id": 1_000_000 + self._message_ids[chat_id],
-            "date": int(time.time()),
-            "chat": {"id": chat_id, "type": "group", "title": f"Chat {chat_id}"},
-            "from": BOT_USER,
-            "text": str(params.get("text", "")),
-        }
+STORED_CHAT_BASE = 20_000_000  # the big storage's other chats (never send /news)
 
 
 @dataclass
@@ -166,24 +84,14 @@ def make_updates(
 ) -> list[tuple[MessageKey, Update]]:
     """``count`` distinct users sending ``/news`` in ``chats`` groups (message ids unique)."""
     out: list[tuple[MessageKey, Update]] = []
-    now = int(time.time())
     for i in range(count):
         chat_id = -(1_000_000 + i % chats)
         user_id = 10_000_000 * (round_no + 1) + 1_000_000 * phase + i
         message_id = phase * count + i + 1
-        data = {
-            "update_id": round_no * 10_000_000 + phase * 1_000_000 + i + 1,
-            "message": {
-                "message_id": message_id,
-                "date": now,
-                "chat": {"id": chat_id, "type": "group", "title": f"Bench group {i % chats}"},
-                "from": {"id": user_id, "is_bot": False, "first_name": f"U{user_id}"},
-                "text": "/news",
-                "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
-            },
-        }
-        update = Update.de_json(data, bot)
-        out.append(((chat_id, message_id), update))
+        update_id = round_no * 10_000_000 + phase * 1_000_000 + i + 1
+        out.append(
+            ((chat_id, message_id), news_update(bot, update_id, chat_id, user_id, message_id))
+        )
     return out
 
 
@@ -191,7 +99,7 @@ async def _run_phase(
     app: Any, request: InMemoryRequest, phase: Phase, rate: float | None, timeout_s: float
 ) -> None:
     """Offer the phase's updates (all at once, or paced) and wait for every reply."""
-    from bot.services.storage import get_storage_service  # noqa: PLC0415
+    from bot.storage import get_storage_service  # noqa: PLC0415
 
     storage = get_storage_service()
     done = request.expect(len(request.sent_at) + len(phase.updates))
@@ -223,7 +131,7 @@ async def _run_phase(
 def _phase_figures(phase: Phase, request: InMemoryRequest) -> dict[str, Any]:
     keys = list(phase.enqueued)
     latencies = [request.sent_at[k] - phase.enqueued[k] for k in keys if k in request.sent_at]
-    news_replies = sum(1 for k in keys if request.texts.get(k, "").startswith("<b>📰 Latest"))
+    news_replies = sum(1 for k in keys if NEWS_MARK in request.texts.get(k, ""))
     return {
         "updates": len(keys),
         "answered": len(latencies),
@@ -235,15 +143,30 @@ def _phase_figures(phase: Phase, request: InMemoryRequest) -> dict[str, Any]:
     }
 
 
+async def _setup_chats(storage: Any, urls: list[str], chats: int) -> None:
+    """The groups that send /news: known chats (as after their first command) that follow
+    every feed, so a /news is answered from memory."""
+    ids = [-(1_000_000 + n) for n in range(chats)]
+    await asyncio.gather(*(storage.ensure_chat(c, "group", group_title(c)) for c in ids))
+    await asyncio.gather(*(storage.subscribe(c, u, limit=len(urls)) for c in ids for u in urls))
+
+
 async def run_round(
-    args: argparse.Namespace, root: Path, round_no: int, profiler: cProfile.Profile | None
+    args: argparse.Namespace,
+    root: Path,
+    round_no: int,
+    profiler: cProfile.Profile | None,
+    snapshot: bytes | None,
 ) -> dict[str, Any]:
     """One full bot lifecycle: warm the cache, burst phase, paced phase, shutdown, verify."""
     # Imported here: the bot's modules are only needed once a round really runs.
     from bot.context import services_of  # noqa: PLC0415
+    from bot.storage import get_storage_service  # noqa: PLC0415
     from tests.helpers.bot_runner import make_settings, running_bot  # noqa: PLC0415
     from tests.helpers.feed_server import FeedServer  # noqa: PLC0415
 
+    if snapshot is not None:  # the other chats of a big bot, as its snapshot on disk
+        await asyncio.to_thread(write_snapshot, root / "data", snapshot)
     feeds = FeedServer()
     await feeds.start()
     urls = []
@@ -251,20 +174,24 @@ async def run_round(
         feeds.serve(f"/f{n}.xml", feed_document(n, 0, args.items), etag=f'"f{n}"')
         urls.append(feeds.url(f"/f{n}.xml"))
     settings = make_settings(
-        root, API_BASE_URL, TOKEN, default_feeds=tuple(urls), feed_poll_interval_s=3600
+        root, API_BASE_URL, TOKEN, feed_poll_interval_s=3600, parser_processes=0
     )
     request = InMemoryRequest()
     try:
         async with running_bot(
             settings, rate_limit_outgoing=False, request=request, poll=False
         ) as app:
+            stop_poll_job(app)
+            storage = get_storage_service()
+            stored_chats = len(storage.chats())
+            await _setup_chats(storage, urls, args.chats)
             phases = [
                 Phase("burst", make_updates(app.bot, args.updates, args.chats, 0, round_no)),
                 Phase("paced", make_updates(app.bot, args.updates, args.chats, 1, round_no)),
             ]
-            news = services_of(app).news
-            await asyncio.gather(*(news.refresh(u) for u in urls))
-            cached_items = sum(len(c.items) for u in urls if (c := news.cached(u)) is not None)
+            service = services_of(app).feeds
+            await asyncio.gather(*(service.refresh(u) for u in urls))
+            cached_items = sum(len(v.items) for u in urls if (v := service.view(u)) is not None)
             await feeds.stop()  # from here on, any fetch would fail: no network in the run
             if profiler is not None:
                 profiler.enable()
@@ -274,11 +201,12 @@ async def run_round(
                 profiler.disable()
     finally:
         await feeds.stop()  # idempotent; here for the error paths
-    counters = json.loads((settings.data_dir / "counters.json").read_text("utf-8"))
-    durable = int(counters.get("global", {}).get("news_requests", 0))
+    state = await asyncio.to_thread(read_state, settings.data_dir)
+    durable = int(state.counters.get("news_requests", 0))
     burst, paced = (_phase_figures(p, request) for p in phases)
     return {
         "round": round_no + 1,
+        "stored_chats": stored_chats,
         "cached_items": cached_items,
         "burst": burst,
         "paced": paced,
@@ -287,6 +215,18 @@ async def run_round(
         "expected_news_requests": 2 * args.updates,
         "durable_ok": durable == 2 * args.updates,
     }
+
+
+def big_snapshot(chats: int) -> bytes:
+    """A snapshot of ``chats`` other chats (2 subscriptions each, ``chats / 10`` feeds with
+    25-item logs; no counters, so the durability check can count this run's /news)."""
+    from benchmarks.bench_storage import build_state  # noqa: PLC0415
+    from bot.storage import journal  # noqa: PLC0415
+
+    state = build_state(chats, max(3, chats // 10), 2, 25)
+    state.counters.clear()
+    state.chat_counters.clear()
+    return journal.encode_snapshot(state.to_snapshot(1))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -302,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--chats", type=positive_int, default=100, help="group chats they come from"
     )
     parser.add_argument("--feeds", type=positive_int, default=20, help="feeds in the cache (20)")
+    parser.add_argument(
+        "--stored-chats",
+        type=int,
+        default=100_000,
+        help="other chats in the storage (100000; 0 for an empty storage)",
+    )
     parser.add_argument("--items", type=positive_int, default=50, help="items per feed (50)")
     parser.add_argument(
         "--rate",
@@ -335,11 +281,11 @@ def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     print_table(
         f"/news benchmark: {args.updates} updates per phase from {args.chats} group chats, "
         f"{args.feeds} feeds × {args.items} items cached ({best['cached_items']} items), "
-        f"{args.rounds} round(s)",
+        f"storage holding {best['stored_chats']} chats, {args.rounds} round(s)",
         [
             ("CPU", result["cpu"]),
             ("transport", "in-memory Bot API (InMemoryRequest); no network during the run"),
-            ("storage", f"real StorageService, fsync'd group commit under {result['data_root']}"),
+            ("storage", f"real StorageService, fsync'd journal under {result['data_root']}"),
         ],
     )
     for r in result["rounds"]:
@@ -379,7 +325,7 @@ def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
             ),
             (
                 "durable",
-                f"counters.json global.news_requests = {best['durable_news_requests']} "
+                f"persisted news_requests counter = {best['durable_news_requests']} "
                 f"(expected {best['expected_news_requests']}): {verdict(best['durable_ok'])}",
             ),
         ],
@@ -397,13 +343,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         with pinned_to_one_core(not args.no_pin) as cpu:
             result["cpu"] = cpu
+            snapshot = big_snapshot(args.stored_chats) if args.stored_chats > 0 else None
             rounds = [
-                asyncio.run(run_round(args, root / f"round{n}", n, None))
+                asyncio.run(run_round(args, root / f"round{n}", n, None, snapshot))
                 for n in range(args.rounds)
             ]
             if args.profile:
                 profiler = cProfile.Profile()
-                asyncio.run(run_round(args, root / "profiled", args.rounds, profiler))
+                asyncio.run(run_round(args, root / "profiled", args.rounds, profiler, snapshot))
                 result["profile"] = profile_summary(profiler, 15)
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -1,41 +1,39 @@
-"""The poll cycle: how long refreshing many feeds takes, and how much it stalls the event loop.
+"""One poll cycle over many feeds on one core: wall time, CPU per feed, RSS, ``/news`` meanwhile.
 
-What runs: the real :class:`~bot.services.news.NewsService` with the real
-:class:`~bot.services.fetcher.Fetcher` (``create_http_client(allow_private=True)``) and the
-real StorageService on a temp dir, polling ``--feeds`` feeds (``--items`` items each) served
-by the tests' FeedServer **in another process** (so the server's CPU does not show up as
-event-loop lag here).
+What runs: the real bot (``running_bot``: handlers, ``FeedService`` with the real fetcher and
+its parser — threads or a process pool, ``StorageService`` with fsync'd group commits)
+with an in-memory Bot API transport; the periodic poll job is removed and the benchmark runs
+``FeedService.poll_due()`` itself. ``--feeds`` RSS feeds of ``--items`` items are served by
+the tests' FeedServer in another process pinned to the other CPU, so its work is not counted.
+The bot's process (and therefore its parser processes, which inherit the affinity) is pinned
+to one CPU.
 
-Per configuration (parser × concurrency): one warm-up cycle (every feed 200, every body
-parsed), then ``--cycles`` measured cycles in which half the feeds are unchanged (conditional
-GET → 304, no parse) and half have a new version (new ETag, new item → 200 and a parse).
-A sampler task sleeps 5 ms in a loop during each cycle and records the overshoot: that is
-how long a ``/news`` arriving at that moment would have waited for the loop.
+Each feed is followed by one of ``feeds / 10`` digest chats (10 feeds each; digests are not
+due, so nothing is delivered: fan-out is ``bench_fanout``'s subject). Per parser
+configuration (``--parsers``: ``0`` = threads, ``2`` = two worker processes, as
+``PARSER_PROCESSES``):
 
-Parsers (``--parser``):
+* **first cycle**: every feed answers 200 and is parsed and logged (its baseline) — CPU per
+  feed here is directly comparable to the issue's 5.3 ms per 20-item feed;
+* **measured cycle**: half the feeds have one new item (200 + parse + a durable log write),
+  the other half answer 304 to the conditional GET. Meanwhile ``/news`` arrives at
+  ``--news-rate`` per second from the chats (open loop; latency from the *intended* enqueue
+  time to the reply reaching the transport, so a stalled loop counts).
 
-* ``thread``: the bot as it is: ``asyncio.to_thread(parse_feed, ...)``. feedparser is pure
-  Python, so the worker thread holds the GIL while it parses and the loop waits for it.
-* ``process``: the same ``parse_feed`` run in a ``ProcessPoolExecutor`` (passed to
-  ``NewsService`` as its ``parse`` callable; the worker thread just waits on the future),
-  so parsing no longer competes for this process's GIL. An experiment, for the lead to
-  decide on.
+CPU is user + system time of the bot's process plus its parser workers (``/proc/<pid>/stat``).
 
-Run: ``python -m benchmarks.bench_poll [--parser thread,process] [--concurrency 1,8,32]``.
+Run: ``python -m benchmarks.bench_poll [--feeds 10000] [--parsers 0,2]``; see ``--help``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import contextlib
-import cProfile
 import logging
-import multiprocessing
+import math
 import os
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -43,279 +41,305 @@ from typing import Any
 
 from benchmarks._common import (
     FeedServerProcess,
+    executor_pids,
+    feed_document,
     fmt_ms,
     latency_summary,
+    other_cpu,
+    pinned_to_one_core,
+    positive_float,
     positive_int,
     print_table,
-    profile_summary,
+    process_cpu_s,
+    process_memory_mb,
+    stop_poll_job,
     verdict,
 )
-from bot.models import ParsedFeed
+from benchmarks._telegram import (
+    API_BASE_URL,
+    NEWS_MARK,
+    TOKEN,
+    InMemoryRequest,
+    group_title,
+    news_update,
+)
 
 logger = logging.getLogger(__name__)
 
-TARGET_LAG_P99_MS = 50.0
-LAG_TICK_S = 0.005
-PARSERS = ("thread", "process")
+OLD_CPU_PER_FEED_MS = 5.3  # the issue's figure for a 20-item feed before the rewrite
+TARGET_CPU_PER_FEED_MS = OLD_CPU_PER_FEED_MS / 2
+TARGET_NEWS_P99_MS = 50.0
+FEEDS_PER_CHAT = 10
+CHAT_BASE = 5_000_000  # the digest groups are -(CHAT_BASE + k)
+SETUP_BATCH = 2000
 
 
-class ProcessPoolParse:
-    """A ``parse`` callable for NewsService that parses in a process pool.
+class CycleMeter:
+    """CPU seconds (bot + parser workers) and wall time around one poll cycle."""
 
-    NewsService calls ``parse`` inside ``asyncio.to_thread``; this blocks that worker thread
-    on the pool's future, which releases the GIL, so the event loop keeps running while a
-    child process does the parsing.
-    """
+    def __init__(self, executor: object) -> None:
+        self._executor = executor
+        self._pids = [os.getpid()]
+        self._cpu = 0.0
+        self._wall = 0.0
 
-    def __init__(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
-        self._pool = pool
+    def _total_cpu(self) -> float:
+        # Workers of a ProcessPoolExecutor start on demand: take them as they appear.
+        for pid in executor_pids(self._executor):
+            if pid not in self._pids:
+                self._pids.append(pid)
+        return sum(process_cpu_s(pid) for pid in self._pids)
 
-    def __call__(self, body: bytes, feed_url: str) -> ParsedFeed:
-        """Parse ``body`` in the pool and wait for the result (called off the loop)."""
-        from bot.services.feed_parser import parse_feed  # noqa: PLC0415
+    def start(self) -> None:
+        """Take the starting readings."""
+        self._cpu = self._total_cpu()
+        self._wall = time.perf_counter()
 
-        return self._pool.submit(parse_feed, body, feed_url).result()
+    def stop(self) -> dict[str, float]:
+        """Wall and CPU seconds since :meth:`start`."""
+        return {
+            "wall_s": time.perf_counter() - self._wall,
+            "cpu_s": self._total_cpu() - self._cpu,
+            "workers": float(len(self._pids) - 1),
+        }
+
+    def rss(self) -> dict[str, float]:
+        """Peak RSS of the bot process and current RSS of its workers, MiB."""
+        workers = [process_memory_mb(pid, "VmRSS") for pid in self._pids[1:]]
+        return {
+            "bot_peak_mb": process_memory_mb(os.getpid(), "VmHWM"),
+            "workers_mb": sum(w for w in workers if not math.isnan(w)),
+        }
 
 
-async def sample_lag(stop: asyncio.Event, out: list[float]) -> None:
-    """Sleep ``LAG_TICK_S`` until ``stop`` is set; record how late each wake-up was."""
-    while not stop.is_set():
-        started = time.perf_counter()
-        await asyncio.sleep(LAG_TICK_S)
-        out.append(max(0.0, time.perf_counter() - started - LAG_TICK_S))
+async def _setup_chats(storage: Any, urls: list[str]) -> None:
+    """Digest groups following ``FEEDS_PER_CHAT`` feeds each (digests never due here)."""
+    from bot.models import Delivery  # noqa: PLC0415
+
+    daily = Delivery(mode="every", interval_s=86_400)
+    chats = [-(CHAT_BASE + k) for k in range(math.ceil(len(urls) / FEEDS_PER_CHAT))]
+    for start in range(0, len(chats), SETUP_BATCH):
+        batch = chats[start : start + SETUP_BATCH]
+        await asyncio.gather(
+            *(storage.ensure_chat(c, "group", group_title(c), delivery=daily) for c in batch)
+        )
+    for start in range(0, len(urls), SETUP_BATCH):
+        await asyncio.gather(
+            *(
+                storage.subscribe(chats[n // FEEDS_PER_CHAT], urls[n], limit=FEEDS_PER_CHAT)
+                for n in range(start, min(len(urls), start + SETUP_BATCH))
+            )
+        )
 
 
-async def timed_cycle(
-    news: Any, urls: list[str], concurrency: int
-) -> tuple[float, list[float], Any]:
-    """Run one poll cycle with the lag sampler; return (seconds, lag samples, report)."""
-    lags: list[float] = []
-    stop = asyncio.Event()
-    sampler = asyncio.create_task(sample_lag(stop, lags), name="lag-sampler")
-    await asyncio.sleep(0)  # let the sampler take its first timestamp
+async def _offer_news(
+    app: Any, chats: int, rate: float, stop: asyncio.Event, enqueued: dict[tuple[int, int], float]
+) -> None:
+    """Put ``/news`` updates on the queue at ``rate``/s until ``stop`` (open loop)."""
     started = time.perf_counter()
-    report = await news.poll(urls, concurrency=concurrency)
-    elapsed = time.perf_counter() - started
-    stop.set()
-    await sampler
-    return elapsed, lags, report
+    n = 0
+    while not stop.is_set():
+        due = started + n / rate
+        now = time.perf_counter()
+        while due <= now:
+            chat_id = -(CHAT_BASE + n % chats)
+            message_id = n + 1
+            update = news_update(app.bot, n + 1, chat_id, 9_000_000 + n, message_id)
+            enqueued[(chat_id, message_id)] = due  # the intended time: a stall counts
+            app.update_queue.put_nowait(update)
+            n += 1
+            due = started + n / rate
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), max(0.0, due - time.perf_counter()))
 
 
 async def run_config(
-    args: argparse.Namespace,
-    server: FeedServerProcess,
-    parser_mode: str,
-    concurrency: int,
-    root: Path,
-    profile: bool = False,
+    args: argparse.Namespace, server: FeedServerProcess, processes: int, root: Path
 ) -> dict[str, Any]:
-    """Warm-up cycle plus ``args.cycles`` measured cycles for one parser × concurrency.
-
-    With ``profile``, one extra (unreported) cycle runs under cProfile afterwards.
-    """
-    from bot.services.feed_parser import parse_feed  # noqa: PLC0415
-    from bot.services.fetcher import Fetcher, create_http_client  # noqa: PLC0415
-    from bot.services.metrics import Metrics  # noqa: PLC0415
-    from bot.services.news import NewsService  # noqa: PLC0415
-    from bot.services.storage import (  # noqa: PLC0415
-        configure_storage,
-        reset_storage_service,
-    )
+    """First cycle and measured cycle for one ``PARSER_PROCESSES`` value."""
+    from bot.context import services_of  # noqa: PLC0415
+    from bot.storage import get_storage_service  # noqa: PLC0415
+    from tests.helpers.bot_runner import make_settings, running_bot  # noqa: PLC0415
 
     urls = server.urls()
-    odd = [n for n in range(server.feeds) if n % 2]
-    pool: concurrent.futures.ProcessPoolExecutor | None = None
-    parse: Any = parse_feed
-    if parser_mode == "process":
-        pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")
-        )
-        parse = ProcessPoolParse(pool)
-    skew = [0.0]  # advanced past the poll interval so every feed is due each cycle
+    settings = make_settings(
+        root, API_BASE_URL, TOKEN, feed_poll_interval_s=3600, parser_processes=processes,
+        news_rate_count=1_000_000,
+    )  # fmt: skip
+    request = InMemoryRequest()
+    async with running_bot(settings, rate_limit_outgoing=False, request=request, poll=False) as app:
+        stop_poll_job(app)
+        services = services_of(app)
+        storage = get_storage_service()
+        feeds = services.feeds
+        await _setup_chats(storage, urls)
+        meter = CycleMeter(services.parse_executor)
 
-    def clock() -> float:
-        return time.monotonic() + skew[0]
+        for url in urls:
+            feeds.poll_soon(url)
+        meter.start()
+        first_report = await feeds.poll_due()
+        first = meter.stop()
 
-    reset_storage_service()
-    storage = configure_storage(root / "data", root / "backups", 2)
-    await storage.load()
-    client = create_http_client(allow_private=True)
-    interval = 600
-    news = NewsService(
-        Fetcher(client, allow_private=True, max_bytes=5 << 20),
-        storage,
-        Metrics(),
-        poll_interval_s=interval,
-        parse=parse,
-        clock=clock,
-    )
-    profiled: str | None = None
-    try:
-        warm_s, warm_lags, warm = await timed_cycle(news, urls, concurrency)
-        cycles: list[dict[str, Any]] = []
-        for _ in range(args.cycles):
-            await asyncio.to_thread(server.bump, odd)
-            skew[0] += interval + 1
-            writes_before = storage.write_count
-            elapsed, lags, report = await timed_cycle(news, urls, concurrency)
-            cycles.append(
-                {
-                    "seconds": elapsed,
-                    "lags": lags,
-                    "refreshed": report.refreshed,
-                    "not_modified": report.not_modified,
-                    "failed": report.failed,
-                    "writes": storage.write_count - writes_before,
-                }
-            )
-        if profile:
-            await asyncio.to_thread(server.bump, odd)
-            skew[0] += interval + 1
-            profiler = cProfile.Profile()
-            profiler.enable()
-            await timed_cycle(news, urls, concurrency)
-            profiler.disable()
-            profiled = profile_summary(profiler, 15)
-    finally:
-        await client.aclose()
-        await storage.close()
-        reset_storage_service()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-    seconds = [c["seconds"] for c in cycles]
-    median_s = statistics.median(seconds) if seconds else 0.0
-    all_lags = [lag for c in cycles for lag in c["lags"]]
+        odd = [n for n in range(len(urls)) if n % 2]
+        await asyncio.to_thread(server.bump, odd)
+        for url in urls:
+            feeds.poll_soon(url)
+        enqueued: dict[tuple[int, int], float] = {}
+        stop = asyncio.Event()
+        writes_before = storage.write_count
+        chats = math.ceil(len(urls) / FEEDS_PER_CHAT)
+        offer = asyncio.create_task(_offer_news(app, chats, args.news_rate, stop, enqueued))
+        meter.start()
+        report = await feeds.poll_due()
+        measured = meter.stop()
+        stop.set()
+        await offer
+        done = request.expect(len(enqueued))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 30)
+        writes = storage.write_count - writes_before
+        rss = meter.rss()
+    latencies = [request.sent_at[k] - t for k, t in enqueued.items() if k in request.sent_at]
+    news_replies = sum(1 for k in enqueued if NEWS_MARK in request.texts.get(k, ""))
     return {
-        "profile": profiled,
-        "parser": parser_mode,
-        "concurrency": concurrency,
+        "processes": processes,
         "feeds": len(urls),
-        "warmup": {
-            "seconds": warm_s,
-            "refreshed": warm.refreshed,
-            "failed": warm.failed,
-            "lag": latency_summary(warm_lags),
+        "first": {
+            **first,
+            "refreshed": first_report.refreshed,
+            "failed": first_report.failed,
+            "cpu_ms_per_feed": first["cpu_s"] * 1000 / len(urls),
         },
-        "cycles": [{k: v for k, v in c.items() if k != "lags"} for c in cycles],
-        "cycle_seconds_median": median_s,
-        "feeds_per_s": len(urls) / median_s if median_s > 0 else 0.0,
-        "lag": latency_summary(all_lags),
-        "lag_p99_met": latency_summary(all_lags)["p99_ms"] < TARGET_LAG_P99_MS,
-        "refreshed": sum(c["refreshed"] for c in cycles),
-        "not_modified": sum(c["not_modified"] for c in cycles),
-        "failed": sum(c["failed"] for c in cycles) + warm.failed,
-        "writes_per_cycle": statistics.median(c["writes"] for c in cycles) if cycles else 0,
+        "measured": {
+            **measured,
+            "refreshed": report.refreshed,
+            "failed": report.failed,
+            "new_items": report.new_items,
+            "cpu_ms_per_feed": measured["cpu_s"] * 1000 / len(urls),
+            "storage_writes": writes,
+        },
+        "rss": rss,
+        "news": {
+            "offered": len(enqueued),
+            "answered": len(latencies),
+            "news_replies": news_replies,
+            "latency": latency_summary(latencies),
+        },
     }
 
 
-def _csv(kind: type, raw: str) -> list[Any]:
-    return [kind(part) for part in raw.split(",") if part.strip()]
+def feedparser_alone_ms(items: int, rounds: int = 20) -> float:
+    """CPU ms of ``parse_feed`` on one of the benchmark's documents, in this process."""
+    from bot.services.feed_parser import parse_feed  # noqa: PLC0415
+
+    body = feed_document(0, 0, items)
+    parse_feed(body, "http://127.0.0.1/f0.xml")
+    started = time.process_time()
+    for _ in range(rounds):
+        parse_feed(body, "http://127.0.0.1/f0.xml")
+    return (time.process_time() - started) * 1000 / rounds
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Command-line knobs (sizes, parsers, concurrency levels)."""
+    """Command-line knobs (sizes, parser configurations, /news rate)."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.bench_poll",
-        description="Poll-cycle time and event-loop lag of the real NewsService.",
+        description="One poll cycle over many feeds on one core, with /news meanwhile.",
     )
-    parser.add_argument("--feeds", type=positive_int, default=500, help="feeds polled (500)")
-    parser.add_argument("--items", type=positive_int, default=30, help="items per feed (30)")
+    parser.add_argument("--feeds", type=positive_int, default=10_000, help="feeds (10000)")
+    parser.add_argument("--items", type=positive_int, default=20, help="items per feed (20)")
     parser.add_argument(
-        "--cycles", type=positive_int, default=3, help="measured cycles (median shown)"
-    )
-    parser.add_argument(
-        "--parser",
-        default="thread,process",
-        help="comma list of parsers to compare: thread (the bot today), process",
+        "--parsers", default="0,2", help="comma list of PARSER_PROCESSES values (0 = threads)"
     )
     parser.add_argument(
-        "--concurrency", default="8", help="comma list of NewsService.poll concurrency levels"
+        "--news-rate", type=positive_float, default=20.0, help="/news per second meanwhile"
     )
-    parser.add_argument(
-        "--workers",
-        type=positive_int,
-        default=os.cpu_count() or 2,
-        help="process-pool size for --parser process (CPU count)",
-    )
+    parser.add_argument("--no-pin", action="store_true", help="do not pin to one CPU core")
     parser.add_argument("--data-root", type=Path, default=None, help="where DATA_DIR goes")
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        help="one extra cycle of the first configuration under cProfile: top 15",
-    )
     parser.add_argument("--quiet", action="store_true", help="print nothing (for tests)")
     return parser
 
 
-def _report(args: argparse.Namespace, configs: list[dict[str, Any]]) -> None:
+def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     print(
-        f"poll-cycle benchmark: {args.feeds} feeds × {args.items} items from a feed server in "
-        f"another process; {args.cycles} measured cycle(s) per configuration, each with half "
-        "the feeds unchanged (304) and half changed (200 + parse); not pinned"
+        f"poll benchmark: {args.feeds} feeds × {args.items} items from a feed server in another "
+        f"process; bot {result['cpu']}; /news at {args.news_rate:.0f}/s during the measured "
+        f"cycle; parse_feed alone here: {result['parse_alone_ms']:.2f} ms CPU per document"
     )
-    for c in configs:
-        warm = c["warmup"]
-        each = ", ".join(f"{x['seconds']:.2f}" for x in c["cycles"])
+    for c in result["configs"]:
+        first, measured, news = c["first"], c["measured"], c["news"]
+        p99 = news["latency"]["p99_ms"]
+        label = "threads" if c["processes"] == 0 else f"{c['processes']} processes"
         print_table(
-            f"parser={c['parser']} concurrency={c['concurrency']}",
+            f"PARSER_PROCESSES={c['processes']} ({label})",
             [
                 (
-                    "warm-up cycle",
-                    f"{warm['seconds']:.2f} s for {warm['refreshed']} feeds (all 200 + parse); "
-                    f"lag {fmt_ms(warm['lag'])}",
+                    "first cycle",
+                    f"{first['wall_s']:.1f} s wall, {first['cpu_s']:.1f} s CPU → "
+                    f"{first['cpu_ms_per_feed']:.2f} ms CPU per feed (all 200 + parse); "
+                    f"{first['refreshed']} ok, {first['failed']} failed",
                 ),
                 (
                     "measured cycle",
-                    f"median {c['cycle_seconds_median']:.2f} s "
-                    f"({each}) → "
-                    f"{c['feeds_per_s']:.0f} feeds/s",
+                    f"{measured['wall_s']:.1f} s wall, {measured['cpu_s']:.1f} s CPU → "
+                    f"{measured['cpu_ms_per_feed']:.2f} ms CPU per feed (half 304); "
+                    f"{measured['refreshed']} ok, {measured['failed']} failed, "
+                    f"{measured['new_items']} new items, {measured['storage_writes']} "
+                    "storage writes",
                 ),
                 (
-                    "outcomes",
-                    f"{c['refreshed']} changed, {c['not_modified']} not modified (304), "
-                    f"{c['failed']} failed; {c['writes_per_cycle']} storage writes per cycle",
+                    "CPU per feed",
+                    f"first {first['cpu_ms_per_feed']:.2f} ms vs {OLD_CPU_PER_FEED_MS} ms "
+                    f"before ({first['cpu_ms_per_feed'] / OLD_CPU_PER_FEED_MS:.2f}×)  target ≤ "
+                    f"{TARGET_CPU_PER_FEED_MS:.2f} ms: "
+                    f"{verdict(first['cpu_ms_per_feed'] <= TARGET_CPU_PER_FEED_MS)}; measured "
+                    f"cycle {measured['cpu_ms_per_feed'] / OLD_CPU_PER_FEED_MS:.2f}×",
                 ),
                 (
-                    "event-loop lag",
-                    f"{fmt_ms(c['lag'])}  target p99 < {TARGET_LAG_P99_MS:.0f} ms: "
-                    f"{verdict(c['lag_p99_met'])}",
+                    "RSS",
+                    f"bot peak {c['rss']['bot_peak_mb']:.0f} MB + parser workers "
+                    f"{c['rss']['workers_mb']:.0f} MB",
+                ),
+                (
+                    "/news meanwhile",
+                    f"{news['answered']}/{news['offered']} answered ({news['news_replies']} "
+                    f"with news); {fmt_ms(news['latency'])}  target p99 < "
+                    f"{TARGET_NEWS_P99_MS:.0f} ms: {verdict(p99 < TARGET_NEWS_P99_MS)}",
                 ),
             ],
         )
-        if c["profile"]:
-            print("cProfile of one extra (unreported) measured cycle:")
-            print(c["profile"])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run every configuration; print and return ``{"configs": [...]}``."""
-    args = build_parser().parse_args(argv)
-    parsers = _csv(str, args.parser)
-    unknown = set(parsers) - set(PARSERS)
-    if unknown:
-        build_parser().error(f"unknown --parser {sorted(unknown)}; choose from {PARSERS}")
-    levels = _csv(int, args.concurrency)
-    root = Path(tempfile.mkdtemp(prefix="newsbot-bench-poll-", dir=args.data_root))
-    configs: list[dict[str, Any]] = []
+    """Run each parser configuration; print and return ``{"configs": [...]}``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        with FeedServerProcess(args.feeds, args.items) as server:
-            for parser_mode in parsers:
-                for level in levels:
-                    where = root / f"{parser_mode}-{level}"
-                    first = not configs
-                    configs.append(
-                        asyncio.run(
-                            run_config(
-                                args, server, parser_mode, level, where, args.profile and first
-                            )
-                        )
-                    )
+        configs = [int(p) for p in args.parsers.split(",") if p.strip()]
+    except ValueError:
+        parser.error(f"--parsers must be a comma list of whole numbers, got {args.parsers!r}")
+    if not configs or min(configs) < 0:
+        parser.error("--parsers needs at least one value ≥ 0")
+    root = Path(tempfile.mkdtemp(prefix="newsbot-bench-poll-", dir=args.data_root))
+    result: dict[str, Any] = {"configs": []}
+    try:
+        # The server starts first, so it is not pinned to the bot's core (it is pinned to
+        # the other one).
+        with (
+            FeedServerProcess(args.feeds, args.items, cpu=other_cpu()) as server,
+            pinned_to_one_core(not args.no_pin) as cpu,
+        ):
+            result["cpu"] = cpu
+            result["parse_alone_ms"] = feedparser_alone_ms(args.items)
+            for processes in configs:
+                where = root / f"p{processes}"
+                result["configs"].append(asyncio.run(run_config(args, server, processes, where)))
     finally:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(root)
+        shutil.rmtree(root, ignore_errors=True)
     if not args.quiet:
-        _report(args, configs)
-    return {"configs": configs}
+        _report(args, result)
+    return result
 
 
 if __name__ == "__main__":

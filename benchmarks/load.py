@@ -18,7 +18,7 @@ Figures: throughput (replies/s), latency percentiles, errors, rate-limited comma
 "You can ask again" notices plus commands dropped without a reply) and the bot's persisted
 counters after SIGTERM.
 
-Note: the bot runs with PTB's ``AIORateLimiter`` as in production, which holds sends to
+Note: the bot runs with its ``TelegramRateLimiter`` as in production, which holds sends to
 Telegram's flood limits (30 messages/s overall, 20/min per group); offered loads above that
 show up as latency, by design.
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -51,6 +50,7 @@ from benchmarks._common import (
     positive_float,
     positive_int,
     print_table,
+    read_state,
 )
 
 logger = logging.getLogger(__name__)
@@ -324,9 +324,8 @@ async def run(args: argparse.Namespace, tmp: Path, feeds: FeedServerProcess) -> 
 
 def add_persisted(figures: dict[str, Any], tmp: Path) -> None:
     """Add the bot's persisted counters and log findings (after it has stopped)."""
-    counters_path = tmp / "data" / "counters.json"
-    counters = json.loads(counters_path.read_text("utf-8")) if counters_path.exists() else {}
-    persisted = dict(counters.get("global", {}))
+    data_dir = tmp / "data"
+    persisted = dict(read_state(data_dir).counters) if data_dir.exists() else {}
     figures["counters"] = persisted
     # +1: the warm-up /news. Every command is either served or rate-limited, durably.
     accounted = persisted.get("news_requests", 0) + persisted.get("news_rate_limited", 0)
@@ -410,7 +409,7 @@ def _report(args: argparse.Namespace, f: dict[str, Any]) -> None:
                 f"{f['bot_log_errors']}",
             ),
             ("bot exit code", f"{f['bot_exit_code']} after SIGTERM"),
-            ("persisted counters", counters or "(none: counters.json missing)"),
+            ("persisted counters", counters or "(none: no storage in DATA_DIR)"),
             (
                 "counters consistent",
                 f"news_requests + news_rate_limited == commands + 1 warm-up: "

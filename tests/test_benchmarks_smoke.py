@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from telegram import Bot, ReplyParameters
 
-from benchmarks import bench_news, bench_poll, load
-from benchmarks._common import median_by, percentiles, pinned_to_one_core
+from benchmarks import bench_fanout, bench_news, bench_poll, bench_storage, load
+from benchmarks._common import median_by, percentiles, pinned_to_one_core, process_cpu_s
+from benchmarks._telegram import BOT_USER, TOKEN, InMemoryRequest
 
 
 def test_percentiles_interpolate_like_statistics_quantiles() -> None:
@@ -51,19 +52,19 @@ def test_bench_news_answers_every_update_and_counts_durably(tmp_path: Path) -> N
     result = bench_news.main(
         [
             "--updates", "20", "--chats", "5", "--feeds", "10", "--items", "5",
-            "--rounds", "1", "--rate", "400", "--no-pin", "--quiet",
+            "--stored-chats", "50", "--rounds", "1", "--rate", "400", "--no-pin", "--quiet",
             "--data-root", str(tmp_path),
         ]
     )  # fmt: skip
     (only,) = result["rounds"]
     assert only["cached_items"] == 10 * 5
+    assert only["stored_chats"] == 50
     for phase in (only["burst"], only["paced"]):
         assert phase["updates"] == 20
         assert phase["answered"] == 20
-        assert phase["news_replies"] == 20  # served from the cache: no feed errors
+        assert phase["news_replies"] == 20  # served from memory: no feed errors
         assert phase["latency"]["count"] == 20
         assert phase["throughput"] > 0
-    assert only["burst"]["storage_writes"] + only["paced"]["storage_writes"] > 0
     assert only["durable_news_requests"] == 40
     assert only["durable_ok"] is True
     assert result["median"] is only
@@ -71,11 +72,12 @@ def test_bench_news_answers_every_update_and_counts_durably(tmp_path: Path) -> N
 
 
 async def test_in_memory_request_answers_like_telegram() -> None:
-    request = bench_news.InMemoryRequest()
-    bot = Bot(bench_news.TOKEN, request=request, get_updates_request=bench_news.InMemoryRequest())
+    request = InMemoryRequest()
+    bot = Bot(TOKEN, request=request, get_updates_request=InMemoryRequest())
     done = request.expect(1)
     async with bot:  # initialize() calls getMe through the transport
-        assert bot.username == bench_news.BOT_USER["username"]
+        assert bot.username == BOT_USER["username"]
+        await bot.send_message(7, "a delivery, quoting nothing")
         message = await bot.send_message(-5, "hi", reply_parameters=ReplyParameters(9))
     assert message.chat.id == -5
     assert message.text == "hi"
@@ -83,33 +85,107 @@ async def test_in_memory_request_answers_like_telegram() -> None:
     assert request.texts == {(-5, 9): "hi"}
     assert set(request.sent_at) == {(-5, 9)}
     assert request.calls["getme"] == 1
-    assert request.calls["sendmessage"] == 1
+    assert request.calls["sendmessage"] == 2
+    assert request.unquoted == 1
 
 
-def test_bench_poll_sees_half_unchanged_and_half_changed_with_both_parsers(
+def test_bench_poll_logs_every_feed_then_the_changed_half_with_both_parsers(
     tmp_path: Path,
 ) -> None:
     result = bench_poll.main(
         [
-            "--feeds", "10", "--items", "5", "--cycles", "1", "--parser", "thread,process",
-            "--concurrency", "4", "--workers", "1", "--quiet", "--data-root", str(tmp_path),
+            "--feeds", "12", "--items", "5", "--parsers", "0,1", "--news-rate", "50",
+            "--no-pin", "--quiet", "--data-root", str(tmp_path),
         ]
     )  # fmt: skip
     configs = result["configs"]
-    assert [(c["parser"], c["concurrency"]) for c in configs] == [("thread", 4), ("process", 4)]
+    assert [c["processes"] for c in configs] == [0, 1]
     for config in configs:
-        assert config["warmup"]["refreshed"] == 10
-        assert config["refreshed"] == 5  # the bumped half: new ETag, new body, parsed
-        assert config["not_modified"] == 5  # the other half: conditional GET → 304
-        assert config["failed"] == 0
-        assert config["writes_per_cycle"] > 0
-        assert config["lag"]["count"] > 0
+        assert config["first"]["refreshed"] == 12
+        assert config["first"]["failed"] == 0
+        assert config["measured"]["refreshed"] == 12  # 6 × 200 + parse, 6 × 304
+        assert config["measured"]["new_items"] == 6  # one new item in each bumped feed
+        assert config["measured"]["failed"] == 0
+        assert config["measured"]["storage_writes"] > 0  # the new items are logged durably
+        assert config["measured"]["cpu_s"] > 0
+        news = config["news"]
+        assert news["offered"] > 0
+        assert news["answered"] == news["offered"] == news["news_replies"]
+    assert configs[0]["first"]["workers"] == 0  # threads
+    assert configs[1]["first"]["workers"] == 1  # the pool's process is counted
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_bench_poll_rejects_an_unknown_parser() -> None:
+def test_bench_poll_rejects_bad_parser_counts() -> None:
+    for bad in ("gpu", "-1", ""):
+        with pytest.raises(SystemExit) as exc:
+            bench_poll.main(["--parsers", bad, "--quiet"])
+        assert exc.value.code == 2
+
+
+def test_bench_storage_measures_both_sizes_and_a_fresh_load(tmp_path: Path) -> None:
+    result = bench_storage.main(
+        [
+            "--chats", "60", "--feeds", "12", "--small-chats", "6", "--small-feeds", "4",
+            "--ops", "5", "--log-items", "3", "--quiet", "--data-root", str(tmp_path),
+        ]
+    )  # fmt: skip
+    small, big = result["small"], result["big"]
+    assert (small["chats"], small["subscriptions"]) == (6, 12)
+    assert (big["chats"], big["subscriptions"], big["feeds"]) == (60, 120, 12)
+    for run in (small, big):
+        by_kind = run["ops"]["by_kind"]
+        assert by_kind["update_chat"]["count"] == 5
+        assert by_kind["advance"]["count"] == 5
+        assert by_kind["subscribe"]["count"] == by_kind["unsubscribe"]["count"] >= 1
+        assert run["ops"]["group_commit"]["fsyncs"] >= 1
+    load = big["load"]  # what a fresh process found on disk
+    assert (load["chats"], load["subscriptions"], load["feeds"]) == (60, 120, 12)
+    assert load["log_items"] == 12 * 3
+    assert load["rss_peak_mb"] > 0
+    assert result["p50_ratio"] > 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_storage_needs_more_feeds_than_subscriptions() -> None:
     with pytest.raises(SystemExit) as exc:
-        bench_poll.main(["--parser", "gpu", "--quiet"])
+        bench_storage.main(["--feeds", "2", "--subs-per-chat", "2", "--quiet"])
     assert exc.value.code == 2
+
+
+def test_bench_fanout_delivers_once_to_every_chat_with_and_without_limits(
+    tmp_path: Path,
+) -> None:
+    result = bench_fanout.main(
+        [
+            "--chats", "40", "--items", "3", "--probe-rate", "20", "--settle", "0.3",
+            "--no-pin", "--quiet", "--data-root", str(tmp_path),
+        ]
+    )  # fmt: skip
+    limited, unlimited = result["runs"]
+    assert (limited["mode"], unlimited["mode"]) == ("limited", "unlimited")
+    for run in (limited, unlimited):
+        assert run["idle"] is True
+        assert run["new_items"] == 1
+        assert run["baseline_sends"] == 0  # the first fetch is history: nothing pushed
+        assert run["delivered_chats"] == 40
+        assert run["messages"] == 40
+        assert run["duplicates"] == 0
+        assert run["probe_replies"] == run["probes"] > 0
+        assert run["idle_news_latency"]["count"] == bench_fanout.IDLE_PROBES
+    assert limited["limit_hits"] == 0  # the bot's pacing kept under the fake's limits
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_fanout_rejects_an_unknown_mode() -> None:
+    with pytest.raises(SystemExit) as exc:
+        bench_fanout.main(["--mode", "turbo", "--quiet"])
+    assert exc.value.code == 2
+
+
+def test_process_cpu_counts_this_process_and_not_a_missing_one() -> None:
+    assert process_cpu_s(os.getpid()) > 0
+    assert process_cpu_s(2**22 + 12345) == 0.0  # above pid_max: no such process
 
 
 @pytest.mark.parametrize(
@@ -117,6 +193,8 @@ def test_bench_poll_rejects_an_unknown_parser() -> None:
     [
         (bench_news.main, ["--updates", "0"]),
         (bench_poll.main, ["--feeds", "-3"]),
+        (bench_storage.main, ["--chats", "0"]),
+        (bench_fanout.main, ["--chats", "0"]),
         (load.main, ["--rate", "0"]),
         (load.main, ["--duration", "inf"]),
     ],
