@@ -2,16 +2,18 @@
 
 Building is cheap and does no I/O (tests build many). Everything that opens something —
 storage files, the shared HTTP client, the health server, background tasks — happens in
-``post_init`` and is closed in ``post_shutdown``, in reverse order.
+``post_init`` and is closed in reverse order: the delivery machinery in ``post_stop`` (while
+the Bot API client and the rate limiter still work, so a send in flight can finish and record
+its cursor), the rest in ``post_shutdown``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
-import multiprocessing
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from typing import Any
 
 from telegram import BotCommand
@@ -32,6 +34,7 @@ from bot.services.ratelimit import NewsRateLimiter
 from bot.services.telegram_limits import TelegramRateLimiter
 from bot.services.telegram_request import InstrumentedRequest
 from bot.storage import configure_storage, get_storage_service
+from bot.workers import process_pool
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +102,7 @@ def build_application(
         )
         .concurrent_updates(CONCURRENT_UPDATES)
         .post_init(_post_init)
+        .post_stop(_post_stop)
         .post_shutdown(_post_shutdown)
         .context_types(ContextTypes(context=BotContext))
         .rate_limiter(_rate_limiter(metrics, paced=rate_limit_outgoing))
@@ -127,9 +131,7 @@ def _parse_executor(processes: int) -> Executor | None:
     """Worker processes for feedparser (it holds the GIL for milliseconds per feed)."""
     if processes == 0:
         return None  # parse in the default thread pool (tests, tiny deployments)
-    methods = multiprocessing.get_all_start_methods()
-    method = "forkserver" if "forkserver" in methods else "spawn"
-    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context(method))
+    return process_pool(processes)
 
 
 async def _post_init(app: AnyApp) -> None:
@@ -151,6 +153,11 @@ async def _post_init(app: AnyApp) -> None:
         services.metrics,
         poll_interval_s=settings.feed_poll_interval_s,
         parse_executor=services.parse_executor,
+        parse_executor_factory=(
+            functools.partial(process_pool, settings.parser_processes)
+            if settings.parser_processes
+            else None
+        ),
     )
     dispatcher = Dispatcher(app.bot, storage, services.metrics, on_chat_moved=on_chat_moved(app))
     feeds_service.on_new_items = dispatcher.feed_updated
@@ -194,7 +201,9 @@ async def _post_init(app: AnyApp) -> None:
     )
 
 
-async def _post_shutdown(app: AnyApp) -> None:
+async def _post_stop(app: AnyApp) -> None:
+    # PTB calls this after Application.stop() and before shutdown() closes the Bot API client
+    # and the rate limiter: deliveries stop between messages and the one in flight finishes.
     services = services_of(app)
     if services.dispatcher_service is not None:
         await services.dispatcher_service.stop()
@@ -202,6 +211,11 @@ async def _post_shutdown(app: AnyApp) -> None:
         await services.digests_service.stop()
     if services.feeds_service is not None:
         await services.feeds_service.stop()
+
+
+async def _post_shutdown(app: AnyApp) -> None:
+    services = services_of(app)
+    await _post_stop(app)  # idempotent: a no-op when post_stop already ran
     for task in services.tasks:
         task.cancel()
     await asyncio.gather(*services.tasks, return_exceptions=True)

@@ -57,15 +57,25 @@ async def report_poll(app: AnyApp, report: PollReport) -> None:
             extra={"event": "poll", "refreshed": report.refreshed, "failed": report.failed,
                    "new_items": report.new_items},
         )  # fmt: skip
+    if report.newly_paused:
+        # In the background and as bulk sends: a feed with 10,000 followers must not hold
+        # up the next poll cycle or the replies to commands.
+        app.create_task(_notify_paused(app, report.newly_paused), name="paused-feed notices")
+
+
+async def _notify_paused(app: AnyApp, paused: list[tuple[str, str]]) -> None:
     storage = get_storage_service()
-    for url, reason in report.newly_paused:
+    for url, reason in paused:
         text = (
             f"⏸ I paused the feed <code>{esc(url)}</code> ({esc(host_of(url))}) after "
             f"repeated failures: {esc(reason)}.\nI'll keep retrying quietly; /add it again "
             "to retry now, or /remove it."
         )
         for chat_id in storage.followers(url):
-            await send_html(app.bot, chat_id, [text], on_chat_moved=on_chat_moved(app))
+            chat = storage.chat(chat_id)
+            if chat is None or not chat.active or chat.paused:
+                continue  # gone, or asked for silence
+            await send_html(app.bot, chat_id, [text], bulk=True, on_chat_moved=on_chat_moved(app))
 
 
 async def digest_job(context: BotContext) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from bot.services.feeds import MAX_FAILURES, PAUSED_RETRY_S, FeedService, PollRe
 from bot.services.health import HealthState
 from bot.services.metrics import Metrics
 from bot.services.ratelimit import NewsRateLimiter
+from bot.services.telegram_limits import BULK
 from bot.storage import StorageService, reset_storage_service
 from tests.helpers.bot_runner import make_settings
 from tests.helpers.scripted import FakeClock, RecordingBot, ScriptedFetcher, ok
@@ -46,10 +47,14 @@ HOUR = 3600
 
 @dataclass
 class FakeApp:
-    """What the jobs read from an Application: its bot and its bot_data."""
+    """What the jobs read from an Application: its bot, its bot_data, create_task."""
 
     bot: RecordingBot
     bot_data: dict[str, Any]
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def create_task(self, coroutine: Coroutine[Any, Any, Any], name: str | None = None) -> None:
+        self.tasks.append(asyncio.create_task(coroutine, name=name))
 
 
 @dataclass
@@ -120,6 +125,7 @@ async def run_poll(parts: Parts) -> None:
     task = parts.services.feeds._poll_task
     assert task is not None
     await task
+    await asyncio.gather(*parts.app.tasks)  # background work the cycle started (notices)
 
 
 # ---------------------------------------------------------------------------- poll job
@@ -175,6 +181,7 @@ async def test_a_paused_feed_is_announced_once_to_each_follower(
         await run_poll(parts)
         parts.clock.advance(PAUSED_RETRY_S)
     assert sorted(s.chat_id for s in parts.bot.sent) == [1, 2]
+    assert all(s.kwargs.get("rate_limit_args") is BULK for s in parts.bot.sent)
     text = parts.bot.texts(1)[0]
     assert "paused the feed" in text
     assert "the server answered 500" in text

@@ -78,6 +78,16 @@ async def _set_delivery(context: Context, chat_id: int, delivery: Delivery) -> N
     storage, digests = context.storage, context.services.digests
     previous = storage.chat(chat_id)
     switching_to_instant = previous is not None and previous.delivery.is_digest
+    # The same "every" schedule again (or a new time zone, which "every" ignores) keeps its
+    # phase; anything else starts from now.
+    keep_phase = (
+        previous is not None
+        and previous.delivery == delivery
+        and delivery.mode == "every"
+        and previous.next_digest_at is not None
+    )
+    if keep_phase:
+        return
 
     def apply(chat: Chat) -> None:
         chat.delivery = delivery

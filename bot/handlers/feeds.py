@@ -63,6 +63,7 @@ async def add(update: Update, context: Context) -> None:
     outcome = await storage.subscribe(chat_id, feed_url, limit=MAX_FEEDS_PER_CHAT)
     if outcome == "full":
         await storage.drop_feed(feed_url)  # validated but not followed: keep nothing
+        services.feeds.forget(feed_url)
         await reply(
             update,
             context,

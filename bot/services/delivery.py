@@ -59,14 +59,17 @@ async def send_html(
     *,
     reply_to: int | None = None,
     on_chat_moved: ChatMoved | None = None,
+    bulk: bool = False,
 ) -> int:
-    """Send each text as an HTML reply; return how many were delivered.
+    """Send each text as an HTML reply (or a bulk notice); return how many were delivered.
 
     Never raises for a chat-level problem (gone, moved, bad request): those are handled and
     logged here, because a user's chat going away must not crash a handler.
     """
     sent = 0
     target = chat_id
+    # Bulk notices queue behind replies in the rate limiter (a plain Bot has no limiter).
+    extra: dict[str, Any] = {"rate_limit_args": BULK} if bulk else {}
     for n, text in enumerate(texts):
         reply = (
             ReplyParameters(reply_to, allow_sending_without_reply=True)
@@ -77,15 +80,16 @@ async def send_html(
             try:
                 await bot.send_message(
                     target, text, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW,
-                    reply_parameters=reply,
+                    reply_parameters=reply, **extra,
                 )  # fmt: skip
             except ChatMigrated as moved:
                 new_id = int(moved.new_chat_id)
                 await migrate_chat(target, new_id, on_chat_moved)
                 target = new_id
                 await bot.send_message(
-                    target, text, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW
-                )
+                    target, text, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW,
+                    **extra,
+                )  # fmt: skip
             sent += 1
         except Forbidden as exc:
             await deactivate_chat(target, str(exc), on_chat_moved)
@@ -218,6 +222,7 @@ class Dispatcher:
                 await self.deliver(chat_id, digest=False)
             except Exception:
                 logger.exception("instant delivery to %s failed unexpectedly", chat_id)
+                self._retry_later(chat_id)  # cursors are where they were: try again later
 
     def _retry_later(self, chat_id: int) -> None:
         if chat_id in self._retry_handles:

@@ -128,7 +128,10 @@ class DigestScheduler:
         # The persisted due time is the slot this digest belongs to; ``when`` is later if
         # this was a retry, and must not shift an ``every`` schedule's phase.
         slot = chat.next_digest_at if chat.next_digest_at is not None else when
+        now_chat = self._storage.chat(chat_id)
+        if now_chat is None or (now_chat.delivery, now_chat.tz) != (chat.delivery, chat.tz):
+            return  # /digest or /timezone changed it while this ran and rescheduled it
         nxt = next_digest_at(chat.delivery, chat.tz, self._clock(), previous=slot)
-        if nxt is not None and self._storage.chat(chat_id) is not None:
+        if nxt is not None:
             await self._storage.set_next_digest(chat_id, nxt)
             self._push(chat_id, nxt)

@@ -23,13 +23,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from bot.models import FeedItem, FeedState, LogEntry, ParsedFeed
-from bot.services.feed_errors import FeedError, NotAFeedError
+from bot.services.feed_errors import FeedError, NotAFeedError, ParseError
 from bot.services.feed_parser import discover_feed_links, looks_like_html, parse_feed
 from bot.services.fetcher import Fetcher, FetchResult
 from bot.services.metrics import Metrics
@@ -45,6 +46,7 @@ POLL_CONCURRENCY = 16
 TRANSIENT_MAX = 1000  # failing feeds nobody follows whose backoff is remembered in memory
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
+T = TypeVar("T")
 NewItemsHook = Callable[[str, list[LogEntry]], None]
 ReportHook = Callable[["PollReport"], Awaitable[None]]
 
@@ -109,6 +111,7 @@ class FeedService:
         *,
         poll_interval_s: int,
         parse_executor: Executor | None = None,
+        parse_executor_factory: Callable[[], Executor] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._fetcher = fetcher
@@ -116,6 +119,7 @@ class FeedService:
         self._metrics = metrics
         self._poll_interval_s = poll_interval_s
         self._executor = parse_executor
+        self._executor_factory = parse_executor_factory
         self._clock = clock
         self.on_new_items: NewItemsHook | None = None
         self.on_report: ReportHook | None = None
@@ -266,6 +270,11 @@ class FeedService:
         state.title = parsed.title or state.title
         view = FeedView(state.title or url, newest_first(parsed.items))
         self._views[url] = view
+        if not manual and not self._wanted(url) and self._storage.feed_state(url) is None:
+            # Its last follower left while this fetch was in flight: log nothing, so no
+            # record of a feed nobody follows is created (memory stays bounded).
+            self._views.pop(url, None)
+            return view
         new = await self._storage.record_fetch(url, parsed.items, state)
         if new:
             self.discovered += len(new)
@@ -279,7 +288,24 @@ class FeedService:
         job = functools.partial(
             parse_feed, result.body or b"", result.url, content_type=result.content_type
         )
-        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+        return await self._off_loop(job)
+
+    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU-bound ``fn`` in the parser pool (threads when there is none).
+
+        A worker process that dies (out of memory on a hostile feed, killed) breaks the whole
+        pool: it is replaced at once, and the document that was being parsed counts as
+        unreadable, so that feed backs off instead of breaking every other feed.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        except BrokenProcessPool as exc:
+            logger.error("a parser process died; starting a new pool", exc_info=False)
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._executor_factory() if self._executor_factory else None
+            raise ParseError from exc
 
     def _record_failure(self, state: FeedState, exc: FeedError) -> None:
         state.failures += 1
@@ -319,11 +345,13 @@ class FeedService:
             result = await self._fetcher.fetch(url)
         except FeedError as exc:
             self._metrics.feed_fetches.labels(outcome=exc.kind).inc()
+            self._record_failure(FeedState(url=url), exc)  # its backoff holds for /add too
             raise
         if not looks_like_html(result.body or b"", result.content_type):
             view = await self.refresh(url, manual=True, fetched=result)  # one fetch, not two
             return url, view.title
-        links = discover_feed_links(result.body or b"", result.url)
+        # A page can be megabytes of HTML: find its feed links off the event loop.
+        links = await self._off_loop(discover_feed_links, result.body or b"", result.url)
         if not links:
             raise NotAFeedError("that page links to no RSS or Atom feed")
         view = await self.refresh(links[0], manual=True)
@@ -346,6 +374,11 @@ class FeedService:
         if spread:
             due = max(due, self._clock() + random.uniform(0, min(60.0, self._poll_interval_s)))  # noqa: S311
         self._schedule(url, due)
+
+    def forget(self, url: str) -> None:
+        """Drop what is kept in memory for a feed nobody follows (e.g. /add refused it)."""
+        self._views.pop(url, None)
+        self._transient.pop(url, None)
 
     def poll_soon(self, url: str) -> None:
         """Make ``url`` due now (the next poll cycle fetches it); tests and operators."""

@@ -28,12 +28,12 @@ import asyncio
 import contextlib
 import copy
 import logging
-import multiprocessing
 import os
 import re
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
@@ -54,6 +54,7 @@ from bot.storage.files import (
 )
 from bot.storage.journal import SNAPSHOT_NAME, JournalWriter, ReplayStats
 from bot.storage.state import SCHEMA_VERSION, FeedRecord, Record, RecordError, State, id_key
+from bot.workers import process_pool
 
 logger = logging.getLogger(__name__)
 
@@ -69,13 +70,6 @@ SubscribeOutcome = Literal["added", "already", "full"]
 
 def _stamp() -> str:
     return datetime.now(UTC).strftime(_STAMP_FORMAT)
-
-
-def _process_executor() -> Executor:
-    """One worker process for compaction; forkserver/spawn, never fork (threads are live)."""
-    methods = multiprocessing.get_all_start_methods()
-    method = "forkserver" if "forkserver" in methods else "spawn"
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(method))
 
 
 class StorageService:
@@ -266,21 +260,25 @@ class StorageService:
         """Flush everything, wait for compaction, and refuse further changes. Idempotent."""
         if self.closed:
             return
-        if self._loaded:
-            if self._defer_task is not None:
-                self._defer_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._defer_task
-            try:
-                await self._flush_now()
-            finally:
-                if self._compact_task is not None:
-                    with contextlib.suppress(Exception):
-                        await self._compact_task
-                await self._writer.close()
-        self.closed = True
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+        try:
+            if self._loaded:
+                if self._defer_task is not None:
+                    self._defer_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._defer_task
+                try:
+                    await self._flush_now()
+                finally:
+                    if self._compact_task is not None:
+                        with contextlib.suppress(Exception):
+                            await self._compact_task
+                    await self._writer.close()
+        finally:
+            # Closed even when the last flush failed (the error propagates): nothing may
+            # write after close, and the worker process must not outlive the service.
+            self.closed = True
+            if self._executor is not None:
+                self._executor.shutdown(wait=True, cancel_futures=True)
 
     # ================================================================== reads (in memory)
     def chat(self, chat_id: int) -> Chat | None:
@@ -462,6 +460,7 @@ class StorageService:
         Called after Telegram accepted a message; group-committed with every concurrent call.
         """
         if cursors:
+            chat_id = self._state.moved.get(chat_id, chat_id)  # migrated meanwhile
             await self._durable({"op": "cursor", "chat_id": chat_id, "cursors": dict(cursors)})
 
     # ================================================================== feeds
@@ -699,10 +698,17 @@ class StorageService:
         loop = asyncio.get_running_loop()
         if self._compact_in_process:
             if self._executor is None:
-                self._executor = _process_executor()
-            size = await loop.run_in_executor(
-                self._executor, journal.compact, str(self.data_dir), upto, os.getpid()
-            )
+                self._executor = process_pool(1)
+            try:
+                size = await loop.run_in_executor(
+                    self._executor, journal.compact, str(self.data_dir), upto, os.getpid()
+                )
+            except BrokenProcessPool:
+                # The worker died (OOM, killed): the pool is unusable; the next compaction
+                # starts a new one. The sealed segments stay and are folded then.
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None
+                raise
         else:
             size = await asyncio.to_thread(journal.compact, str(self.data_dir), upto)
         self._snapshot_size = size

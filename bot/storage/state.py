@@ -13,6 +13,7 @@ to fold journal segments into a new snapshot.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -52,13 +53,18 @@ class FeedRecord:
     known: dict[str, None] = field(default_factory=dict)  # ordered set of id_key()s
 
     def entries_after(self, cursor: int) -> tuple[list[LogEntry], int]:
-        """Entries with ``seq > cursor``, and how many such items the log no longer holds."""
-        if cursor >= self.head or not self.log:
+        """Entries with ``seq > cursor``, and how many such items the log no longer holds.
+
+        Found by sequence number, not by position: sequence numbers can have gaps (a corrupt
+        journal line skipped at replay, a snapshot restored from a backup), and a gap must
+        neither hide later entries nor pass silently.
+        """
+        if cursor >= self.head:
             return [], 0
-        first = self.log[0].seq
-        skipped = max(0, first - cursor - 1)
-        start = max(0, cursor + 1 - first)
-        return self.log[start:], skipped
+        start = bisect.bisect_right(self.log, cursor, key=lambda entry: entry.seq)
+        entries = self.log[start:]
+        first = entries[0].seq if entries else self.head + 1
+        return entries, max(0, first - cursor - 1)
 
     def remember(self, key: str) -> None:
         """Add an id key to the known window, evicting the oldest beyond KNOWN_MAX."""
@@ -77,6 +83,9 @@ class State:
     feeds: dict[str, FeedRecord] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     chat_counters: dict[int, dict[str, int]] = field(default_factory=dict)
+    # old id -> new id of chats migrated since start (not persisted; tiny): a delivery that
+    # was sending to the old id while the group became a supergroup advances the new one.
+    moved: dict[int, int] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ applying records
     def apply(self, record: Record) -> None:
@@ -109,6 +118,7 @@ class State:
         if old == new or old not in self.chats:
             return
         moved = self.chats.pop(old)
+        self.moved[old] = new
         if new not in self.chats:
             moved.chat_id = new
             self.chats[new] = moved

@@ -6,6 +6,7 @@ chat when a poll finds a new item while the chat is paused or on a digest schedu
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -108,6 +109,21 @@ async def test_digest_every_then_show_then_off(
     assert off == f"✅ {INSTANT}\nEach new item is posted as soon as it is found."
     assert not off_chat.delivery.is_digest
     assert off_chat.next_digest_at is None
+
+
+async def test_repeating_a_schedule_or_changing_the_zone_keeps_an_every_digests_phase(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory
+) -> None:
+    async with running_bot(bot_settings()):
+        await say(fake_api, "/digest every 2h", 66)
+        due = stored(66).next_digest_at
+        await asyncio.sleep(1.1)  # a reset would now land at least a second later
+        await say(fake_api, "/digest every 2h", 66)
+        await say(fake_api, "/timezone Asia/Tokyo", 66)
+        after = stored(66)
+    assert due is not None
+    assert after.next_digest_at == due
+    assert after.tz == "Asia/Tokyo"
 
 
 async def test_digest_at_a_time_of_day_in_the_chats_time_zone(

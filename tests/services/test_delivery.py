@@ -186,6 +186,20 @@ async def test_a_failed_send_keeps_the_cursor_and_is_retried_later(
     assert cursor(storage, 1) == 3
 
 
+async def test_an_unexpected_error_in_an_instant_delivery_is_retried_later(
+    dispatcher: Dispatcher, bot: RecordingBot, storage: StorageService
+) -> None:
+    await follower(storage, 1)
+    await baseline(storage)
+    await publish(storage, range(1, 3))
+    bot.fail_next(1, RuntimeError("HTTP client not initialised"))  # not a TelegramError
+    dispatcher.request(1)  # through a worker, as a poll would
+    await until(lambda: bool(bot.sent))  # the worker logged it and re-requested the chat
+    await settle(dispatcher)
+    assert sent_items(bot, 1, range(1, 3)) == [1, 1]
+    assert cursor(storage, 1) == 3
+
+
 async def test_a_failure_mid_delivery_keeps_what_was_accepted(
     dispatcher: Dispatcher, bot: RecordingBot, storage: StorageService
 ) -> None:

@@ -269,3 +269,30 @@ async def test_a_hand_edited_invalid_schedule_is_logged_and_ignored(
             assert scheduler.due_time(9) is None
     [warning] = [r for r in caplog.records if getattr(r, "event", None) == "invalid_schedule"]
     assert warning.chat_id == 9  # type: ignore[attr-defined]
+
+
+async def test_a_schedule_changed_while_its_digest_is_sent_is_not_overwritten(
+    storage: StorageService, bot: RecordingBot, clock: FakeClock
+) -> None:
+    await publish(storage, range(1))
+    await digest_chat(storage, 1)
+    dispatcher, scheduler = make(storage, bot, clock)
+    await scheduler.restore()
+    await publish(storage, range(1, 3))
+    clock.now = START + HOUR
+    new_due = START + 5 * HOUR
+    real_deliver = dispatcher.deliver
+
+    async def deliver_while_the_user_changes_it(chat_id: int, *, digest: bool) -> str:
+        outcome = await real_deliver(chat_id, digest=digest)
+        # Meanwhile: "/digest at 15:00" was handled and rescheduled the chat.
+        await storage.update_chat(
+            chat_id, lambda c: setattr(c, "delivery", Delivery("at", at="15:00"))
+        )
+        await storage.set_next_digest(chat_id, new_due)
+        return outcome
+
+    dispatcher.deliver = deliver_while_the_user_changes_it  # type: ignore[method-assign,assignment]
+    assert await scheduler.run_due() == 1
+    assert len(bot.sent) == 1
+    assert persisted_due(storage, 1) == new_due  # the user's change stands

@@ -504,6 +504,21 @@ async def test_record_fetch_baseline_then_new_items_in_order(storage: StorageSer
     assert [e.item.id for e in again] == ["urn:f"]
 
 
+async def test_advance_for_a_chat_migrated_meanwhile_moves_the_new_chats_cursor(
+    storage: StorageService,
+) -> None:
+    # A delivery was sending to the group when it became a supergroup: its cursor write,
+    # still addressed to the old id, must land on the new chat or the items repeat there.
+    await storage.ensure_chat(-5, "group", "g")
+    await storage.subscribe(-5, U, limit=5)
+    await storage.record_fetch(U, items("a"), feed_state(U, title="T"))
+    await storage.record_fetch(U, items("c", "b", "a"), feed_state(U, title="T"))
+    assert await storage.migrate_chat(-5, -1005)
+    await storage.advance(-5, {U: 3})
+    assert storage.pending(-1005) == []
+    assert storage.subscriptions(-1005)[0].cursor == 3
+
+
 async def test_reappearing_item_is_not_logged_again(storage: StorageService) -> None:
     await followed(storage, 1)  # i1..i3
     await storage.record_fetch(U, items("i4"), feed_state(U))  # i1..i3 dropped out of the feed

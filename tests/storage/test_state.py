@@ -313,3 +313,20 @@ def test_invalid_persisted_delivery_is_logged_and_falls_back_to_instant(
     assert len(warnings) == 2
     assert getattr(warnings[0], "chat_id", None) == 5
     assert "25:00" in getattr(warnings[0], "error", "")
+
+
+def test_entries_after_finds_entries_by_sequence_number_across_a_gap() -> None:
+    # Sequence numbers can have gaps (a corrupt journal line skipped, a backup restored):
+    # nothing after a gap may be hidden, and the missing items are reported, not silent.
+    record = FeedRecord(feed_state(U))
+    record.log = [LogEntry(n, item(f"i{n}", U)) for n in [*range(1, 101), *range(151, 161)]]
+    record.head = 160
+    entries, skipped = record.entries_after(100)
+    assert [e.seq for e in entries] == list(range(151, 161))
+    assert skipped == 50
+    entries, skipped = record.entries_after(120)
+    assert ([e.seq for e in entries], skipped) == (list(range(151, 161)), 30)
+    entries, skipped = record.entries_after(155)
+    assert ([e.seq for e in entries], skipped) == (list(range(156, 161)), 0)
+    entries, skipped = record.entries_after(50)
+    assert (entries[0].seq, len(entries), skipped) == (51, 60, 0)
