@@ -17,11 +17,11 @@ from concurrent.futures import Executor
 from typing import Any
 
 from telegram import BotCommand
-from telegram.ext import Application, ApplicationBuilder, ContextTypes
+from telegram.ext import ApplicationBuilder, ContextTypes
 from telegram.request import BaseRequest
 
 from bot.config import Settings
-from bot.context import SERVICES_KEY, BotContext, Services, services_of
+from bot.context import SERVICES_KEY, AnyApp, BotContext, Services, services_of
 from bot.handlers import admin, basic, chats, conflict, delivery, errors, feeds, news
 from bot.jobs import on_chat_moved, report_poll, schedule_background_jobs
 from bot.services.delivery import Dispatcher
@@ -38,7 +38,6 @@ from bot.workers import process_pool
 
 logger = logging.getLogger(__name__)
 
-AnyApp = Application[Any, Any, Any, Any, Any, Any]
 # Enough parallel updates that a slow feed never holds up other chats, few enough to stay
 # kind to a 2-core machine.
 CONCURRENT_UPDATES = 256

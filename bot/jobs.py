@@ -11,11 +11,8 @@ JobQueue skip (and log) the next tick.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from telegram.ext import Application
-
-from bot.context import BotContext, services_of
+from bot.context import AnyApp, BotContext, services_of
 from bot.formatting import esc, host_of
 from bot.services.delivery import ChatMoved, send_html
 from bot.services.digests import DIGEST_TICK_S
@@ -24,7 +21,6 @@ from bot.storage import get_storage_service
 
 logger = logging.getLogger(__name__)
 
-AnyApp = Application[Any, Any, Any, Any, Any, Any]
 POLL_TICK_S = 10  # how often the poll job looks for due feeds (each feed has its own time)
 
 

@@ -36,14 +36,13 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from telegram import Update
-from telegram.ext import Application, ExtBot
+from telegram.ext import ExtBot
 
 from bot.config import WEBHOOK_SECRET_RE, Settings
-from bot.context import services_of
+from bot.context import AnyApp, services_of
 
 logger = logging.getLogger(__name__)
 
-AnyApp = Application[Any, Any, Any, Any, Any, Any]
 
 # Names, not secrets (bandit/ruff S105 would read them as hard-coded passwords).
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105

@@ -29,6 +29,7 @@ from bot.services.schedule import (
     parse_timezone,
     zone,
 )
+from bot.storage.state import LOG_MAX
 
 TIMEZONE_USAGE = (
     "Usage: /timezone Europe/Berlin — the time zone for /digest at HH:MM "
@@ -116,7 +117,7 @@ async def pause(update: Update, context: Context) -> None:
     await reply(
         update,
         context,
-        "⏸ Paused. I'll keep collecting new items (the latest 200 per feed) and post them "
+        f"⏸ Paused. I'll keep collecting new items (the latest {LOG_MAX} per feed) and post them "
         "when you say /resume. /news still works.",
     )
 

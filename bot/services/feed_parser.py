@@ -77,7 +77,8 @@ logger = logging.getLogger(__name__)
 
 UNTITLED: Final = "(untitled)"
 MAX_TITLE_CHARS: Final = 1000
-# Ids are stored per chat (Channel.seen); a hostile feed must not make them huge.
+# Ids are logged per feed (and hashed into its known-id window); a hostile feed must not
+# make them huge.
 MAX_ID_CHARS: Final = 512
 MAX_DISCOVERED_LINKS: Final = 20
 # Dates outside this window are feed bugs (1970 epochs, year 2999); treated as "no date".

@@ -160,7 +160,7 @@ class FeedService:
             state = self.state_of(url)
             if not log or state is None:
                 return None
-            view = FeedView(state.title or url, newest_first(e.item for e in log[-200:]))
+            view = FeedView(state.title or url, newest_first(e.item for e in log))
             self._views[url] = view
         return view
 

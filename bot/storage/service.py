@@ -409,13 +409,6 @@ class StorageService:
         await self.update_chat(chat_id, lambda c: setattr(c, "active", False))
         return True
 
-    async def delete_chat(self, chat_id: int) -> bool:
-        """Forget a chat, its subscriptions and per-chat counters; durable."""
-        if chat_id not in self._state.chats:
-            return False
-        await self._durable({"op": "chat_del", "chat_id": chat_id})
-        return True
-
     async def migrate_chat(self, old_id: int, new_id: int) -> bool:
         """Move a chat to its new id (group → supergroup) with subscriptions and counters."""
         if old_id == new_id or old_id not in self._state.chats:
@@ -491,7 +484,13 @@ class StorageService:
                 keys.add(key)
                 fresh.append(item)
         if not fresh:
-            self.set_feed_state(state)
+            if state.fetched_once and (record is None or not record.state.fetched_once):
+                # The first success of an empty feed is its baseline: it must survive a
+                # crash, or its first items would be taken for history after a restart.
+                await self._durable({"op": "feed", "state": state.to_dict()})
+                self._deferred_feeds.discard(url)
+            else:
+                self.set_feed_state(state)
             return []
         fresh.reverse()  # oldest first: sequence numbers follow publication order
         entries = [LogEntry(head + n, item) for n, item in enumerate(fresh, 1)]

@@ -105,14 +105,6 @@ class State:
         chat = _chat_from(r["chat"])
         self.chats[chat.chat_id] = chat
 
-    def _chat_del(self, r: Record) -> None:
-        chat_id = int(r["chat_id"])
-        self.chats.pop(chat_id, None)
-        for url in list(self.subs.get(chat_id, {})):
-            self._drop_sub(chat_id, url)
-        self.subs.pop(chat_id, None)
-        self.chat_counters.pop(chat_id, None)
-
     def _migrate(self, r: Record) -> None:
         old, new = int(r["old"]), int(r["new"])
         if old == new or old not in self.chats:
@@ -302,7 +294,6 @@ def _chat_from(raw: dict[str, Any]) -> Chat:
 
 _HANDLERS = {
     "chat": State._chat,
-    "chat_del": State._chat_del,
     "migrate": State._migrate,
     "sub": State._sub,
     "unsub": State._unsub,

@@ -147,8 +147,8 @@ def test_compact_folds_snapshot_and_segments_into_the_live_state(tmp_path: Path)
     recs = records()
     base = applied(recs[:2])
     (tmp_path / SNAPSHOT_NAME).write_bytes(encode_snapshot(base.to_snapshot(3)))
-    # Segment 2 was folded into the snapshot already: were it replayed, chat 1 would vanish.
-    write_segment(tmp_path, 2, [{"op": "chat_del", "chat_id": 1}])
+    # Segment 2 was folded into the snapshot already: were it replayed, chat 1 would move.
+    write_segment(tmp_path, 2, [{"op": "migrate", "old": 1, "new": 77}])
     write_segment(tmp_path, 3, recs[2:4])
     write_segment(tmp_path, 4, recs[4:])
     write_segment(tmp_path, 5, [chat_record(9)])  # the live segment: not folded yet

@@ -38,6 +38,7 @@ from tests.helpers.storage_data import feed_state, items, load_copy, observable
 
 U = "https://example.com/u.xml"
 V = "https://example.com/v.xml"
+W = "https://example.com/w.xml"
 Factory = Callable[..., Awaitable[StorageService]]
 
 
@@ -183,8 +184,8 @@ async def _op_deactivate(s: StorageService) -> None:
     assert await s.deactivate_chat(2)
 
 
-async def _op_delete(s: StorageService) -> None:
-    assert await s.delete_chat(2)
+async def _op_empty_first_fetch(s: StorageService) -> None:
+    assert await s.record_fetch(W, [], feed_state(W, fetched_once=True)) == []
 
 
 async def _op_migrate(s: StorageService) -> None:
@@ -202,7 +203,10 @@ DURABLE: dict[str, tuple[Callable[[StorageService], Awaitable[None]], Callable[.
         lambda s: [b.entries[0].seq for b in s.pending(1)] == [5] and s.feed_head(U) == 5,
     ),
     "deactivate_chat": (_op_deactivate, lambda s: not s.chat(2).active),
-    "delete_chat": (_op_delete, lambda s: s.chat(2) is None),
+    "record_fetch of an empty feed's first success": (
+        _op_empty_first_fetch,
+        lambda s: s.feed_state(W) is not None and s.feed_state(W).fetched_once,
+    ),
     "migrate_chat": (_op_migrate, lambda s: s.feed_urls(-1002) == [U] and s.chat(2) is None),
 }
 
