@@ -157,7 +157,7 @@ def _pid_alive(pid: int) -> bool:
 def compact(data_dir: str, upto: int, owner_pid: int | None = None) -> int:
     """Fold the snapshot and every segment below ``upto`` into a new snapshot (blocking).
 
-    Runs in a worker process (see ``StorageService``): it reads only files, never the live
+    Runs in a worker process (see :mod:`bot.storage.commit`): it reads only files, never the live
     state, so the event loop is not involved. Segments are not deleted here; the caller does
     that once this returns.
 
@@ -195,7 +195,7 @@ def compact(data_dir: str, upto: int, owner_pid: int | None = None) -> int:
 class JournalWriter:
     """Appends to the live segment through aiofiles.
 
-    One caller at a time: the service's ``_io_lock`` guarantees it.
+    One caller at a time: the committer's ``_io_lock`` guarantees it.
     """
 
     def __init__(self, directory: Path) -> None:

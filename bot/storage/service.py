@@ -1,75 +1,35 @@
 """``StorageService``: the one lock-guarded, crash-safe store every handler and job shares.
 
-Reads are synchronous: the state lives in memory and a read never waits for the disk.
-Changes are records (see :mod:`bot.storage.state`) applied in memory and appended to the
-journal, in one of three durability classes:
-
-* **now** — subscriptions and chat settings: the call returns once the record is fsynced, so
-  the user is only told after the change is on disk.
-* **group** — cursors after a send: the same, but many concurrent callers share one fsync
-  (group commit), so a fan-out to thousands of chats costs a handful of fsyncs a second.
-* **deferred** — counters and feed HTTP state: applied at once, written by a background
-  flush at most :data:`DEFER_S` seconds later and at shutdown. ``/news`` never waits for a
-  disk.
-
-("now" and "group" share the same mechanism: a caller waits for the flush covering its
-record; what differs is only whether anyone else is writing at the same moment.)
-
-Locks: the in-memory state is only changed inside :meth:`_stage`, which applies a record and
-appends its line to the write buffer without an ``await`` in between. On one event loop that
-makes every change atomic and keeps the journal in exactly the order the changes were made —
-the loop itself is the state lock. ``_io_lock`` (an ``asyncio.Lock``) serialises everything
-that touches the journal file: flushes, segment rotation and the hand-over to compaction.
+This module is the storage's public face: what a chat, subscription, feed log or counter
+change *means*, and the reads the rest of the bot makes. Two neighbours do the rest —
+:mod:`bot.storage.loading` turns DATA_DIR into the start-up state, and
+:mod:`bot.storage.commit` decides when a change is on disk (durability classes, group commit,
+deferred records, compaction; its docstring explains the locking). Reads are synchronous:
+the state lives in memory and a read never waits for the disk.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import copy
 import logging
-import os
-import re
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor
-from concurrent.futures.process import BrokenProcessPool
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-import aiofiles.os
-
 from bot.models import Backlog, Chat, Delivery, FeedItem, FeedState, LogEntry, Subscription
-from bot.storage import journal, migrate
-from bot.storage.files import (
-    SchemaVersionError,
-    StorageError,
-    atomic_write_async,
-    ensure_dir,
-    fsync_dir,
-    read_bytes,
-    remove_stale_temps,
-    tighten_files,
-)
-from bot.storage.journal import SNAPSHOT_NAME, JournalWriter, ReplayStats
-from bot.storage.state import SCHEMA_VERSION, FeedRecord, Record, RecordError, State, id_key
-from bot.workers import process_pool
+from bot.storage.backups import save_backup
+from bot.storage.commit import COMPACT_MIN_BYTES, Committer
+from bot.storage.files import SchemaVersionError, StorageError
+from bot.storage.journal import SNAPSHOT_NAME, ReplayStats
+from bot.storage.loading import load_state
+from bot.storage.state import FeedRecord, State, id_key
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFER_S = 1.0  # the longest a deferred record (counters, feed HTTP state) waits in memory
-COMPACT_MIN_BYTES = 4 << 20  # never compact a journal smaller than this
-_STAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
-_BACKUP_RE = re.compile(r"^snapshot-(\d{8}T\d{12}Z)\.json$")
-
 SubscribeOutcome = Literal["added", "already", "full"]
-
-
-def _stamp() -> str:
-    return datetime.now(UTC).strftime(_STAMP_FORMAT)
 
 
 class StorageService:
@@ -94,32 +54,40 @@ class StorageService:
         self.data_dir = Path(data_dir)
         self.backup_dir = Path(backup_dir)
         self.backup_keep = backup_keep
-        self.write_count = 0
-        self.write_observer: Callable[[float], None] | None = None
-        self._state = State()
-        self._writer = JournalWriter(self.data_dir)
-        self._io_lock = asyncio.Lock()  # covers: journal writes, rotation, compaction hand-over
-        self._buffer: list[bytes] = []
-        self._staged = 0  # records staged so far (a generation number)
-        self._synced = 0  # records known to be on disk
-        self._flush_task: asyncio.Task[None] | None = None
-        self._defer_task: asyncio.Task[None] | None = None
-        self._compact_task: asyncio.Task[None] | None = None
-        # One compaction at a time: two overlapping folds could finish in the wrong order,
-        # leaving the older snapshot in place after the newer one deleted its segments.
-        self._compact_lock = asyncio.Lock()  # covers: rotate → fold → snapshot → segment removal
-        self._deferred_feeds: set[str] = set()
-        self._dirty_counters: set[str] = set()
-        self._dirty_chat_counters: dict[int, set[str]] = {}
-        self._snapshot_size = 0
-        self._journal_bytes = 0  # bytes in segments not yet folded into the snapshot
-        self._compact_retry_at = 0.0  # after a failed compaction, wait before the next
-        self._compact_min_bytes = compact_min_bytes
-        self._compact_in_process = compact_in_process
-        self._executor: Executor | None = None
-        self._loaded = False
-        self.closed = False
+        self._commit = Committer(
+            self.data_dir,
+            compact_in_process=compact_in_process,
+            compact_min_bytes=compact_min_bytes,
+        )
         self.replay_stats = ReplayStats()
+
+    @property
+    def _state(self) -> State:
+        """The live state; the committer owns it, the reads below only look."""
+        return self._commit.state
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run: nothing more may be written."""
+        return self._commit.closed
+
+    @closed.setter
+    def closed(self, value: bool) -> None:
+        self._commit.closed = value
+
+    @property
+    def write_count(self) -> int:
+        """Durable writes so far: journal flushes, snapshots, backups (for benchmarks)."""
+        return self._commit.write_count
+
+    @property
+    def write_observer(self) -> Callable[[float], None] | None:
+        """Called with the seconds each journal write took (the metrics histogram)."""
+        return self._commit.write_observer
+
+    @write_observer.setter
+    def write_observer(self, observer: Callable[[float], None] | None) -> None:
+        self._commit.write_observer = observer
 
     # ================================================================== lifecycle
     async def load(self, *, default_feeds: Iterable[str] = ()) -> None:
@@ -136,33 +104,12 @@ class StorageService:
         Raises:
             SchemaVersionError: the snapshot is from a newer version; nothing is changed.
         """
-        if self._loaded:
+        if self._commit.started:
             return
-        await asyncio.to_thread(self._prepare_dirs)
-        snapshot = self.data_dir / SNAPSHOT_NAME
-        segments = await asyncio.to_thread(journal.list_segments, self.data_dir)
-        old_files = await asyncio.to_thread(migrate.v1_files, self.data_dir)
-        if not snapshot.exists() and not segments and old_files:
-            await self._migrate_v1(old_files, tuple(default_feeds))
-        state, start = await self._read_snapshot(snapshot)
-        stats = ReplayStats()
-        live = [n for n in segments if n >= start]
-        for n in live:
-            path = journal.segment_path(self.data_dir, n)
-            await asyncio.to_thread(
-                journal.replay_segment, state, path, last=n == live[-1], stats=stats
-            )
-        self.replay_stats = stats
-        self._state = state
-        next_segment = max([start, *segments]) + 1
-        await self._write_snapshot(next_segment)
-        for n in segments:
-            await aiofiles.os.remove(journal.segment_path(self.data_dir, n))
-        for path in old_files:  # version-1 leftovers: they were backed up before migrating
-            with contextlib.suppress(FileNotFoundError):
-                await aiofiles.os.remove(path)
-        await self._writer.open(next_segment)
-        self._loaded = True
+        loaded = await load_state(self.data_dir, self.backup_dir, default_feeds)
+        self.replay_stats = loaded.stats
+        await self._commit.start(loaded.state, loaded.segment, loaded.snapshot_size)
+        state = loaded.state
         logger.info(
             "storage loaded",
             extra={
@@ -170,82 +117,11 @@ class StorageService:
                 "chats": len(state.chats),
                 "subscriptions": sum(len(s) for s in state.subs.values()),
                 "feeds": len(state.feeds),
-                "journal_records": stats.records,
-                "bad_records": stats.bad_lines,
+                "journal_records": loaded.stats.records,
+                "bad_records": loaded.stats.bad_lines,
             },
         )
         await self.backup("startup")
-
-    def _prepare_dirs(self) -> None:
-        for directory in (self.data_dir, self.backup_dir):
-            ensure_dir(directory)
-            tighten_files(directory)
-            remove_stale_temps(directory)
-
-    async def _migrate_v1(self, old_files: list[Path], default_feeds: tuple[str, ...]) -> None:
-        stamp = _stamp()
-        for path in old_files:  # back the old files up first, byte for byte
-            data = await read_bytes(path)
-            await atomic_write_async(self.backup_dir / f"v1-{path.stem}-{stamp}.json", data)
-        state = await asyncio.to_thread(
-            migrate.build_state, self.data_dir, self.backup_dir, default_feeds
-        )
-        data = await asyncio.to_thread(lambda: journal.encode_snapshot(state.to_snapshot(1)))
-        await atomic_write_async(self.data_dir / SNAPSHOT_NAME, data)
-        logger.warning(
-            "migrated a version-1 data directory",
-            extra={
-                "event": "storage_migrated",
-                "chats": len(state.chats),
-                "feeds": len(state.feeds),
-                "backup": f"{self.backup_dir}/v1-*-{stamp}.json",
-            },
-        )
-
-    async def _read_snapshot(self, path: Path) -> tuple[State, int]:
-        if not await aiofiles.os.path.exists(path):
-            return State(), 0
-        data = await read_bytes(path)
-        try:
-            return await asyncio.to_thread(journal.decode_snapshot, data)
-        except RecordError as exc:
-            version = _version_of(data)
-            if version is not None and version > SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"{path}: schema_version {version} is newer than this bot understands "
-                    f"({SCHEMA_VERSION}); refusing to start so the file is not overwritten. "
-                    "Run a newer bot version, or restore an older backup by hand."
-                ) from exc
-            aside = path.with_name(f"{path.name}.corrupt-{_stamp()}")
-            await aiofiles.os.replace(path, aside)
-            return await self._restore_from_backup(path, aside, exc)
-
-    async def _restore_from_backup(
-        self, path: Path, aside: Path, why: Exception
-    ) -> tuple[State, int]:
-        for backup in sorted(await self._backups(), reverse=True):
-            try:
-                state, segment = await asyncio.to_thread(
-                    journal.decode_snapshot, await read_bytes(backup)
-                )
-            except (RecordError, OSError):
-                continue
-            logger.error(
-                "snapshot %s was corrupt (%s); moved it to %s and restored backup %s",
-                path,
-                why,
-                aside,
-                backup,
-            )
-            return state, segment
-        logger.critical(
-            "snapshot %s was corrupt (%s) and no valid backup exists; moved it to %s and "
-            "starting from the journal alone",
-            path,
-            why,
-            aside,
-        )
-        return State(), 0
 
     async def flush(self) -> None:
         """Return once every change made so far (deferred ones included) is on disk.
@@ -253,32 +129,16 @@ class StorageService:
         Raises:
             OSError: the write failed (the changes stay in memory and are retried).
         """
-        self._check_open()
-        await self._flush_now()
+        self._commit.check_open()
+        await self._commit.flush()
 
     async def close(self) -> None:
         """Flush everything, wait for compaction, and refuse further changes. Idempotent."""
-        if self.closed:
-            return
-        try:
-            if self._loaded:
-                if self._defer_task is not None:
-                    self._defer_task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await self._defer_task
-                try:
-                    await self._flush_now()
-                finally:
-                    if self._compact_task is not None:
-                        with contextlib.suppress(Exception):
-                            await self._compact_task
-                    await self._writer.close()
-        finally:
-            # Closed even when the last flush failed (the error propagates): nothing may
-            # write after close, and the worker process must not outlive the service.
-            self.closed = True
-            if self._executor is not None:
-                self._executor.shutdown(wait=True, cancel_futures=True)
+        await self._commit.close()
+
+    async def compact(self) -> None:
+        """Seal the live segment and fold it into a new snapshot (in a worker process)."""
+        await self._commit.compact()
 
     # ================================================================== reads (in memory)
     def chat(self, chat_id: int) -> Chat | None:
@@ -363,7 +223,7 @@ class StorageService:
         current = self._state.chats.get(chat_id)
         if current is None:
             chat = Chat(chat_id=chat_id, type=type, title=title, delivery=delivery or Delivery())
-            await self._durable({"op": "chat", "chat": chat.to_dict()})
+            await self._commit.durable({"op": "chat", "chat": chat.to_dict()})
             return copy.copy(chat)
         new_title = title or current.title
         if current.active and current.type == type and current.title == new_title:
@@ -373,10 +233,10 @@ class StorageService:
                 s.url: self.feed_head(s.url) for s in self._state.subs.get(chat_id, {}).values()
             }
             if heads:
-                self._stage({"op": "cursor", "chat_id": chat_id, "cursors": heads})
+                self._commit.stage({"op": "cursor", "chat_id": chat_id, "cursors": heads})
         chat = copy.copy(current)
         chat.active, chat.type, chat.title = True, type, new_title
-        await self._durable({"op": "chat", "chat": chat.to_dict()})
+        await self._commit.durable({"op": "chat", "chat": chat.to_dict()})
         return copy.copy(chat)
 
     async def update_chat(self, chat_id: int, fn: Callable[[Chat], T]) -> T:
@@ -394,7 +254,7 @@ class StorageService:
         if working.chat_id != chat_id:
             raise ValueError("update_chat must not change chat_id; use migrate_chat")
         if working != current:
-            await self._durable({"op": "chat", "chat": working.to_dict()})
+            await self._commit.durable({"op": "chat", "chat": working.to_dict()})
         return result
 
     async def set_next_digest(self, chat_id: int, when: float | None) -> None:
@@ -413,7 +273,7 @@ class StorageService:
         """Move a chat to its new id (group → supergroup) with subscriptions and counters."""
         if old_id == new_id or old_id not in self._state.chats:
             return False
-        await self._durable({"op": "migrate", "old": old_id, "new": new_id})
+        await self._commit.durable({"op": "migrate", "old": old_id, "new": new_id})
         return True
 
     # ================================================================== subscriptions
@@ -437,14 +297,14 @@ class StorageService:
             "cursor": self.feed_head(url),
             "added_at": time.time(),
         }
-        await self._durable(record)
+        await self._commit.durable(record)
         return "added"
 
     async def unsubscribe(self, chat_id: int, url: str) -> bool:
         """Stop following ``url``; the last follower leaving drops the feed's state and log."""
         if url not in self._state.subs.get(chat_id, {}):
             return False
-        await self._durable({"op": "unsub", "chat_id": chat_id, "url": url})
+        await self._commit.durable({"op": "unsub", "chat_id": chat_id, "url": url})
         return True
 
     async def advance(self, chat_id: int, cursors: dict[str, int]) -> None:
@@ -454,7 +314,9 @@ class StorageService:
         """
         if cursors:
             chat_id = self._state.moved.get(chat_id, chat_id)  # migrated meanwhile
-            await self._durable({"op": "cursor", "chat_id": chat_id, "cursors": dict(cursors)})
+            await self._commit.durable(
+                {"op": "cursor", "chat_id": chat_id, "cursors": dict(cursors)}
+            )
 
     # ================================================================== feeds
     async def record_fetch(
@@ -487,8 +349,8 @@ class StorageService:
             if state.fetched_once and (record is None or not record.state.fetched_once):
                 # The first success of an empty feed is its baseline: it must survive a
                 # crash, or its first items would be taken for history after a restart.
-                await self._durable({"op": "feed", "state": state.to_dict()})
-                self._deferred_feeds.discard(url)
+                await self._commit.durable({"op": "feed", "state": state.to_dict()})
+                self._commit.feed_state_written(url)
             else:
                 self.set_feed_state(state)
             return []
@@ -497,7 +359,7 @@ class StorageService:
         # The first *successful* fetch is the baseline. A feed that was fetched before but
         # logged nothing was empty then: its first items are news for its followers.
         baseline = head == 0 and not (record is not None and record.state.fetched_once)
-        await self._durable(
+        await self._commit.durable(
             {
                 "op": "items",
                 "url": url,
@@ -506,35 +368,24 @@ class StorageService:
                 "baseline": baseline,
             }
         )
-        self._deferred_feeds.discard(url)
+        self._commit.feed_state_written(url)
         return [] if baseline else entries
 
     def set_feed_state(self, state: FeedState) -> None:
-        """Update a feed's HTTP/health state; deferred (written within DEFER_S)."""
-        if state.url not in self._state.feeds:
-            self._state.apply({"op": "feed", "state": state.to_dict()})
-        else:
-            self._state.feeds[state.url].state = copy.copy(state)
-        self._deferred_feeds.add(state.url)
-        self._schedule_deferred()
+        """Update a feed's HTTP/health state; deferred (written within ``commit.DEFER_S``)."""
+        self._commit.set_feed_state(state)
 
     async def drop_feed(self, url: str) -> None:
         """Forget a feed nobody follows (e.g. a default feed removed from the settings)."""
         if url in self._state.feeds and not self._state.followers.get(url):
-            await self._durable({"op": "feed_del", "url": url})
+            await self._commit.durable({"op": "feed_del", "url": url})
 
     # ================================================================== counters
     def count(self, name: str, chat_id: int | None = None, by: int = 1) -> None:
         """Add to a global counter and, if given, the chat's; deferred, never waits."""
         if not name:
             raise ValueError("counter name must not be empty")
-        self._state.counters[name] = self._state.counters.get(name, 0) + by
-        self._dirty_counters.add(name)
-        if chat_id is not None:
-            chat = self._state.chat_counters.setdefault(chat_id, {})
-            chat[name] = chat.get(name, 0) + by
-            self._dirty_chat_counters.setdefault(chat_id, set()).add(name)
-        self._schedule_deferred()
+        self._commit.count(name, chat_id, by)
 
     # ================================================================== backups
     async def backup(self, reason: str) -> Path | None:
@@ -543,193 +394,18 @@ class StorageService:
         Returns:
             The backup written, or None if there was nothing to back up.
         """
-        self._check_open()
+        self._commit.check_open()
         await self.compact()
         snapshot = self.data_dir / SNAPSHOT_NAME
         if not snapshot.exists():
             return None
-        target = self.backup_dir / f"snapshot-{_stamp()}.json"
-        await atomic_write_async(target, await read_bytes(snapshot))
-        self.write_count += 1
-        old = sorted(await self._backups(), reverse=True)[self.backup_keep :]
-        for path in old:
-            await aiofiles.os.remove(path)
+        target, rotated = await save_backup(snapshot, self.backup_dir, self.backup_keep)
+        self._commit.write_count += 1
         logger.info(
             "backup written",
-            extra={"event": "backup", "reason": reason, "path": str(target), "rotated": len(old)},
+            extra={"event": "backup", "reason": reason, "path": str(target), "rotated": rotated},
         )
         return target
-
-    async def _backups(self) -> list[Path]:
-        names = await aiofiles.os.listdir(self.backup_dir)
-        return [self.backup_dir / n for n in names if _BACKUP_RE.match(n)]
-
-    # ================================================================== commit machinery
-    def _check_open(self) -> None:
-        if self.closed:
-            raise StorageError("storage is closed")
-        if not self._loaded:
-            raise StorageError("storage used before load()")
-
-    def _stage(self, record: Record) -> int:
-        """Apply ``record`` and queue its line; no await inside (this is the state lock)."""
-        self._check_open()
-        self._state.apply(record)  # RecordError: nothing changed, nothing queued
-        self._buffer.append(journal.encode_record(record))
-        self._staged += 1
-        return self._staged
-
-    async def _durable(self, record: Record) -> None:
-        """Stage a record and return once it is on disk (sharing the fsync with others)."""
-        await self._wait_synced(self._stage(record))
-
-    async def _flush_now(self) -> None:
-        self._materialise_deferred()
-        await self._wait_synced(self._staged)
-
-    async def _wait_synced(self, generation: int) -> None:
-        """Return once records up to ``generation`` are on disk.
-
-        Joins the flush in progress or starts the next one (group commit).
-        """
-        while self._synced < generation:
-            task = self._flush_task
-            if task is None or task.done():
-                task = self._flush_task = asyncio.create_task(self._flush_once())
-            await asyncio.shield(task)  # a cancelled waiter must not cancel everyone's write
-
-    def _materialise_deferred(self) -> None:
-        """Turn pending deferred changes into journal records (latest values win)."""
-        if self._dirty_counters or self._dirty_chat_counters:
-            state = self._state
-            self._buffer.append(
-                journal.encode_record(
-                    {
-                        "op": "counters",
-                        "global": {n: state.counters[n] for n in self._dirty_counters},
-                        "chats": {
-                            str(c): {n: state.chat_counters[c][n] for n in names}
-                            for c, names in self._dirty_chat_counters.items()
-                            if c in state.chat_counters
-                        },
-                    }
-                )
-            )
-            self._staged += 1
-            self._dirty_counters = set()
-            self._dirty_chat_counters = {}
-        for url in self._deferred_feeds:
-            feed = self._state.feeds.get(url)
-            if feed is not None:
-                record = {"op": "feed", "state": feed.state.to_dict()}
-                self._buffer.append(journal.encode_record(record))
-                self._staged += 1
-        self._deferred_feeds = set()
-
-    async def _flush_once(self) -> None:
-        async with self._io_lock:  # one writer at a time; also excludes rotation
-            self._materialise_deferred()
-            lines, self._buffer = self._buffer, []
-            generation = self._staged
-            if lines:
-                started = time.perf_counter()
-                try:
-                    await self._writer.write(b"".join(lines))
-                except BaseException:
-                    self._buffer[:0] = lines  # kept in order; retried by the next flush
-                    raise
-                self.write_count += 1
-                self._journal_bytes += sum(map(len, lines))
-                self._observe(time.perf_counter() - started)
-            self._synced = max(self._synced, generation)
-        if self._needs_compaction():
-            self._compact_task = asyncio.create_task(self._compact_logged())
-
-    def _observe(self, seconds: float) -> None:
-        if self.write_observer is not None:
-            try:
-                self.write_observer(seconds)
-            except Exception:
-                logger.exception("storage write observer failed")
-
-    def _schedule_deferred(self) -> None:
-        if self._defer_task is None or self._defer_task.done():
-            self._defer_task = asyncio.get_running_loop().create_task(self._deferred_flush())
-
-    async def _deferred_flush(self) -> None:
-        await asyncio.sleep(DEFER_S)
-        try:
-            await self._flush_now()
-        except Exception:
-            logger.exception("deferred storage flush failed; retrying with the next write")
-
-    # ================================================================== compaction
-    def _needs_compaction(self) -> bool:
-        limit = max(self._compact_min_bytes, self._snapshot_size)
-        busy = self._compact_lock.locked() or (
-            self._compact_task is not None and not self._compact_task.done()
-        )
-        waiting = time.monotonic() < self._compact_retry_at
-        return not busy and not waiting and not self.closed and self._journal_bytes > limit
-
-    async def _compact_logged(self) -> None:
-        try:
-            await self.compact()
-        except Exception:
-            self._compact_retry_at = time.monotonic() + 60
-            logger.exception("journal compaction failed; the journal is kept and retried later")
-
-    async def compact(self) -> None:
-        """Seal the live segment and fold it into a new snapshot (in a worker process)."""
-        if self._compact_task is not None and asyncio.current_task() is not self._compact_task:
-            with contextlib.suppress(Exception):
-                await self._compact_task
-        async with self._compact_lock:  # see __init__: overlapping folds would lose segments
-            await self._compact_serialised()
-
-    async def _compact_serialised(self) -> None:
-        await self._flush_now()
-        async with self._io_lock:  # rotation must not interleave with a write
-            if self._writer.size == 0:
-                return
-            upto = await self._writer.rotate()
-            sealed = self._journal_bytes
-        loop = asyncio.get_running_loop()
-        if self._compact_in_process:
-            if self._executor is None:
-                self._executor = process_pool(1)
-            try:
-                size = await loop.run_in_executor(
-                    self._executor, journal.compact, str(self.data_dir), upto, os.getpid()
-                )
-            except BrokenProcessPool:
-                # The worker died (OOM, killed): the pool is unusable; the next compaction
-                # starts a new one. The sealed segments stay and are folded then.
-                self._executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = None
-                raise
-        else:
-            size = await asyncio.to_thread(journal.compact, str(self.data_dir), upto)
-        self._snapshot_size = size
-        self._journal_bytes -= sealed
-        self.write_count += 1
-        for n in await asyncio.to_thread(journal.list_segments, self.data_dir):
-            if n < upto:
-                await aiofiles.os.remove(journal.segment_path(self.data_dir, n))
-        await aiofiles.os.wrap(fsync_dir)(self.data_dir)
-
-    async def _write_snapshot(self, segment: int) -> None:
-        """Write the in-memory state as the snapshot (start-up only: O(state))."""
-        state = self._state
-        data = await asyncio.to_thread(lambda: journal.encode_snapshot(state.to_snapshot(segment)))
-        await atomic_write_async(self.data_dir / SNAPSHOT_NAME, data)
-        self._snapshot_size = len(data)
-        self.write_count += 1
-
-
-def _version_of(data: bytes) -> int | None:
-    match = re.search(rb'"schema_version"\s*:\s*(\d+)', data[:200])
-    return int(match.group(1)) if match else None
 
 
 # ---------------------------------------------------------------------- the singleton

@@ -157,7 +157,7 @@ async def test_old_files_are_backed_up_byte_for_byte_then_removed(
 ) -> None:
     data, backups = dirs
     original = write_v1(data, {"channels": CHANNELS, "counters": COUNTERS, "feeds": FEEDS})
-    with caplog.at_level(logging.WARNING, logger="bot.storage.service"):
+    with caplog.at_level(logging.WARNING, logger="bot.storage.loading"):
         await load(data, backups, opened)
     assert not any((data / f"{name}.json").exists() for name in original)
     copies = {V1_BACKUP_RE.match(p.name): p for p in backups.iterdir()}

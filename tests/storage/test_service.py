@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-import bot.storage.service as service_module
+import bot.storage.commit as commit_module
 from bot.models import Chat, Delivery, FeedState
 from bot.storage import (
     SchemaVersionError,
@@ -232,7 +232,7 @@ async def test_deferred_changes_apply_at_once_and_reach_disk_within_defer_s(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await followed(storage, 1)
-    monkeypatch.setattr(service_module, "DEFER_S", 0.2)
+    monkeypatch.setattr(commit_module, "DEFER_S", 0.2)
     writes = storage.write_count
     storage.count("news_requests", chat_id=1)
     storage.count("news_requests", chat_id=1, by=2)
@@ -277,13 +277,13 @@ async def test_counting_never_waits_for_the_disk(
     assert not inspect.iscoroutinefunction(StorageService.count)
     await followed(storage, 1)
     gate = asyncio.Event()
-    real_write = storage._writer.write
+    real_write = storage._commit.writer.write
 
     async def stuck_write(data: bytes) -> None:
         await gate.wait()
         await real_write(data)
 
-    monkeypatch.setattr(storage._writer, "write", stuck_write)
+    monkeypatch.setattr(storage._commit.writer, "write", stuck_write)
     writes = storage.write_count
     advancing = asyncio.create_task(storage.advance(1, {U: 3}))
     await asyncio.sleep(0.05)
@@ -338,7 +338,7 @@ async def test_write_observer_gets_durations_and_its_errors_are_logged(
         raise RuntimeError("observer bug")
 
     storage.write_observer = broken
-    with caplog.at_level(logging.ERROR, logger="bot.storage.service"):
+    with caplog.at_level(logging.ERROR, logger="bot.storage.commit"):
         await storage.ensure_chat(2, "private", "y")  # still succeeds
     assert "write observer failed" in caplog.text
     assert storage.chat(2) is not None
@@ -356,7 +356,7 @@ async def test_failed_write_raises_to_every_covered_caller_and_is_retried(
         await storage.subscribe(c, U, limit=5)
     await storage.record_fetch(U, items("i1"), feed_state(U))
     await storage.record_fetch(U, items("i3", "i2", "i1"), feed_state(U))
-    real_write = storage._writer.write
+    real_write = storage._commit.writer.write
     calls = 0
 
     async def fail_once(data: bytes) -> None:
@@ -366,7 +366,7 @@ async def test_failed_write_raises_to_every_covered_caller_and_is_retried(
             raise OSError(28, "No space left on device")
         await real_write(data)
 
-    monkeypatch.setattr(storage._writer, "write", fail_once)
+    monkeypatch.setattr(storage._commit.writer, "write", fail_once)
     results = await asyncio.gather(
         *(storage.advance(c, {U: 3}) for c in chats), return_exceptions=True
     )
@@ -387,7 +387,7 @@ async def test_write_cut_short_loses_nothing_acknowledged(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await storage.ensure_chat(1, "private", "x")
-    handle = storage._writer._file
+    handle = storage._commit.writer._file
     assert handle is not None
     real_write = handle.write
 
@@ -411,17 +411,17 @@ async def test_failed_deferred_flush_is_logged_and_retried(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(service_module, "DEFER_S", 0.05)
+    monkeypatch.setattr(commit_module, "DEFER_S", 0.05)
     failing = True
-    real_write = storage._writer.write
+    real_write = storage._commit.writer.write
 
     async def maybe_fail(data: bytes) -> None:
         if failing:
             raise OSError(5, "I/O error")
         await real_write(data)
 
-    monkeypatch.setattr(storage._writer, "write", maybe_fail)
-    with caplog.at_level(logging.ERROR, logger="bot.storage.service"):
+    monkeypatch.setattr(storage._commit.writer, "write", maybe_fail)
+    with caplog.at_level(logging.ERROR, logger="bot.storage.commit"):
         storage.count("ticks")
 
         async def logged() -> bool:
@@ -773,7 +773,7 @@ async def test_corrupt_snapshot_is_moved_aside_and_newest_valid_backup_restored(
     if not newest_valid:
         backups[-1].write_bytes(b"garbage")
     restored_from = backups[-1] if newest_valid else backups[-2]
-    with caplog.at_level(logging.ERROR, logger="bot.storage.service"):
+    with caplog.at_level(logging.ERROR, logger="bot.storage.loading"):
         service = await make()
     assert sorted(c.chat_id for c in service.chats()) == expected
     [aside] = list(old.data_dir.glob("snapshot.json.corrupt-*"))
@@ -791,7 +791,7 @@ async def test_corrupt_snapshot_without_valid_backup_starts_from_the_journal_wit
     (old.data_dir / SNAPSHOT_NAME).write_bytes(b"\x00\x01 not json")
     for backup in old.backup_dir.iterdir():
         backup.unlink()
-    with caplog.at_level(logging.CRITICAL, logger="bot.storage.service"):
+    with caplog.at_level(logging.CRITICAL, logger="bot.storage.loading"):
         service = await make()
     assert [c.chat_id for c in service.chats()] == [3]  # what the journal alone holds
     [critical] = [r for r in caplog.records if r.levelno == logging.CRITICAL]

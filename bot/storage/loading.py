@@ -1,0 +1,181 @@
+"""Start-up: from whatever is in DATA_DIR to one fresh snapshot and the state it holds.
+
+Everything here runs once, before the service owns the state, and none of it is needed to
+commit a change afterwards — which is why it is apart from :mod:`bot.storage.commit`. In
+order, :func:`load_state`
+
+1. prepares DATA_DIR and BACKUP_DIR (0700, files tightened to 0600, temp files of an
+   interrupted write removed);
+2. hands a version-1 DATA_DIR to :mod:`bot.storage.migrate` (its files backed up first);
+3. reads the snapshot — a corrupt one is moved aside and the newest valid backup restored,
+   one from a newer version stops the start without touching it;
+4. replays the journal segments the snapshot does not cover;
+5. writes the result as a fresh snapshot and only then removes the replayed segments and the
+   version-1 leftovers, so a crash at any step leaves something a restart can load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiofiles.os
+
+from bot.storage import journal, migrate
+from bot.storage.backups import list_backups, stamp
+from bot.storage.files import (
+    SchemaVersionError,
+    atomic_write_async,
+    ensure_dir,
+    read_bytes,
+    remove_stale_temps,
+    tighten_files,
+)
+from bot.storage.journal import SNAPSHOT_NAME, ReplayStats
+from bot.storage.state import SCHEMA_VERSION, RecordError, State
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Loaded:
+    """What :func:`load_state` hands to the service.
+
+    Attributes:
+        state: the state as of the fresh snapshot.
+        segment: the journal segment to append to next (the snapshot covers all before it).
+        stats: what replaying the journal found (records, bad lines, a torn tail).
+        snapshot_size: bytes of the fresh snapshot (compaction compares the journal to it).
+    """
+
+    state: State
+    segment: int
+    stats: ReplayStats
+    snapshot_size: int
+
+
+async def load_state(data_dir: Path, backup_dir: Path, default_feeds: Iterable[str]) -> Loaded:
+    """Load snapshot + journal (migrating or restoring if needed) and write a fresh snapshot.
+
+    Args:
+        data_dir: DATA_DIR (snapshot and journal).
+        backup_dir: BACKUP_DIR (snapshot backups, version-1 file copies).
+        default_feeds: ``DEFAULT_FEEDS``, only used by the version-1 migration.
+
+    Raises:
+        SchemaVersionError: the snapshot is from a newer version; nothing is changed.
+    """
+    await asyncio.to_thread(_prepare_dirs, data_dir, backup_dir)
+    snapshot = data_dir / SNAPSHOT_NAME
+    segments = await asyncio.to_thread(journal.list_segments, data_dir)
+    old_files = await asyncio.to_thread(migrate.v1_files, data_dir)
+    if not snapshot.exists() and not segments and old_files:
+        await _migrate_v1(data_dir, backup_dir, old_files, tuple(default_feeds))
+    state, start = await _read_snapshot(snapshot, backup_dir)
+    stats = ReplayStats()
+    live = [n for n in segments if n >= start]
+    for n in live:
+        path = journal.segment_path(data_dir, n)
+        await asyncio.to_thread(
+            journal.replay_segment, state, path, last=n == live[-1], stats=stats
+        )
+    next_segment = max([start, *segments]) + 1
+    size = await _write_snapshot(data_dir, state, next_segment)
+    for n in segments:
+        await aiofiles.os.remove(journal.segment_path(data_dir, n))
+    for path in old_files:  # version-1 leftovers: they were backed up before migrating
+        with contextlib.suppress(FileNotFoundError):
+            await aiofiles.os.remove(path)
+    return Loaded(state, next_segment, stats, size)
+
+
+def _prepare_dirs(data_dir: Path, backup_dir: Path) -> None:
+    for directory in (data_dir, backup_dir):
+        ensure_dir(directory)
+        tighten_files(directory)
+        remove_stale_temps(directory)
+
+
+async def _migrate_v1(
+    data_dir: Path, backup_dir: Path, old_files: list[Path], default_feeds: tuple[str, ...]
+) -> None:
+    when = stamp()
+    for path in old_files:  # back the old files up first, byte for byte
+        data = await read_bytes(path)
+        await atomic_write_async(backup_dir / f"v1-{path.stem}-{when}.json", data)
+    state = await asyncio.to_thread(migrate.build_state, data_dir, backup_dir, default_feeds)
+    data = await asyncio.to_thread(lambda: journal.encode_snapshot(state.to_snapshot(1)))
+    await atomic_write_async(data_dir / SNAPSHOT_NAME, data)
+    logger.warning(
+        "migrated a version-1 data directory",
+        extra={
+            "event": "storage_migrated",
+            "chats": len(state.chats),
+            "feeds": len(state.feeds),
+            "backup": f"{backup_dir}/v1-*-{when}.json",
+        },
+    )
+
+
+async def _read_snapshot(path: Path, backup_dir: Path) -> tuple[State, int]:
+    if not await aiofiles.os.path.exists(path):
+        return State(), 0
+    data = await read_bytes(path)
+    try:
+        return await asyncio.to_thread(journal.decode_snapshot, data)
+    except RecordError as exc:
+        version = _version_of(data)
+        if version is not None and version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{path}: schema_version {version} is newer than this bot understands "
+                f"({SCHEMA_VERSION}); refusing to start so the file is not overwritten. "
+                "Run a newer bot version, or restore an older backup by hand."
+            ) from exc
+        aside = path.with_name(f"{path.name}.corrupt-{stamp()}")
+        await aiofiles.os.replace(path, aside)
+        return await _restore_from_backup(path, aside, backup_dir, exc)
+
+
+async def _restore_from_backup(
+    path: Path, aside: Path, backup_dir: Path, why: Exception
+) -> tuple[State, int]:
+    for backup in sorted(await list_backups(backup_dir), reverse=True):
+        try:
+            state, segment = await asyncio.to_thread(
+                journal.decode_snapshot, await read_bytes(backup)
+            )
+        except (RecordError, OSError):
+            continue
+        logger.error(
+            "snapshot %s was corrupt (%s); moved it to %s and restored backup %s",
+            path,
+            why,
+            aside,
+            backup,
+        )
+        return state, segment
+    logger.critical(
+        "snapshot %s was corrupt (%s) and no valid backup exists; moved it to %s and "
+        "starting from the journal alone",
+        path,
+        why,
+        aside,
+    )
+    return State(), 0
+
+
+async def _write_snapshot(data_dir: Path, state: State, segment: int) -> int:
+    """Write ``state`` as the snapshot covering segments before ``segment``; O(state)."""
+    data = await asyncio.to_thread(lambda: journal.encode_snapshot(state.to_snapshot(segment)))
+    await atomic_write_async(data_dir / SNAPSHOT_NAME, data)
+    return len(data)
+
+
+def _version_of(data: bytes) -> int | None:
+    match = re.search(rb'"schema_version"\s*:\s*(\d+)', data[:200])
+    return int(match.group(1)) if match else None
