@@ -7,6 +7,7 @@ until every delivery the poll queued has been sent — so they live here once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -55,4 +56,5 @@ async def settle(app: AnyApp) -> None:
     async def idle() -> bool:
         return dispatcher.idle()
 
+    await asyncio.sleep(0)  # let callbacks that queue deliveries run first
     await eventually(idle, timeout=20, what="the dispatcher becoming idle")

@@ -1,24 +1,36 @@
 """Small steps shared by the end-to-end delivery tests (instant, digest, migration, kill -9).
 
 They drive the real ``Application`` from the outside (commands through the fake Bot API) and
-reach inside only where a test must not wait for a timer: :func:`poll_now` makes one feed due
-and runs a poll cycle, :func:`settle` waits until the dispatcher has nothing left to do.
+reach inside only where a test must not wait for a timer: :func:`poll_now` makes one feed due,
+runs a poll cycle and waits until the feed server saw the fetch. ``say`` and ``settle`` are
+the handler tests' (:mod:`tests.helpers.conversation`), re-exported here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any
 
 from bot.context import services_of
 from tests.helpers.bot_runner import AnyApp, eventually
+from tests.helpers.conversation import say, settle
 from tests.helpers.fake_bot_api import FakeBotAPI
 from tests.helpers.feed_server import FeedServer
 from tests.helpers.feeds import rss
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "assert_exactly_once",
+    "occurrences",
+    "poll_now",
+    "say",
+    "serve_feed",
+    "settle",
+    "story",
+    "title_of",
+]
 
 
 def story(n: int, tag: str = "s", *, pad: int = 0) -> dict[str, Any]:
@@ -39,25 +51,6 @@ def serve_feed(server: FeedServer, path: str, items: list[dict[str, Any]], title
     """Serve ``items`` (newest first, as feeds list them) at ``path``; return its URL."""
     server.serve(path, rss(list(reversed(items)), title=title))
     return server.url(path)
-
-
-async def say(fake: FakeBotAPI, text: str, chat_id: int, *, timeout: float = 15) -> str:
-    """Send a command from a private chat (user id = chat id) and return the bot's answer."""
-    before = len(fake.sent_messages(chat_id))
-    fake.send_command(text, chat_id=chat_id, user_id=chat_id)
-    messages = await fake.wait_for_messages(before + 1, chat_id=chat_id, timeout=timeout)
-    return str(messages[before]["plain"])
-
-
-async def settle(app: AnyApp, *, timeout: float = 20) -> None:
-    """Wait until no delivery is queued or running."""
-    dispatcher = services_of(app).dispatcher
-
-    async def idle() -> bool:
-        return dispatcher.idle()
-
-    await asyncio.sleep(0)  # let hooks that queue deliveries run first
-    await eventually(idle, timeout=timeout, what="delivery to finish")
 
 
 async def poll_now(app: AnyApp, server: FeedServer, path: str, url: str) -> None:
