@@ -82,7 +82,7 @@ async def _create_chats(storage: Any, url: str, chats: int) -> None:
 def probe_pool(args: argparse.Namespace, limited: bool) -> int:
     """How many probe chats to register: enough for the whole fan-out at ``--probe-rate``."""
     expected_s = args.chats / TELEGRAM_RATE * 1.5 if limited else args.chats / 100
-    return math.ceil(args.probe_rate * (expected_s + 60))
+    return math.ceil(args.probe_rate * (expected_s + 10))
 
 
 async def _probe(
