@@ -41,6 +41,11 @@ logger = logging.getLogger(__name__)
 # Enough parallel updates that a slow feed never holds up other chats, few enough to stay
 # kind to a 2-core machine.
 CONCURRENT_UPDATES = 256
+# Bot API connections. Sends are paced to ~30/s, so few are in flight at once; httpcore scans
+# the whole pool on every request, so a pool sized for 256 updates cost more CPU than the
+# sends themselves. A caller waits up to POOL_TIMEOUT_S for a free connection.
+BOT_API_CONNECTIONS = 32
+POOL_TIMEOUT_S = 10.0
 COMMANDS = [
     BotCommand("news", "Latest items from this chat's feeds"),
     BotCommand("add", "Follow a feed: /add <url>"),
@@ -92,7 +97,8 @@ def build_application(
             or InstrumentedRequest(
                 health,
                 metrics,
-                connection_pool_size=CONCURRENT_UPDATES,
+                connection_pool_size=BOT_API_CONNECTIONS,
+                pool_timeout=POOL_TIMEOUT_S,
                 proxy=settings.telegram_proxy_url,
             )
         )
