@@ -39,7 +39,7 @@ from bot.storage import StorageService, get_storage_service
 logger = logging.getLogger(__name__)
 
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
-DELIVERY_WORKERS = 64  # chats delivered concurrently; the rate limiter paces the sends
+DELIVERY_WORKERS = 16  # chats delivered concurrently; the rate limiter paces the sends
 RETRY_LATER_S = 60.0  # a chat whose send failed after all retries is tried again this late
 STOP_GRACE_S = 5.0  # at shutdown, how long sends already in flight may take to finish
 # Called after a chat id changed (migration) or a chat went away (new_id None), so the digest
