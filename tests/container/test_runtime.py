@@ -8,13 +8,14 @@ test never listens on the host's other interfaces.
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from bot.storage import configure_storage, reset_storage_service
 from tests.container.conftest import (
     BOT_UID,
     bot_container,
@@ -196,8 +197,17 @@ async def test_sigterm_exits_0_and_leaves_valid_state(
     assert state["Running"] is False
     assert state["OOMKilled"] is False
     assert state["ExitCode"] == 0, output[-3000:]
-    files = sorted(data.glob("*.json"))
-    assert files
-    parsed = {f.name: json.loads(f.read_text()) for f in files}
-    assert str(CHAT_ID) in json.dumps(parsed.get("channels.json"))
-    assert not list(data.glob("*.tmp*")), "no temp file left behind"
+    assert (data / "snapshot.json").exists()
+    assert not list(data.glob(".*.tmp-*")), "no temp file left behind"
+    # What the next start would load (on a copy: loading writes a fresh snapshot).
+    copy = tmp_path / "reload"
+    shutil.copytree(data, copy / "data")
+    reset_storage_service()
+    storage = configure_storage(copy / "data", copy / "backups")
+    try:
+        await storage.load()
+        assert storage.chat(CHAT_ID) is not None
+        assert storage.replay_stats.bad_lines == 0
+    finally:
+        await storage.close()
+        reset_storage_service()
