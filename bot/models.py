@@ -200,12 +200,15 @@ class LogEntry:
         """Rebuild from :meth:`to_row` output (the feed's title and URL are shared)."""
         seq, ident, title, link, published = row
         when = datetime.fromtimestamp(float(published), tz=UTC) if published is not None else None
+        ident = str(ident)
+        # Many feeds use the link as the id: one string for both (storage memory).
+        link = None if link is None else ident if link == ident else str(link)
         return cls(
             seq=int(seq),
             item=FeedItem(
-                id=str(ident),
+                id=ident,
                 title=str(title),
-                link=None if link is None else str(link),
+                link=link,
                 published=when,
                 source_title=source_title,
                 feed_url=feed_url,

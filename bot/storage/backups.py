@@ -15,7 +15,9 @@ from pathlib import Path
 
 import aiofiles.os
 
-from bot.storage.files import atomic_write_async, read_bytes
+from bot.storage.files import atomic_write_async, read_chunks
+
+COPY_CHUNK = 1 << 20  # a backup is copied in pieces: never a whole snapshot in memory
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ async def save_backup(snapshot: Path, backup_dir: Path, keep: int) -> tuple[Path
         The backup written and how many older backups were removed.
     """
     target = backup_dir / f"snapshot-{stamp()}.json"
-    await atomic_write_async(target, await read_bytes(snapshot))
+    await atomic_write_async(target, read_chunks(snapshot, COPY_CHUNK))
     old = sorted(await list_backups(backup_dir), reverse=True)[keep:]
     for path in old:
         await aiofiles.os.remove(path)

@@ -100,14 +100,17 @@ class Committer:
         self._executor: Executor | None = None
 
     # ================================================================== lifecycle
-    async def start(self, state: State, segment: int, snapshot_size: int) -> None:
+    async def start(
+        self, state: State, segment: int, snapshot_size: int, *, snapshot_written: bool
+    ) -> None:
         """Adopt the loaded ``state`` and append to ``segment`` from now on.
 
-        ``snapshot_size`` is the start-up snapshot just written (counted as one write).
+        ``snapshot_size`` is the snapshot's size; ``snapshot_written`` says whether start-up
+        wrote it (then counted as one write).
         """
         self.state = state
         self._snapshot_size = snapshot_size
-        self.write_count += 1
+        self.write_count += int(snapshot_written)
         await self.writer.open(segment)
         self.started = True
 

@@ -10,11 +10,13 @@ either the old or the new complete file.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import secrets
 import stat
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 
 import aiofiles
@@ -67,29 +69,81 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` (blocking; worker threads and processes only)."""
+def atomic_write(
+    path: Path,
+    data: bytes | Iterable[bytes],
+    *,
+    before_replace: Callable[[], None] | None = None,
+) -> int:
+    """Replace ``path`` with ``data`` (blocking; worker threads and processes only).
+
+    Args:
+        path: the file to replace.
+        data: the content, or its pieces in order (written as they come: a snapshot is
+            never held whole in memory).
+        before_replace: called once the new content is durable in the temp file and before
+            it replaces ``path``; if it raises, the temp file is removed and ``path`` is
+            left as it was.
+
+    Returns:
+        The number of bytes written.
+    """
     tmp = temp_path(path)
+    size = 0
     try:
         with open(tmp, "wb", opener=_create_opener) as handle:
             os.fchmod(handle.fileno(), FILE_MODE)
-            handle.write(data)
+            for chunk in [data] if isinstance(data, bytes) else data:
+                handle.write(chunk)
+                size += len(chunk)
             handle.flush()
             os.fsync(handle.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+    return size
 
 
-async def atomic_write_async(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` through aiofiles, off the event loop."""
+async def _pieces(data: bytes | Iterator[bytes] | AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``data`` as async pieces; a plain iterator is advanced in a thread (it may encode)."""
+    if isinstance(data, bytes):
+        yield data
+    elif isinstance(data, AsyncIterator):
+        async for chunk in data:
+            yield chunk
+    else:
+        while (piece := await asyncio.to_thread(_next_piece, data)) is not None:
+            yield piece
+
+
+def _next_piece(pieces: Iterator[bytes]) -> bytes | None:
+    return next(pieces, None)
+
+
+async def atomic_write_async(
+    path: Path, data: bytes | Iterator[bytes] | AsyncIterator[bytes]
+) -> int:
+    """Replace ``path`` with ``data`` through aiofiles, off the event loop.
+
+    ``data`` may come in pieces: an async iterator (a file being copied), or a plain iterator
+    that is advanced in a worker thread (pieces of a snapshot being encoded), so that neither
+    the encoding nor the whole content is ever on, or held by, the event loop.
+
+    Returns:
+        The number of bytes written.
+    """
     tmp = temp_path(path)
+    size = 0
     try:
         async with aiofiles.open(tmp, "wb", opener=_create_opener) as handle:
-            await handle.write(data)
+            async for chunk in _pieces(data):
+                await handle.write(chunk)
+                size += len(chunk)
             await handle.flush()
             await fsync_async(handle.fileno())
         await aiofiles.os.replace(tmp, path)
@@ -98,6 +152,14 @@ async def atomic_write_async(path: Path, data: bytes) -> None:
             await aiofiles.os.remove(tmp)
         raise
     await aiofiles.os.wrap(fsync_dir)(path.parent)
+    return size
+
+
+async def read_chunks(path: Path, size: int) -> AsyncIterator[bytes]:
+    """The bytes of ``path`` in pieces of ``size``, read through aiofiles."""
+    async with aiofiles.open(path, "rb") as handle:
+        while chunk := await handle.read(size):
+            yield chunk
 
 
 async def read_bytes(path: Path) -> bytes:

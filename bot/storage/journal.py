@@ -2,7 +2,8 @@
 
 Layout of ``DATA_DIR`` (see docs/architecture.md, "Storage"):
 
-* ``snapshot.json`` — the whole state as of the start of journal segment ``segment``.
+* ``snapshot.json`` — the whole state as of the start of journal segment ``segment``, as JSON
+  lines (format in :mod:`bot.storage.snapshot`).
 * ``journal-00000042.jsonl`` — one JSON record per line, appended and fsynced in groups.
 
 A durable change costs one appended line and a share of one fsync, whatever the size of
@@ -18,21 +19,40 @@ corruption: it is logged as an ERROR and skipped, and replay goes on.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiofiles
 import aiofiles.os
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from bot.storage.files import append_opener, atomic_write, fsync_async, fsync_dir
+from bot.storage.snapshot import (
+    decode_snapshot,
+    encode_line,
+    encode_snapshot,
+    read_snapshot,
+    snapshot_chunks,
+)
 from bot.storage.state import Record, RecordError, State
+
+__all__ = [  # decode_snapshot/encode_snapshot live in bot.storage.snapshot; kept here for callers
+    "SNAPSHOT_NAME",
+    "CompactionAbandonedError",
+    "JournalWriter",
+    "ReplayStats",
+    "compact",
+    "decode_snapshot",
+    "encode_record",
+    "encode_snapshot",
+    "list_segments",
+    "replay_segment",
+    "segment_path",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -53,33 +73,7 @@ def list_segments(directory: Path) -> list[int]:
 
 def encode_record(record: Record) -> bytes:
     """One journal line (compact JSON, UTF-8, newline-terminated)."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-
-
-def encode_snapshot(doc: dict[str, Any]) -> bytes:
-    """A snapshot document as bytes (compact: it can be tens of megabytes)."""
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-
-
-def decode_snapshot(data: bytes) -> tuple[State, int]:
-    """Parse snapshot bytes. Raises :class:`RecordError` if they are not a valid snapshot.
-
-    The cyclic garbage collector is paused meanwhile: decoding allocates millions of objects
-    and none of them is garbage, yet each allocation burst triggers a collection that walks
-    everything built so far. At 100,000 chats that doubled the decode (benchmarks/
-    bench_storage.py). The pause is process-wide, but only lasts while a snapshot is decoded.
-    """
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        try:
-            doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RecordError(f"not valid JSON ({exc})") from exc
-        return State.from_snapshot(doc)
-    finally:
-        if paused:
-            gc.enable()
+    return encode_line(record)
 
 
 @dataclass(slots=True)
@@ -161,10 +155,14 @@ def compact(data_dir: str, upto: int, owner_pid: int | None = None) -> int:
     state, so the event loop is not involved. Segments are not deleted here; the caller does
     that once this returns.
 
-    A worker can outlive a bot killed with SIGKILL. Before replacing the snapshot it checks
-    that ``owner_pid`` (the bot) is still alive and that no newer snapshot was written
-    meanwhile (a restarted bot writes one at start); otherwise its work is dropped, so an
-    orphan can never put an older snapshot over a newer one.
+    The snapshot is read and written a chunk at a time (:mod:`bot.storage.snapshot`), so the
+    worker holds the state and little more.
+
+    A worker can outlive a bot killed with SIGKILL. Once the new snapshot is written (to its
+    temp file) and before it replaces the old one, it checks that ``owner_pid`` (the bot) is
+    still alive and that no newer snapshot was written meanwhile (a restarted bot may write
+    one at start); otherwise its work is dropped, so an orphan can never put an older
+    snapshot over a newer one.
 
     Returns:
         The size in bytes of the new snapshot.
@@ -175,21 +173,24 @@ def compact(data_dir: str, upto: int, owner_pid: int | None = None) -> int:
     directory = Path(data_dir)
     snapshot = directory / SNAPSHOT_NAME
     if snapshot.exists():
-        state, start = decode_snapshot(snapshot.read_bytes())
+        state, start = read_snapshot(snapshot)
     else:
         state, start = State(), 0
     stats = ReplayStats()
     for number in list_segments(directory):
         if start <= number < upto:
             replay_segment(state, segment_path(directory, number), last=False, stats=stats)
-    data = encode_snapshot(state.to_snapshot(upto))
-    current = _snapshot_segment(snapshot)
-    if owner_pid is not None and not _pid_alive(owner_pid):
-        raise CompactionAbandonedError(f"the bot (pid {owner_pid}) that asked for it is gone")
-    if current is not None and current > start:
-        raise CompactionAbandonedError(f"a newer snapshot (segment {current}) exists")
-    atomic_write(snapshot, data)
-    return len(data)
+
+    def still_wanted() -> None:  # after the new snapshot is on disk, before it replaces the old
+        current = _snapshot_segment(snapshot)
+        if owner_pid is not None and not _pid_alive(owner_pid):
+            raise CompactionAbandonedError(f"the bot (pid {owner_pid}) that asked for it is gone")
+        if current is not None and current > start:
+            raise CompactionAbandonedError(f"a newer snapshot (segment {current}) exists")
+
+    return atomic_write(
+        snapshot, snapshot_chunks(state.to_snapshot(upto)), before_replace=still_wanted
+    )
 
 
 class JournalWriter:

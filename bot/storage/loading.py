@@ -10,8 +10,16 @@ order, :func:`load_state`
 3. reads the snapshot — a corrupt one is moved aside and the newest valid backup restored,
    one from a newer version stops the start without touching it;
 4. replays the journal segments the snapshot does not cover;
-5. writes the result as a fresh snapshot and only then removes the replayed segments and the
-   version-1 leftovers, so a crash at any step leaves something a restart can load.
+5. if that changed anything (records replayed, a torn or corrupt line dropped, a backup
+   restored, no snapshot yet), writes the result as a fresh snapshot, and only then removes
+   the replayed segments and the version-1 leftovers, so a crash at any step leaves
+   something a restart can load. Otherwise the snapshot on disk already *is* the state:
+   it is kept as it is (a start costs no whole-state write), empty segments are removed and
+   appending starts again at the snapshot's segment.
+
+The snapshot is read in chunks through aiofiles and decoded a line at a time in a worker
+thread (:class:`bot.storage.snapshot.SnapshotReader`), and written the same way, so the
+process never holds the file's bytes or its decoded document beside the state.
 """
 
 from __future__ import annotations
@@ -33,10 +41,12 @@ from bot.storage.files import (
     atomic_write_async,
     ensure_dir,
     read_bytes,
+    read_chunks,
     remove_stale_temps,
     tighten_files,
 )
 from bot.storage.journal import SNAPSHOT_NAME, ReplayStats
+from bot.storage.snapshot import CHUNK_BYTES, SnapshotReader, gc_paused, snapshot_chunks
 from bot.storage.state import SCHEMA_VERSION, RecordError, State
 
 logger = logging.getLogger(__name__)
@@ -50,17 +60,20 @@ class Loaded:
         state: the state as of the fresh snapshot.
         segment: the journal segment to append to next (the snapshot covers all before it).
         stats: what replaying the journal found (records, bad lines, a torn tail).
-        snapshot_size: bytes of the fresh snapshot (compaction compares the journal to it).
+        snapshot_size: bytes of the snapshot (compaction compares the journal to it).
+        snapshot_written: whether start-up wrote the snapshot (False: the one on disk was
+            already the whole state).
     """
 
     state: State
     segment: int
     stats: ReplayStats
     snapshot_size: int
+    snapshot_written: bool
 
 
 async def load_state(data_dir: Path, backup_dir: Path, default_feeds: Iterable[str]) -> Loaded:
-    """Load snapshot + journal (migrating or restoring if needed) and write a fresh snapshot.
+    """Load snapshot + journal (migrating or restoring if needed); write a snapshot if needed.
 
     Args:
         data_dir: DATA_DIR (snapshot and journal).
@@ -76,7 +89,7 @@ async def load_state(data_dir: Path, backup_dir: Path, default_feeds: Iterable[s
     old_files = await asyncio.to_thread(migrate.v1_files, data_dir)
     if not snapshot.exists() and not segments and old_files:
         await _migrate_v1(data_dir, backup_dir, old_files, tuple(default_feeds))
-    state, start = await _read_snapshot(snapshot, backup_dir)
+    state, start, intact = await _read_snapshot(snapshot, backup_dir)
     stats = ReplayStats()
     live = [n for n in segments if n >= start]
     for n in live:
@@ -84,14 +97,21 @@ async def load_state(data_dir: Path, backup_dir: Path, default_feeds: Iterable[s
         await asyncio.to_thread(
             journal.replay_segment, state, path, last=n == live[-1], stats=stats
         )
-    next_segment = max([start, *segments]) + 1
-    size = await _write_snapshot(data_dir, state, next_segment)
+    changed = stats.records > 0 or stats.bad_lines > 0 or stats.torn_tail
+    if intact and not changed:
+        # The snapshot is the whole state: the live segments hold nothing (a start and a
+        # stop without changes), the older ones were folded in already.
+        next_segment = start
+        size = (await aiofiles.os.stat(snapshot)).st_size
+    else:
+        next_segment = max([start, *segments]) + 1
+        size = await _write_snapshot(data_dir, state, next_segment)
     for n in segments:
         await aiofiles.os.remove(journal.segment_path(data_dir, n))
     for path in old_files:  # version-1 leftovers: they were backed up before migrating
         with contextlib.suppress(FileNotFoundError):
             await aiofiles.os.remove(path)
-    return Loaded(state, next_segment, stats, size)
+    return Loaded(state, next_segment, stats, size, snapshot_written=not (intact and not changed))
 
 
 def _prepare_dirs(data_dir: Path, backup_dir: Path) -> None:
@@ -109,8 +129,7 @@ async def _migrate_v1(
         data = await read_bytes(path)
         await atomic_write_async(backup_dir / f"v1-{path.stem}-{when}.json", data)
     state = await asyncio.to_thread(migrate.build_state, data_dir, backup_dir, default_feeds)
-    data = await asyncio.to_thread(lambda: journal.encode_snapshot(state.to_snapshot(1)))
-    await atomic_write_async(data_dir / SNAPSHOT_NAME, data)
+    await atomic_write_async(data_dir / SNAPSHOT_NAME, snapshot_chunks(state.to_snapshot(1)))
     logger.warning(
         "migrated a version-1 data directory",
         extra={
@@ -122,14 +141,33 @@ async def _migrate_v1(
     )
 
 
-async def _read_snapshot(path: Path, backup_dir: Path) -> tuple[State, int]:
+async def _decode(path: Path, reader: SnapshotReader) -> tuple[State, int]:
+    """Read ``path`` in chunks through aiofiles; decode each in a worker thread.
+
+    Raises:
+        RecordError: not a valid snapshot (``reader.head`` holds its first bytes).
+        OSError: it cannot be read.
+    """
+    # The collector pause spans the awaits below: nothing else runs before the load is done.
+    with gc_paused():
+        async for chunk in read_chunks(path, CHUNK_BYTES):
+            await asyncio.to_thread(reader.feed, chunk)
+        return reader.finish()
+
+
+async def _read_snapshot(path: Path, backup_dir: Path) -> tuple[State, int, bool]:
+    """The snapshot's state and segment, and whether the file holds exactly that state.
+
+    Missing: an empty state. Corrupt: moved aside and the newest valid backup restored (the
+    file then no longer holds the state, so the caller writes a fresh one).
+    """
     if not await aiofiles.os.path.exists(path):
-        return State(), 0
-    data = await read_bytes(path)
+        return State(), 0, False
+    reader = SnapshotReader()
     try:
-        return await asyncio.to_thread(journal.decode_snapshot, data)
+        state, segment = await _decode(path, reader)
     except RecordError as exc:
-        version = _version_of(data)
+        version = _version_of(reader.head)
         if version is not None and version > SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"{path}: schema_version {version} is newer than this bot understands "
@@ -138,7 +176,9 @@ async def _read_snapshot(path: Path, backup_dir: Path) -> tuple[State, int]:
             ) from exc
         aside = path.with_name(f"{path.name}.corrupt-{stamp()}")
         await aiofiles.os.replace(path, aside)
-        return await _restore_from_backup(path, aside, backup_dir, exc)
+        state, segment = await _restore_from_backup(path, aside, backup_dir, exc)
+        return state, segment, False
+    return state, segment, True
 
 
 async def _restore_from_backup(
@@ -146,9 +186,7 @@ async def _restore_from_backup(
 ) -> tuple[State, int]:
     for backup in sorted(await list_backups(backup_dir), reverse=True):
         try:
-            state, segment = await asyncio.to_thread(
-                journal.decode_snapshot, await read_bytes(backup)
-            )
+            state, segment = await _decode(backup, SnapshotReader())
         except (RecordError, OSError):
             continue
         logger.error(
@@ -170,12 +208,15 @@ async def _restore_from_backup(
 
 
 async def _write_snapshot(data_dir: Path, state: State, segment: int) -> int:
-    """Write ``state`` as the snapshot covering segments before ``segment``; O(state)."""
-    data = await asyncio.to_thread(lambda: journal.encode_snapshot(state.to_snapshot(segment)))
-    await atomic_write_async(data_dir / SNAPSHOT_NAME, data)
-    return len(data)
+    """Write ``state`` as the snapshot covering segments before ``segment``; O(state).
+
+    Encoded a chunk at a time in a worker thread, written through aiofiles.
+    """
+    return await atomic_write_async(
+        data_dir / SNAPSHOT_NAME, snapshot_chunks(state.to_snapshot(segment))
+    )
 
 
-def _version_of(data: bytes) -> int | None:
-    match = re.search(rb'"schema_version"\s*:\s*(\d+)', data[:200])
+def _version_of(head: bytes) -> int | None:
+    match = re.search(rb'"schema_version"\s*:\s*(\d+)', head)
     return int(match.group(1)) if match else None

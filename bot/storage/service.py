@@ -11,6 +11,7 @@ the state lives in memory and a read never waits for the disk.
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -23,7 +24,7 @@ from bot.storage.commit import COMPACT_MIN_BYTES, Committer
 from bot.storage.files import SchemaVersionError, StorageError
 from bot.storage.journal import SNAPSHOT_NAME, ReplayStats
 from bot.storage.loading import load_state
-from bot.storage.state import FeedRecord, State, id_key
+from bot.storage.state import FeedRecord, KnownIds, State, id_key
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,8 @@ class StorageService:
         Creates DATA_DIR/BACKUP_DIR as 0700 (tightening looser modes, files to 0600, logged),
         removes temp files of an interrupted write, migrates a version-1 ``DATA_DIR`` (after
         backing its files up), restores a corrupt snapshot from the newest valid backup, then
-        writes a fresh snapshot and takes a "startup" backup. Calling it again is a no-op.
+        writes a fresh snapshot if the journal or a restore changed anything (not otherwise)
+        and takes a "startup" backup. Calling it again is a no-op.
 
         Args:
             default_feeds: ``DEFAULT_FEEDS``, only used by the version-1 migration.
@@ -108,7 +110,12 @@ class StorageService:
             return
         loaded = await load_state(self.data_dir, self.backup_dir, default_feeds)
         self.replay_stats = loaded.stats
-        await self._commit.start(loaded.state, loaded.segment, loaded.snapshot_size)
+        await self._commit.start(
+            loaded.state,
+            loaded.segment,
+            loaded.snapshot_size,
+            snapshot_written=loaded.snapshot_written,
+        )
         state = loaded.state
         logger.info(
             "storage loaded",
@@ -122,6 +129,11 @@ class StorageService:
             },
         )
         await self.backup("startup")
+        # The loaded state is millions of long-lived objects: without this, every full
+        # collection of the cyclic GC walks all of them on the event loop (0.4–0.5 s at
+        # 100,000 chats; benchmarks/bench_storage.py). Frozen, collections skip them; they
+        # are still freed by reference counting, and close() unfreezes.
+        gc.freeze()
 
     async def flush(self) -> None:
         """Return once every change made so far (deferred ones included) is on disk.
@@ -134,7 +146,10 @@ class StorageService:
 
     async def close(self) -> None:
         """Flush everything, wait for compaction, and refuse further changes. Idempotent."""
-        await self._commit.close()
+        try:
+            await self._commit.close()
+        finally:
+            gc.unfreeze()  # what load() froze is collectable again (tests, benchmarks)
 
     async def compact(self) -> None:
         """Seal the live segment and fold it into a new snapshot (in a worker process)."""
@@ -337,9 +352,9 @@ class StorageService:
         """
         record = self._state.feeds.get(url)
         head = 0 if record is None else record.head
-        known = {} if record is None else record.known
+        known = KnownIds() if record is None else record.known
         fresh: list[FeedItem] = []
-        keys: set[str] = set()
+        keys: set[int] = set()
         for item in items:
             key = id_key(item.id)
             if key not in known and key not in keys:

@@ -52,8 +52,8 @@ def applied(recs: list[dict[str, Any]]) -> State:
     return state
 
 
-def snapshot_of(state: State) -> dict[str, Any]:
-    return json.loads(json.dumps(state.to_snapshot(0)))
+def snapshot_of(state: State) -> list[dict[str, Any]]:
+    return json.loads(json.dumps(list(state.to_snapshot(0))))
 
 
 def write_segment(directory: Path, number: int, recs: list[dict[str, Any]]) -> Path:

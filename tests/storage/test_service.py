@@ -14,7 +14,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -638,6 +638,40 @@ async def test_a_durable_change_costs_the_same_bytes_at_10_and_5000_chats(make: 
     assert small_writes == large_writes == 1
 
 
+# ============================================================================ start-up
+async def test_a_start_with_nothing_to_replay_keeps_the_snapshot_file(make: Factory) -> None:
+    first = await make()
+    await first.ensure_chat(1, "private", "one")
+    await first.close()
+    second = await make()  # replays chat 1's record: a fresh snapshot is written
+    path = second.data_dir / SNAPSHOT_NAME
+    written, content = path.stat(), path.read_bytes()
+    assert second.write_count == 2  # that snapshot and the start-up backup
+    await second.close()  # no change: its segment stays empty
+
+    third = await make()
+    kept = path.stat()
+    assert (kept.st_ino, kept.st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
+    assert path.read_bytes() == content
+    assert third.write_count == 1  # the start-up backup only
+    assert list_segments(third.data_dir) == [snapshot_segment(third)]  # appends after it
+    await third.ensure_chat(2, "private", "two")
+    await third.close()
+
+    fourth = await make()  # chat 2's record is replayed: the snapshot is rewritten
+    assert sorted(c.chat_id for c in fourth.chats()) == [1, 2]
+    assert path.stat().st_ino != written.st_ino
+    assert sorted(decode_snapshot(path.read_bytes())[0].chats) == [1, 2]
+    assert list_segments(fourth.data_dir) == [snapshot_segment(fourth)]
+
+
+async def test_the_first_start_writes_an_empty_snapshot(make: Factory) -> None:
+    service = await make()
+    state, segment = decode_snapshot((service.data_dir / SNAPSHOT_NAME).read_bytes())
+    assert (state.chats, segment) == ({}, 1)
+    assert service.write_count == 2  # the snapshot and the start-up backup
+
+
 # ============================================================================ compaction
 async def _churn(service: StorageService, rounds: int) -> None:
     for n in range(rounds):
@@ -712,11 +746,11 @@ async def test_overlapping_compactions_lose_nothing(
     real_write = journal.atomic_write
     writes: list[str] = []
 
-    def slow_first_write(path: Path, data: bytes) -> None:
+    def slow_first_write(path: Path, data: Iterable[bytes], **options: Any) -> int:
         writes.append(path.name)
         if len(writes) == 1:
             time.sleep(0.3)
-        real_write(path, data)
+        return real_write(path, data, **options)
 
     monkeypatch.setattr(journal, "atomic_write", slow_first_write)
     service = await make()
@@ -782,6 +816,25 @@ async def test_corrupt_snapshot_is_moved_aside_and_newest_valid_backup_restored(
     assert str(aside) in error.getMessage()
     assert str(restored_from) in error.getMessage()
     assert decode_snapshot(snapshot.read_bytes())[0].chats.keys() == set(expected)
+
+
+@pytest.mark.parametrize("cut", ["torn last line", "no end line"])
+async def test_a_snapshot_cut_short_is_corrupt_and_the_newest_backup_restored(
+    make: Factory, caplog: pytest.LogCaptureFixture, cut: str
+) -> None:
+    old = await _history_with_backups(make)
+    snapshot = old.data_dir / SNAPSHOT_NAME
+    data = snapshot.read_bytes()
+    damaged = data[:-1] if cut == "torn last line" else data[: data.rindex(b'{"end"')]
+    snapshot.write_bytes(damaged)  # every line but the trailer intact: still corrupt
+    with caplog.at_level(logging.ERROR, logger="bot.storage.loading"):
+        service = await make()
+    assert sorted(c.chat_id for c in service.chats()) == [1, 2, 3]
+    [aside] = list(old.data_dir.glob("snapshot.json.corrupt-*"))
+    assert aside.read_bytes() == damaged
+    [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert str(sorted(old.backup_dir.glob("snapshot-*.json"))[-2]) in error.getMessage()
+    assert decode_snapshot(snapshot.read_bytes())[0].chats.keys() == {1, 2, 3}
 
 
 async def test_corrupt_snapshot_without_valid_backup_starts_from_the_journal_with_critical(

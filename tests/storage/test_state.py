@@ -37,10 +37,11 @@ def items_record(url: str, first: int, last: int, *, baseline: bool = False) -> 
 
 
 def dump(state: State) -> dict[str, Any]:
-    """The state as its snapshot document, plus the follower index snapshots do not store."""
-    doc = json.loads(json.dumps(state.to_snapshot(0)))
-    doc["followers"] = {u: sorted(c) for u, c in state.followers.items()}
-    return doc
+    """The state as its snapshot lines, plus the follower index snapshots do not store."""
+    return {
+        "lines": json.loads(json.dumps(list(state.to_snapshot(0)))),
+        "followers": {u: sorted(c) for u, c in state.followers.items()},
+    }
 
 
 def populated() -> State:
@@ -246,8 +247,8 @@ def test_snapshot_round_trip_restores_everything() -> None:
             delivery=Delivery("at", at="08:30"),
         )
     )
-    doc = json.loads(json.dumps(state.to_snapshot(7)))
-    restored, segment = State.from_snapshot(doc)
+    lines = json.loads(json.dumps(list(state.to_snapshot(7))))
+    restored, segment = State.from_snapshot(lines)
     assert segment == 7
     assert dump(restored) == dump(state)
     assert restored.feeds[U].known == state.feeds[U].known
@@ -290,10 +291,11 @@ def test_invalid_persisted_delivery_is_logged_and_falls_back_to_instant(
 ) -> None:
     raw = Chat(chat_id=5, title="bad", delivery=Delivery("at", at="08:00")).to_dict()
     raw["delivery"]["at"] = "25:00"
-    doc = State().to_snapshot(0)
-    doc["chats"] = [raw]
+    lines = list(State().to_snapshot(0))
+    lines.insert(1, {"chats": [raw]})
+    lines[-1] = {"end": {"lines": len(lines) - 1}}
     with caplog.at_level(logging.WARNING, logger="bot.storage.state"):
-        restored, _ = State.from_snapshot(doc)
+        restored, _ = State.from_snapshot(lines)
         State().apply({"op": "chat", "chat": raw})
     assert restored.chats[5].delivery == Delivery()
     assert restored.chats[5].title == "bad"
