@@ -16,8 +16,9 @@ Measured:
 * **group commit**: ``--ops`` concurrent ``advance`` calls (a fan-out's cursor writes): wall
   time and fsyncs.
 * **start-up** at the big size, in a fresh ``python`` process (so nothing is warm): time of
-  ``StorageService.load()`` (read + decode the snapshot, write a fresh one, take the start-up
-  backup) and the process's peak RSS (``VmHWM``). Targets: ≤ 10 s and ≤ 300 MB.
+  ``StorageService.load()`` (streamed read + decode of the snapshot, start-up backup; with no
+  journal to replay the snapshot is not rewritten) and the process's peak RSS (``VmHWM``).
+  Targets: ≤ 10 s and ≤ 300 MB.
 
 Run: ``python -m benchmarks.bench_storage [--chats 100000 --feeds 10000]``; see ``--help``.
 """
