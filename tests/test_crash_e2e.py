@@ -9,7 +9,6 @@ exceed what really happened.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import signal
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bot.storage import configure_storage, reset_storage_service
+from bot.storage.journal import decode_snapshot
 from tests.helpers.bot_runner import eventually, start_bot_process, subprocess_env
 from tests.helpers.fake_bot_api import FakeBotAPI
 from tests.helpers.feed_server import FeedServer
@@ -116,4 +116,4 @@ async def test_sigkill_during_heavy_use_keeps_every_acknowledged_change(
     assert stats.bad_lines == 0  # only a torn last line may be dropped
     data_dir = tmp_path / "data"
     assert not [p for p in data_dir.iterdir() if ".tmp" in p.name]
-    json.loads((data_dir / "snapshot.json").read_text())
+    decode_snapshot((data_dir / "snapshot.json").read_bytes())  # a complete, valid snapshot
