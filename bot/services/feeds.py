@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
+from bot import heap
 from bot.models import FeedItem, FeedState, LogEntry, ParsedFeed
 from bot.services.feed_errors import FeedError, NotAFeedError, ParseError
 from bot.services.feed_parser import discover_feed_links, looks_like_html, parse_feed
@@ -43,6 +44,9 @@ MAX_BACKOFF_S = 6 * 3600
 PAUSED_RETRY_S = 6 * 3600  # a paused feed is still tried this often, silently
 MANUAL_RETRY_FLOOR_S = 60  # /add may retry a failing feed at once, but not more often
 POLL_CONCURRENCY = 16
+# A poll cycle leaves many long-lived objects (views, logged items); every this many feeds
+# they are frozen out of the cyclic GC's reach (bot/heap.py), so its full passes stay short.
+SETTLE_EVERY = 500
 TRANSIENT_MAX = 1000  # failing feeds nobody follows whose backoff is remembered in memory
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
@@ -448,6 +452,9 @@ class FeedService:
                 else:
                     report.refreshed += 1
                 finally:
+                    done[0] += 1
+                    if done[0] % SETTLE_EVERY == 0:
+                        heap.settle()  # see bot/heap.py: keeps full GC passes short
                     state = self.state_of(url)
                     delay = retry_delay(state, self._poll_interval_s) if state else 0
                     base = state.last_attempt if state and state.last_attempt else self._clock()
@@ -455,6 +462,9 @@ class FeedService:
                         self._schedule(url, max(base + delay, self._clock() + 1))
 
         discovered = self.discovered
+        done = [0]
         await asyncio.gather(*(one(u) for u in self.take_due()))
+        if done[0]:
+            heap.settle()
         report.new_items = self.discovered - discovered
         return report

@@ -11,13 +11,13 @@ the state lives in memory and a read never waits for the disk.
 from __future__ import annotations
 
 import copy
-import gc
 import logging
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
+from bot import heap
 from bot.models import Backlog, Chat, Delivery, FeedItem, FeedState, LogEntry, Subscription
 from bot.storage.backups import save_backup
 from bot.storage.commit import COMPACT_MIN_BYTES, Committer
@@ -131,9 +131,8 @@ class StorageService:
         await self.backup("startup")
         # The loaded state is millions of long-lived objects: without this, every full
         # collection of the cyclic GC walks all of them on the event loop (0.4–0.5 s at
-        # 100,000 chats; benchmarks/bench_storage.py). Frozen, collections skip them; they
-        # are still freed by reference counting, and close() unfreezes.
-        gc.freeze()
+        # 100,000 chats; benchmarks/bench_storage.py). See bot/heap.py.
+        heap.settle()
 
     async def flush(self) -> None:
         """Return once every change made so far (deferred ones included) is on disk.
@@ -149,7 +148,7 @@ class StorageService:
         try:
             await self._commit.close()
         finally:
-            gc.unfreeze()  # what load() froze is collectable again (tests, benchmarks)
+            heap.release()  # what load() froze is collectable again (tests, benchmarks)
 
     async def compact(self) -> None:
         """Seal the live segment and fold it into a new snapshot (in a worker process)."""
