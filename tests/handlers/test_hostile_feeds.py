@@ -378,13 +378,21 @@ async def test_a_parser_crash_is_a_per_feed_error_not_something_went_wrong(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     real = feed_parser.feedparser.parse
+    real_fast = feed_parser.fast_feed.extract
 
     def explode_on_marked(source: io.BytesIO, **kwargs: object) -> object:
         if b"EXPLODE" in source.getvalue():
             raise LookupError("unknown encoding: x-whatever")
         return real(source, **kwargs)
 
+    def fast_explode_on_marked(utf8: bytes) -> object:
+        if b"EXPLODE" in utf8:
+            raise LookupError("unknown encoding: x-whatever")
+        return real_fast(utf8)
+
+    # Both readers: plain RSS goes to the fast one first, anything else to feedparser.
     monkeypatch.setattr(feed_parser.feedparser, "parse", explode_on_marked)
+    monkeypatch.setattr(feed_parser.fast_feed, "extract", fast_explode_on_marked)
     feed_server.serve("/boom.xml", rss([{"title": "EXPLODE", "guid": "e"}], title="Boom"))
     feed_server.serve("/fine.xml", rss([{"title": "fine item", "guid": "f"}], title="Fine"))
     defaults = (feed_server.url("/boom.xml"), feed_server.url("/fine.xml"))
