@@ -27,9 +27,10 @@ from bot.jobs import on_chat_moved, report_poll, schedule_background_jobs
 from bot.services.delivery import Dispatcher
 from bot.services.digests import DigestScheduler
 from bot.services.feeds import FeedService
-from bot.services.fetcher import Fetcher, create_http_client
+from bot.services.fetcher import Fetcher
 from bot.services.health import HealthServer, HealthState
 from bot.services.metrics import Metrics
+from bot.services.netguard import create_http_client
 from bot.services.ratelimit import NewsRateLimiter
 from bot.services.telegram_limits import TelegramRateLimiter
 from bot.services.telegram_request import InstrumentedRequest

@@ -52,13 +52,11 @@ from bot.services.fetcher import (
     REASON_TIMEOUT,
     REASON_TOO_LONG,
     REASON_USERINFO,
-    USER_AGENT,
     FeedFetchError,
     Fetcher,
     FetchResult,
-    create_http_client,
-    is_public_address,
 )
+from bot.services.netguard import USER_AGENT, create_http_client, is_public_address
 from tests.helpers.feed_server import FeedServer
 
 PUBLIC_IP = "93.184.216.34"  # what the stub resolver says "feed.example" is
