@@ -59,6 +59,18 @@ def make(
     return dispatcher, DigestScheduler(storage, dispatcher, clock=clock)
 
 
+async def one_chat_with_news(
+    storage: StorageService, bot: RecordingBot, clock: FakeClock, *, upto: int
+) -> tuple[Dispatcher, DigestScheduler]:
+    """Chat 1 on an hourly digest, scheduled, with stories 1 … upto-1 new since its cursor."""
+    await publish(storage, range(1))  # baseline
+    await digest_chat(storage, 1)
+    dispatcher, scheduler = make(storage, bot, clock)
+    await scheduler.restore()
+    await publish(storage, range(1, upto))
+    return dispatcher, scheduler
+
+
 def persisted_due(storage: StorageService, chat_id: int) -> float | None:
     chat = storage.chat(chat_id)
     assert chat is not None
@@ -137,11 +149,7 @@ async def test_at_time_in_the_chats_zone_across_a_dst_change(
 async def test_a_failed_digest_is_retried_soon_and_keeps_the_phase(
     storage: StorageService, bot: RecordingBot, clock: FakeClock
 ) -> None:
-    await publish(storage, range(1))
-    await digest_chat(storage, 1)
-    _, scheduler = make(storage, bot, clock)
-    await scheduler.restore()
-    await publish(storage, range(1, 3))
+    _, scheduler = await one_chat_with_news(storage, bot, clock, upto=3)
     due = START + HOUR
     clock.now = due
     bot.fail_next(1, NetworkError("Bad Gateway"))
@@ -163,11 +171,7 @@ async def test_a_failed_digest_is_retried_soon_and_keeps_the_phase(
 async def test_a_chat_that_blocked_the_bot_is_not_rescheduled(
     storage: StorageService, bot: RecordingBot, clock: FakeClock
 ) -> None:
-    await publish(storage, range(1))
-    await digest_chat(storage, 1)
-    _, scheduler = make(storage, bot, clock)
-    await scheduler.restore()
-    await publish(storage, range(1, 2))
+    _, scheduler = await one_chat_with_news(storage, bot, clock, upto=2)
     clock.advance(HOUR)
     bot.fail_next(1, Forbidden("Forbidden: bot was blocked by the user"))
     assert await scheduler.run_due() == 1
@@ -220,11 +224,7 @@ async def test_switching_to_instant_or_forgetting_stops_the_digest(
 async def test_paused_digest_chat_sends_nothing_but_stays_scheduled(
     storage: StorageService, bot: RecordingBot, clock: FakeClock
 ) -> None:
-    await publish(storage, range(1))
-    await digest_chat(storage, 1)
-    _, scheduler = make(storage, bot, clock)
-    await scheduler.restore()
-    await publish(storage, range(1, 3))
+    _, scheduler = await one_chat_with_news(storage, bot, clock, upto=3)
     await storage.update_chat(1, lambda c: setattr(c, "paused", True))
     clock.advance(HOUR)
     assert await scheduler.run_due() == 1
@@ -235,11 +235,7 @@ async def test_paused_digest_chat_sends_nothing_but_stays_scheduled(
 async def test_start_tick_runs_in_the_background_one_at_a_time(
     storage: StorageService, bot: RecordingBot, clock: FakeClock
 ) -> None:
-    await publish(storage, range(1))
-    await digest_chat(storage, 1)
-    _, scheduler = make(storage, bot, clock)
-    await scheduler.restore()
-    await publish(storage, range(1, 2))
+    _, scheduler = await one_chat_with_news(storage, bot, clock, upto=2)
     clock.advance(HOUR)
     assert scheduler.start_tick() is True
     assert scheduler.start_tick() is False  # the first run is still going
@@ -274,11 +270,7 @@ async def test_a_hand_edited_invalid_schedule_is_logged_and_ignored(
 async def test_a_schedule_changed_while_its_digest_is_sent_is_not_overwritten(
     storage: StorageService, bot: RecordingBot, clock: FakeClock
 ) -> None:
-    await publish(storage, range(1))
-    await digest_chat(storage, 1)
-    dispatcher, scheduler = make(storage, bot, clock)
-    await scheduler.restore()
-    await publish(storage, range(1, 3))
+    dispatcher, scheduler = await one_chat_with_news(storage, bot, clock, upto=3)
     clock.now = START + HOUR
     new_due = START + 5 * HOUR
     real_deliver = dispatcher.deliver
