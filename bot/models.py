@@ -9,11 +9,16 @@ logged, skipped record rather than a crash.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 DeliveryMode = Literal["instant", "every", "at"]
+PostFormat = Literal["title", "summary", "full"]
+# How an instant post looks: the title only, the title and the item's text, or that plus
+# its first image. The one definition of the formats (``/format`` and storage use it).
+POST_FORMATS: tuple[PostFormat, ...] = ("title", "summary", "full")
+DEFAULT_FORMAT: PostFormat = "summary"
 DELIVERY_MODES: tuple[DeliveryMode, ...] = ("instant", "every", "at")
 # "HH:MM", 00:00–23:59: the one definition of a digest time of day.
 TIME_OF_DAY_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -61,6 +66,38 @@ class Delivery:
                    at=data.get("at"))  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Keyword filters of a chat or a subscription: words or phrases, no regular expressions.
+
+    ``include``: an item must mention at least one (when any are set); ``exclude``: an item
+    mentioning any is dropped. Matching lives in :mod:`bot.services.filters`; this is the
+    stored shape only.
+    """
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.include or self.exclude)
+
+    def to_dict(self) -> dict[str, list[str]]:
+        """Return the JSON-ready form."""
+        return {"include": list(self.include), "exclude": list(self.exclude)}
+
+    @classmethod
+    def from_dict(cls, data: object) -> Filters:
+        """Rebuild from :meth:`to_dict` output (anything else gives no filters)."""
+        if not isinstance(data, dict):
+            return NO_FILTERS
+        include = tuple(str(w) for w in data.get("include") or () if str(w))
+        exclude = tuple(str(w) for w in data.get("exclude") or () if str(w))
+        return cls(include, exclude) if include or exclude else NO_FILTERS
+
+
+NO_FILTERS = Filters()
+
+
 @dataclass(slots=True)
 class Chat:
     """A chat the bot serves (private chat, group, supergroup or channel) and its choices."""
@@ -75,10 +112,16 @@ class Chat:
     # Unix time the next digest is due (digest modes only); persisted so that an "every"
     # schedule keeps its phase across restarts.
     next_digest_at: float | None = None
+    format: PostFormat = DEFAULT_FORMAT
+    previews: bool = True  # link previews under posts
+    language: str | None = None  # None: the language of whoever talks to the bot
+    filters: Filters = NO_FILTERS  # applied to every subscription of the chat
+    # Users who manage this chat through the bot from their private chat (/channels).
+    managers: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-ready form."""
-        return {
+        """Return the JSON-ready form (options at their defaults are left out: smaller files)."""
+        out: dict[str, Any] = {
             "chat_id": self.chat_id,
             "type": self.type,
             "title": self.title,
@@ -88,6 +131,17 @@ class Chat:
             "paused": self.paused,
             "next_digest_at": self.next_digest_at,
         }
+        if self.format != DEFAULT_FORMAT:
+            out["format"] = self.format
+        if not self.previews:
+            out["previews"] = False
+        if self.language is not None:
+            out["language"] = self.language
+        if self.filters:
+            out["filters"] = self.filters.to_dict()
+        if self.managers:
+            out["managers"] = list(self.managers)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Chat:
@@ -101,6 +155,8 @@ class Chat:
         except ValueError:
             delivery = Delivery()
         next_at = data.get("next_digest_at")
+        fmt = data.get("format", DEFAULT_FORMAT)
+        language = data.get("language")
         return cls(
             chat_id=int(data["chat_id"]),
             type=str(data.get("type", "private")),
@@ -110,17 +166,60 @@ class Chat:
             tz=str(data.get("tz") or "UTC"),
             paused=bool(data.get("paused", False)),
             next_digest_at=float(next_at) if isinstance(next_at, int | float) else None,
+            format=fmt if fmt in POST_FORMATS else DEFAULT_FORMAT,
+            previews=bool(data.get("previews", True)),
+            language=language if isinstance(language, str) and language else None,
+            filters=Filters.from_dict(data.get("filters")),
+            managers=tuple(int(u) for u in data.get("managers") or ()),
         )
 
 
 @dataclass(slots=True)
 class Subscription:
-    """A chat following a feed; ``cursor`` is the last feed sequence number delivered to it."""
+    """A chat following a feed; ``cursor`` is the last feed sequence number delivered to it.
+
+    The options after ``added_at`` are what ``SubOptions`` carries: stored only when they
+    differ from the defaults, so 200,000 plain subscriptions cost nothing extra on disk.
+    """
 
     chat_id: int
     url: str
     cursor: int = 0
     added_at: float = 0.0
+    thread_id: int | None = None  # forum topic the posts go to (None: the chat itself)
+    muted: bool = False  # items advance the cursor but are not sent
+    title: str = ""  # a display title the chat chose ("" = the feed's own)
+    filters: Filters = NO_FILTERS
+    format: PostFormat | None = None  # None: the chat's format
+
+    def options(self) -> dict[str, Any]:
+        """The non-default options, JSON-ready (the ``sub_opts`` record and snapshot form)."""
+        out: dict[str, Any] = {}
+        if self.thread_id is not None:
+            out["thread_id"] = self.thread_id
+        if self.muted:
+            out["muted"] = True
+        if self.title:
+            out["title"] = self.title
+        if self.filters:
+            out["filters"] = self.filters.to_dict()
+        if self.format is not None:
+            out["format"] = self.format
+        return out
+
+    def set_options(self, data: dict[str, Any]) -> None:
+        """Replace every option with those in ``data`` (absent = default); validates first."""
+        thread = data.get("thread_id")
+        if thread is not None and (not isinstance(thread, int) or isinstance(thread, bool)):
+            raise ValueError(f"thread_id must be an integer, got {thread!r}")
+        fmt = data.get("format")
+        if fmt is not None and fmt not in POST_FORMATS:
+            raise ValueError(f"unknown post format {fmt!r}")
+        self.thread_id = thread
+        self.muted = bool(data.get("muted", False))
+        self.title = str(data.get("title") or "")
+        self.filters = Filters.from_dict(data.get("filters"))
+        self.format = fmt
 
 
 @dataclass(slots=True)
@@ -180,6 +279,10 @@ class FeedItem:
     published: datetime | None  # timezone-aware UTC, or None when the feed gives no date
     source_title: str
     feed_url: str
+    # The item's text, already converted to Telegram's HTML subset and bounded (see
+    # ``bot.richtext``); "" when the feed gives none. Kept only for the newest log entries.
+    summary: str = ""
+    image: str | None = None  # the item's first image (absolute http(s) URL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,15 +293,24 @@ class LogEntry:
     item: FeedItem
 
     def to_row(self) -> list[Any]:
-        """The compact on-disk form: ``[seq, id, title, link, published unix time]``."""
-        published = self.item.published
-        return [self.seq, self.item.id, self.item.title, self.item.link,
-                published.timestamp() if published else None]  # fmt: skip
+        """The compact on-disk form: ``[seq, id, title, link, published unix time]``.
+
+        ``summary`` and ``image`` follow only when set (``[…, summary, image]``), so rows of
+        items without them stay as small as before and older rows still load.
+        """
+        item = self.item
+        published = item.published
+        row = [self.seq, item.id, item.title, item.link,
+               published.timestamp() if published else None]  # fmt: skip
+        if item.summary or item.image:
+            row += [item.summary, item.image]
+        return row
 
     @classmethod
     def from_row(cls, row: list[Any], source_title: str, feed_url: str) -> LogEntry:
         """Rebuild from :meth:`to_row` output (the feed's title and URL are shared)."""
-        seq, ident, title, link, published = row
+        seq, ident, title, link, published = row[:5]
+        summary, image = (row[5], row[6]) if len(row) >= 7 else ("", None)
         when = datetime.fromtimestamp(float(published), tz=UTC) if published is not None else None
         ident = str(ident)
         # Many feeds use the link as the id: one string for both (storage memory).
@@ -212,8 +324,16 @@ class LogEntry:
                 published=when,
                 source_title=source_title,
                 feed_url=feed_url,
+                summary=str(summary or ""),
+                image=_opt_str(image),
             ),
         )
+
+    def without_text(self) -> LogEntry:
+        """This entry without its summary and image (older log entries: bounded memory)."""
+        if not self.item.summary and self.item.image is None:
+            return self
+        return LogEntry(self.seq, replace(self.item, summary="", image=None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +345,9 @@ class Backlog:
     entries: list[LogEntry]  # ascending seq
     skipped: int  # items the feed's log no longer holds (the chat missed them)
     head: int  # the feed's newest seq: the cursor value once everything is sent
+    # The subscription (a copy) whose backlog this is: topic, mute, filters, format. ``title``
+    # above is already its custom title when it has one.
+    sub: Subscription | None = None
 
 
 @dataclass(frozen=True, slots=True)

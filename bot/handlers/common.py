@@ -11,6 +11,7 @@ from telegram.error import TelegramError
 from telegram.ext import filters
 
 from bot.context import BotContext
+from bot.i18n import Translator, pick_language, translator
 from bot.jobs import on_chat_moved
 from bot.models import Chat as StoredChat
 from bot.services.delivery import send_html
@@ -60,6 +61,14 @@ async def register_chat(update: Update, context: Context) -> StoredChat | None:
     if stored.delivery.is_digest and services.digests_service is not None:
         await services.digests.update(stored)
     return stored
+
+
+def tr(update: Update, context: Context) -> Translator:
+    """The translator for answering this update: the chat's /language, else the user's."""
+    chat, user = update.effective_chat, update.effective_user
+    stored = context.storage.chat(chat.id) if chat is not None else None
+    chosen = stored.language if stored is not None else None
+    return translator(pick_language(chosen, user.language_code if user else None))
 
 
 def requester_id(update: Update) -> int:

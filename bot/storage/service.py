@@ -214,9 +214,18 @@ class StorageService:
                 continue
             entries, skipped = record.entries_after(sub.cursor)
             if entries or skipped:
-                title = record.state.title or sub.url
-                out.append(Backlog(sub.url, title, entries, skipped, record.head))
+                title = sub.title or record.state.title or sub.url
+                out.append(Backlog(sub.url, title, entries, skipped, record.head, copy.copy(sub)))
         return out
+
+    def subscription(self, chat_id: int, url: str) -> Subscription | None:
+        """A copy of one subscription, or None."""
+        sub = self._state.subs.get(chat_id, {}).get(url)
+        return None if sub is None else copy.copy(sub)
+
+    def managed_chats(self, user_id: int) -> list[int]:
+        """The chats ``user_id`` manages through the bot from a private chat (``/channels``)."""
+        return sorted(self._state.managed.get(user_id, ()))
 
     def counters(self) -> dict[str, Any]:
         """``{"global": {name: n}, "chats": {"<chat id>": {name: n}}}`` (a copy)."""
@@ -291,8 +300,13 @@ class StorageService:
         return True
 
     # ================================================================== subscriptions
-    async def subscribe(self, chat_id: int, url: str, *, limit: int) -> SubscribeOutcome:
+    async def subscribe(
+        self, chat_id: int, url: str, *, limit: int, options: dict[str, Any] | None = None
+    ) -> SubscribeOutcome:
         """Follow ``url`` from its current head (no backlog); durable.
+
+        ``options`` are the subscription's initial options in :meth:`Subscription.options`
+        form (e.g. the forum topic ``/add`` was sent in).
 
         Raises:
             KeyError: the chat is unknown (register it first).
@@ -311,8 +325,35 @@ class StorageService:
             "cursor": self.feed_head(url),
             "added_at": time.time(),
         }
+        if options:
+            Subscription(chat_id, url).set_options(options)  # validate before journaling
+            record["opts"] = dict(options)
         await self._commit.durable(record)
         return "added"
+
+    async def update_subscription(
+        self, chat_id: int, url: str, fn: Callable[[Subscription], T]
+    ) -> T:
+        """Run ``fn`` on a copy of the subscription and store its options durably if changed.
+
+        Only the options (topic, mute, title, filters, format) are stored; a cursor changed by
+        ``fn`` is ignored (cursors move through :meth:`advance` only).
+
+        Raises:
+            KeyError: the chat does not follow ``url``.
+        """
+        current = self._state.subs.get(chat_id, {}).get(url)
+        if current is None:
+            raise KeyError((chat_id, url))
+        working = copy.copy(current)
+        result = fn(working)
+        options = working.options()
+        if options != current.options():
+            Subscription(chat_id, url).set_options(options)  # validate before journaling
+            await self._commit.durable(
+                {"op": "sub_opts", "chat_id": chat_id, "url": url, "opts": options}
+            )
+        return result
 
     async def unsubscribe(self, chat_id: int, url: str) -> bool:
         """Stop following ``url``; the last follower leaving drops the feed's state and log."""

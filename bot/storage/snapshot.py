@@ -80,7 +80,7 @@ def snapshot_lines(state: State, segment: int) -> Iterator[Record]:
         lines += 1
     subs = (sub for chat_subs in state.subs.values() for sub in chat_subs.values())
     for batch in _batches(subs):
-        yield {"subs": [[s.chat_id, s.url, s.cursor, s.added_at] for s in batch]}
+        yield {"subs": [_sub_row(s) for s in batch]}
         lines += 1
     yield {"counters": {"global": dict(state.counters)}}
     lines += 1
@@ -88,6 +88,15 @@ def snapshot_lines(state: State, segment: int) -> Iterator[Record]:
         yield {"counters": {"chats": {str(chat_id): dict(values) for chat_id, values in counts}}}
         lines += 1
     yield {"end": {"lines": lines}}
+
+
+def _sub_row(sub: Subscription) -> list[Any]:
+    """``[chat_id, url, cursor, added_at]``, plus the options only when some are set."""
+    row: list[Any] = [sub.chat_id, sub.url, sub.cursor, sub.added_at]
+    options = sub.options()
+    if options:
+        row.append(options)
+    return row
 
 
 class SnapshotLoader:
@@ -149,10 +158,9 @@ class SnapshotLoader:
         return self.state, self.segment
 
     def _chats(self, rows: list[dict[str, Any]]) -> None:
-        chats = self.state.chats
+        state = self.state
         for raw in rows:
-            chat = compact_chat(chat_from(raw))
-            chats[chat.chat_id] = chat
+            state.put_chat(compact_chat(chat_from(raw)))
 
     def _feed(self, raw: dict[str, Any]) -> None:
         feed_state = FeedState.from_dict(raw["state"])
@@ -165,21 +173,23 @@ class SnapshotLoader:
 
     def _subs(self, rows: list[list[Any]]) -> None:
         state = self.state
-        for raw_chat_id, raw_url, cursor, added_at in rows:
+        for row in rows:
+            raw_chat_id, raw_url, cursor, added_at = row[:4]
             chat_id, url = int(raw_chat_id), str(raw_url)
             chat = state.chats.get(chat_id)
             feed = state.feeds.get(url)
             if feed is None:
                 feed = state.feeds[url] = FeedRecord(FeedState(url=url))
-            state.put_sub(
-                Subscription(
-                    # One int per chat and one string per feed URL, not one per subscription.
-                    chat_id if chat is None else chat.chat_id,
-                    feed.state.url,
-                    int(cursor),
-                    float(added_at),
-                )
+            sub = Subscription(
+                # One int per chat and one string per feed URL, not one per subscription.
+                chat_id if chat is None else chat.chat_id,
+                feed.state.url,
+                int(cursor),
+                float(added_at),
             )
+            if len(row) > 4:
+                sub.set_options(dict(row[4]))
+            state.put_sub(sub)
 
 
 # ---------------------------------------------------------------------- bytes

@@ -32,6 +32,10 @@ LOG_MAX = 200
 # Ids of this many recently discovered items are remembered per feed, so an item that drops
 # out of a feed and reappears is not posted again.
 KNOWN_MAX = 1000
+# Only the newest this-many entries of a feed's log keep their summary and image: they are
+# what instant posts render, and 200 summaries per feed at 10,000 feeds would cost gigabytes.
+# Older entries (digests, /resume backlogs) are listed by title, which needs neither.
+TEXT_KEEP = 20
 
 Record = dict[str, Any]
 
@@ -145,6 +149,8 @@ class State:
     # old id -> new id of chats migrated since start (not persisted; tiny): a delivery that
     # was sending to the old id while the group became a supergroup advances the new one.
     moved: dict[int, int] = field(default_factory=dict)
+    # user -> chats they manage from a private chat (an index of Chat.managers; /channels).
+    managed: dict[int, set[int]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ applying records
     def apply(self, record: Record) -> None:
@@ -162,25 +168,31 @@ class State:
 
     def _chat(self, r: Record) -> None:
         chat = compact_chat(chat_from(r["chat"]))
-        self.chats[chat.chat_id] = chat
+        self.put_chat(chat)
 
     def _migrate(self, r: Record) -> None:
         old, new = int(r["old"]), int(r["new"])
         if old == new or old not in self.chats:
             return
         moved = self.chats.pop(old)
+        self._index_managers(moved, add=False)
         self.moved[old] = new
         if new not in self.chats:
             moved.chat_id = new
-            self.chats[new] = moved
+            self.put_chat(moved)
         else:
             target = self.chats[new]
             target.active = target.active or moved.active
+            self._index_managers(target, add=False)
+            target.managers = tuple(dict.fromkeys(target.managers + moved.managers))
+            self._index_managers(target, add=True)
         for url, sub in list(self.subs.get(old, {}).items()):
             existing = self.subs.get(new, {}).get(url)
             cursor = max(sub.cursor, existing.cursor) if existing else sub.cursor
             self._drop_sub(old, url, keep_feed=True)
-            self.put_sub(Subscription(new, url, cursor, sub.added_at))
+            moved_sub = Subscription(new, url, cursor, sub.added_at)
+            moved_sub.set_options(sub.options())
+            self.put_sub(moved_sub)
         self.subs.pop(old, None)
         old_counts = self.chat_counters.pop(old, None)
         if old_counts:
@@ -191,12 +203,18 @@ class State:
     def _sub(self, r: Record) -> None:
         chat_id, url = int(r["chat_id"]), str(r["url"])
         sub = Subscription(chat_id, url, int(r["cursor"]), float(r.get("added_at", 0)))
+        sub.set_options(dict(r.get("opts") or {}))
         feed = self.feeds.get(url)
         if feed is None:
             self.feeds[url] = FeedRecord(FeedState(url=url))
         else:
             sub.url = feed.state.url  # one string per feed URL, not one per subscription
         self.put_sub(sub)
+
+    def _sub_opts(self, r: Record) -> None:
+        sub = self.subs.get(int(r["chat_id"]), {}).get(str(r["url"]))
+        if sub is not None:
+            sub.set_options(dict(r["opts"]))
 
     def _unsub(self, r: Record) -> None:
         self._drop_sub(int(r["chat_id"]), str(r["url"]))
@@ -233,14 +251,20 @@ class State:
         if record is None:
             record = self.feeds[url] = FeedRecord(state)
         record.state = state
+        log = record.log
+        added = 0
         for entry in rows:
             if entry.seq <= record.head:
                 continue  # already applied (idempotent replay)
-            record.log.append(entry)
+            log.append(entry)
             record.head = entry.seq
             record.remember(id_key(entry.item.id))
-        if len(record.log) > LOG_MAX:
-            del record.log[: len(record.log) - LOG_MAX]
+            added += 1
+        if len(log) > LOG_MAX:
+            del log[: len(log) - LOG_MAX]
+        # Entries that just fell out of the newest TEXT_KEEP drop their text: O(new items).
+        for at in range(max(0, len(log) - TEXT_KEEP - added), max(0, len(log) - TEXT_KEEP)):
+            log[at] = log[at].without_text()
         if r.get("baseline"):
             # The feed's first successful fetch: what it holds now is history, not news, for
             # everyone already following it (e.g. subscriptions migrated from an older format).
@@ -271,6 +295,25 @@ class State:
             counts.update(values)
 
     # ------------------------------------------------------------------ helpers
+    def put_chat(self, chat: Chat) -> None:
+        """Add or replace a chat and keep the managers index right (snapshot loading too)."""
+        previous = self.chats.get(chat.chat_id)
+        if previous is not None:
+            self._index_managers(previous, add=False)
+        self.chats[chat.chat_id] = chat
+        self._index_managers(chat, add=True)
+
+    def _index_managers(self, chat: Chat, *, add: bool) -> None:
+        for user in chat.managers:
+            if add:
+                self.managed.setdefault(user, set()).add(chat.chat_id)
+                continue
+            chats = self.managed.get(user)
+            if chats is not None:
+                chats.discard(chat.chat_id)
+                if not chats:
+                    del self.managed[user]
+
     def put_sub(self, sub: Subscription) -> None:
         """Add or replace a subscription and index its follower (snapshot loading uses it)."""
         self.subs.setdefault(sub.chat_id, {})[sub.url] = sub
@@ -355,6 +398,7 @@ _HANDLERS = {
     "chat": State._chat,
     "migrate": State._migrate,
     "sub": State._sub,
+    "sub_opts": State._sub_opts,
     "unsub": State._unsub,
     "cursor": State._cursor,
     "feed": State._feed,

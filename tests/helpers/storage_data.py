@@ -70,7 +70,10 @@ def observable(service: StorageService) -> dict[str, Any]:
     return {
         "chats": [c.to_dict() for c in chats],
         "subs": {
-            c.chat_id: [(s.url, s.cursor, s.added_at) for s in service.subscriptions(c.chat_id)]
+            c.chat_id: [
+                (s.url, s.cursor, s.added_at, s.options())
+                for s in service.subscriptions(c.chat_id)
+            ]
             for c in chats
         },
         "followers": {u: sorted(service.followers(u)) for u in urls},
