@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from tests.helpers.fake_buttons import FakeButtons, check_reply_markup
 from tests.helpers.fake_webhook import GET_UPDATES_CONFLICT, FakeWebhook
 from tests.helpers.local_server import LocalServer
 
@@ -486,6 +487,8 @@ class FakeBotAPI(LocalServer):
         self._changed = asyncio.Event()
         # setWebhook/getWebhookInfo and pushing updates to the bot (tests/helpers/fake_webhook.py).
         self.webhook = FakeWebhook(self)
+        # Inline keyboards: editing messages, answering and pressing buttons (fake_buttons.py).
+        self.buttons = FakeButtons(self)
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
             "getme": self._get_me,
             "getupdates": self._get_updates,
@@ -502,7 +505,9 @@ class FakeBotAPI(LocalServer):
             "getchatmember": self._get_chat_member,
             "getchatadministrators": self._get_chat_administrators,
             "leavechat": self._leave_chat,
-            "answercallbackquery": self._true,
+            "answercallbackquery": self.buttons.answer_callback_query,
+            "editmessagetext": self.buttons.edit_message_text,
+            "editmessagereplymarkup": self.buttons.edit_message_reply_markup,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -648,8 +653,12 @@ class FakeBotAPI(LocalServer):
         chat_type: str = "private",
         username: str | None = None,
         chat_title: str | None = None,
+        reply_to: int | None = None,
     ) -> int:
-        """Queue a user's text message; a leading ``/cmd[@bot]`` gets its bot_command entity."""
+        """Queue a user's text message; a leading ``/cmd[@bot]`` gets its bot_command entity.
+
+        ``reply_to``: the id of a message the bot sent in this chat that this one replies to.
+        """
         message: dict[str, Any] = {
             "message_id": self._next_message_id(chat_id),
             "date": int(time.time()),
@@ -657,6 +666,8 @@ class FakeBotAPI(LocalServer):
             "from": self._user(user_id, username),
             "text": text,
         }
+        if reply_to is not None:
+            message["reply_to_message"] = dict(self.buttons.message(chat_id, reply_to))
         entities = self._command_entities(text)
         if entities:
             message["entities"] = entities
@@ -1169,6 +1180,36 @@ class FakeBotAPI(LocalServer):
         chat = self._chat(chat_id)
         if chat_id in self.blocked_chats:
             raise _ApiError(403, self._forbidden_description(chat["type"]))
+        text, plain, parse_mode = self._message_text(params)
+        check_reply_markup(params.get("reply_markup"))
+        message: dict[str, Any] = {
+            "message_id": self._next_message_id(chat_id),
+            "from": dict(self.bot_user),
+            "date": int(time.time()),
+            "chat": chat,
+            "text": plain,
+        }
+        markup = params.get("reply_markup")
+        if isinstance(markup, dict) and "inline_keyboard" in markup:
+            message["reply_markup"] = markup  # a Message only ever shows inline keyboards
+        self.sent.append(
+            {
+                "chat_id": chat_id,
+                "message_id": message["message_id"],
+                "text": text,
+                "plain": plain,
+                "parse_mode": parse_mode,
+                "date": message["date"],
+                "reply_markup": params.get("reply_markup"),
+                "params": params,
+                "message": message,  # as Telegram holds it now (edits change it)
+            }
+        )
+        return message
+
+    @staticmethod
+    def _message_text(params: dict[str, Any]) -> tuple[str, str, Any]:
+        """The text, its visible form and parse_mode, validated as Telegram does."""
         raw_text = params.get("text")
         text = "" if raw_text is None else str(raw_text)
         parse_mode = params.get("parse_mode")
@@ -1186,28 +1227,7 @@ class FakeBotAPI(LocalServer):
             raise _ApiError(400, "Bad Request: message text is empty")
         if len(plain) > MAX_MESSAGE_LENGTH:
             raise _ApiError(400, "Bad Request: message is too long")
-        message: dict[str, Any] = {
-            "message_id": self._next_message_id(chat_id),
-            "from": dict(self.bot_user),
-            "date": int(time.time()),
-            "chat": chat,
-            "text": plain,
-        }
-        if isinstance(params.get("reply_markup"), dict):
-            message["reply_markup"] = params["reply_markup"]
-        self.sent.append(
-            {
-                "chat_id": chat_id,
-                "message_id": message["message_id"],
-                "text": text,
-                "plain": plain,
-                "parse_mode": parse_mode,
-                "date": message["date"],
-                "reply_markup": params.get("reply_markup"),
-                "params": params,
-            }
-        )
-        return message
+        return text, plain, parse_mode
 
     @staticmethod
     def _forbidden_description(chat_type: str) -> str:
