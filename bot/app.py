@@ -22,7 +22,7 @@ from telegram.request import BaseRequest
 
 from bot.config import Settings
 from bot.context import SERVICES_KEY, AnyApp, BotContext, Services, services_of
-from bot.handlers import admin, basic, chats, conflict, delivery, errors, feeds, news
+from bot.handlers import admin, basic, chats, conflict, delivery, errors, feeds, manage, news
 from bot.jobs import on_chat_moved, report_poll, schedule_background_jobs
 from bot.services.delivery import Dispatcher
 from bot.services.digests import DigestScheduler
@@ -52,6 +52,8 @@ COMMANDS = [
     BotCommand("add", "Follow a feed: /add <url>"),
     BotCommand("list", "This chat's feeds"),
     BotCommand("remove", "Stop following a feed: /remove <number>"),
+    BotCommand("rename", "Your own title for a feed: /rename <number> <title>"),
+    BotCommand("filter", "Keyword filters: /filter include python, rust"),
     BotCommand("digest", "Instant delivery or a digest: every 2h, at 08:00, off"),
     BotCommand("pause", "Stop posting new items for now"),
     BotCommand("resume", "Post new items again"),
@@ -116,7 +118,7 @@ def build_application(
     app: AnyApp = builder.build()
     app.bot_data[SERVICES_KEY] = services
     # conflict before errors: its error handler stops 409s reaching the generic one.
-    for module in (basic, news, feeds, delivery, admin, chats, conflict, errors):
+    for module in (basic, news, feeds, manage, delivery, admin, chats, conflict, errors):
         module.register(app)
     return app
 

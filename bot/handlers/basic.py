@@ -15,8 +15,17 @@ HELP_TEXT = """<b>newsbot</b> — news from the feeds you choose, posted here as
 
 <b>Feeds</b> (in groups and channels: administrators only)
 /add https://example.com/feed.xml — follow a feed (a web page that links a feed works too)
-/list — this chat's feeds, numbered
+/list — this chat's feeds, 10 a page, with buttons: 🔇 mute, 🔎 filters, ✏️ rename, 🗑 remove
+/list 2 — page 2 of the list
 /remove 2 — stop following feed number 2 (or give its URL)
+/rename 2 Morning news — your own title for feed 2 (/rename 2 - takes it back)
+
+<b>Keyword filters</b> — whole words in any case, or phrases; titles and summaries are searched
+/filter — this chat's filters
+/filter include python, rust — only items that mention python or rust
+/filter exclude ads, sponsored post — never items that mention these
+/filter clear — no filters
+/filter 2 exclude ads — the same for feed 2 only (the chat's filters apply too)
 
 <b>Delivery</b> — new items are posted as soon as they are found, unless you choose a digest
 /digest — show how this chat gets new items

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from telegram import Chat, Update
+from telegram import Chat, ForceReply, InlineKeyboardMarkup, Update
 from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
 from telegram.ext import filters
@@ -24,8 +24,14 @@ COMMAND_UPDATES = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
 _ADMIN_STATUSES = {ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR}
 
 
-async def reply(update: Update, context: Context, texts: str | Sequence[str]) -> int:
-    """Answer in the chat the command came from (quoting it in groups)."""
+async def reply(
+    update: Update,
+    context: Context,
+    texts: str | Sequence[str],
+    *,
+    reply_markup: InlineKeyboardMarkup | ForceReply | None = None,
+) -> int:
+    """Answer in the chat the command came from (quoting it in groups); buttons go last."""
     chat, message = update.effective_chat, update.effective_message
     if chat is None:
         return 0
@@ -36,6 +42,7 @@ async def reply(update: Update, context: Context, texts: str | Sequence[str]) ->
         [texts] if isinstance(texts, str) else texts,
         reply_to=quote,
         on_chat_moved=on_chat_moved(context.application),
+        reply_markup=reply_markup,
     )
 
 
