@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from bot.i18n import translator
 from bot.models import NO_FILTERS, Backlog, FeedItem, Filters, LogEntry, Subscription
 from bot.services.filters import (
+    _MARK_BLOCKS,
     MAX_TERM_CHARS,
     MAX_TERMS,
     NoTerms,
@@ -20,6 +22,7 @@ from bot.services.filters import (
     parse_terms,
     passes,
     screen,
+    tokens,
 )
 
 EN = translator("en")
@@ -125,6 +128,17 @@ def test_cjk_and_thai_match_anywhere() -> None:
 def test_combining_marks_stay_inside_words() -> None:
     assert ok("आज की हिन्दी ख़बरें", only("हिन्दी"))
     assert not ok("आज की हिन्दीभाषी ख़बरें", only("हिन्दी"))
+
+
+def test_the_mark_blocks_hold_every_combining_mark_of_the_bmp() -> None:
+    marks = [
+        c for c in range(0x10000)  # the BMP (see _MARK_BLOCKS for why)
+        if unicodedata.category(chr(c))[0] == "M" and not chr(c).isalnum()
+    ]  # fmt: skip
+    assert len(marks) > 1300  # Unicode 14: 1,336
+    outside = [hex(c) for c in marks if not any(lo <= c <= hi for lo, hi in _MARK_BLOCKS)]
+    assert outside == []
+    assert tokens("\u0915\u093f\u0924\u093e\u092c\u0964") == ["किताब", "।"]  # danda apart
 
 
 def test_emoji_match_as_symbols_with_or_without_variation_selector() -> None:
