@@ -31,6 +31,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 from telegram.ext import ExtBot
 
 from bot.formatting import OutMessage, format_backlogs
+from bot.i18n import chat_translator
 from bot.models import LogEntry
 from bot.services.metrics import Metrics
 from bot.services.telegram_limits import BULK
@@ -252,7 +253,8 @@ class Dispatcher:
                 return "skipped"
             if chat.delivery.is_digest != digest:
                 return "skipped"
-            messages = format_backlogs(self._storage.pending(chat_id), digest=digest)
+            t = chat_translator(chat.language)  # posts have no sender: the chat's language
+            messages = format_backlogs(self._storage.pending(chat_id), digest=digest, t=t)
             if not messages:
                 return "nothing"
             return await self._send_all(chat_id, messages, "digest" if digest else "instant")
