@@ -27,6 +27,8 @@ HELP_TEXT = """<b>newsbot</b> — news from the feeds you choose, posted here as
 /pause — stop posting for now (items are kept)
 /resume — post again, starting with what was kept
 
+/language — this chat's language: /language en, /language ru, /language auto
+
 /stats — counters (bot operators only)
 /start — the welcome message
 /help — this message"""

@@ -648,13 +648,18 @@ class FakeBotAPI(LocalServer):
         chat_type: str = "private",
         username: str | None = None,
         chat_title: str | None = None,
+        language_code: str | None = "en",
     ) -> int:
-        """Queue a user's text message; a leading ``/cmd[@bot]`` gets its bot_command entity."""
+        """Queue a user's text message; a leading ``/cmd[@bot]`` gets its bot_command entity.
+
+        ``language_code`` is the sender's Telegram language (an IETF tag); ``None`` leaves
+        the field out, as Telegram does for some users.
+        """
         message: dict[str, Any] = {
             "message_id": self._next_message_id(chat_id),
             "date": int(time.time()),
             "chat": self._chat_for_update(chat_id, chat_type, chat_title, username, user_id),
-            "from": self._user(user_id, username),
+            "from": self._user(user_id, username, language_code),
             "text": text,
         }
         entities = self._command_entities(text)
@@ -830,13 +835,12 @@ class FakeBotAPI(LocalServer):
         return self.set_chat(chat_id, chat_type, title=title)
 
     @staticmethod
-    def _user(user_id: int, username: str | None) -> dict[str, Any]:
-        user: dict[str, Any] = {
-            "id": user_id,
-            "is_bot": False,
-            "first_name": f"User{user_id}",
-            "language_code": "en",
-        }
+    def _user(
+        user_id: int, username: str | None, language_code: str | None = "en"
+    ) -> dict[str, Any]:
+        user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"}
+        if language_code is not None:
+            user["language_code"] = language_code
         if username:
             user["username"] = username
         return user
