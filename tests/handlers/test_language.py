@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,7 +26,7 @@ from tests.helpers.feed_server import FeedServer
 from tests.helpers.feeds import rss
 
 SettingsFactory = Callable[..., Settings]
-RU = {"language_code": "ru"}
+RU: dict[str, Any] = {"language_code": "ru"}
 CHOICES_RU = (
     "/language en — English\n"
     "/language ru — Русский\n"
@@ -122,7 +123,7 @@ async def test_in_a_group_only_administrators_choose_and_everyone_reads_the_choi
 ) -> None:
     group, member, admin = -4101, 80, 81
     fake_api.set_admin(group, admin)
-    in_group = {"chat_type": "supergroup", "chat_title": "Читатели"}
+    in_group: dict[str, Any] = {"chat_type": "supergroup", "chat_title": "Читатели"}
     async with running_bot(bot_settings()):
         shown = await say(fake_api, "/language", group, member, **in_group, **RU)
         denied = await say(fake_api, "/language ru", group, member, **in_group, **RU)
@@ -233,7 +234,7 @@ async def test_posts_follow_the_chats_language_not_whoever_asked_last(
     feed_server.serve("/posts.xml", rss(hours_old("Old", 1), title="Лента"))
     url = feed_server.url("/posts.xml")
     russian_chat, group = 506, -4102
-    in_group = {"chat_type": "group", "chat_title": "Mixed"}
+    in_group: dict[str, Any] = {"chat_type": "group", "chat_title": "Mixed"}
     fake_api.set_admin(group, 82)
     async with running_bot(bot_settings(feed_poll_interval_s=3600)) as app:
         await say(fake_api, f"/add {url}", russian_chat, **RU)
