@@ -3,7 +3,9 @@
 No I/O here, so every rule about escaping and length can be tested directly. Every string
 that came from a feed or a user goes through :func:`html.escape`; every message produced is at
 most :data:`MAX_MESSAGE_LEN` characters of *visible* text *and* of raw HTML (Telegram counts
-the former, but staying under both is simpler and always safe).
+the former, but staying under both is simpler and always safe). Ages and dates come out in
+the chat's language through the :class:`~bot.i18n.Translator` passed in (Babel's CLDR data,
+no I/O).
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ instance has:
   counts as ``connect``);
 * ``reason`` — one short sentence that is safe to show the Telegram user who asked: no
   addresses, no exception texts from libraries. Each class has a default; an instance may
-  carry a more specific one (``"only http:// and https:// addresses are allowed"``).
+  carry a more specific one (``"only http:// and https:// addresses are allowed"``). Reasons
+  are English msgids (marked ``N_``), stored as such, and translated where they are shown
+  with :func:`localize_reason`.
 
 Why pickling is designed in: :func:`bot.services.feed_parser.parse_feed` runs in a
 ``ProcessPoolExecutor`` worker, and the pool sends an exception back to the parent with
