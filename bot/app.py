@@ -32,6 +32,7 @@ from bot.handlers import (
     feeds,
     language,
     news,
+    topics,
 )
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, N_, translator
 from bot.jobs import on_chat_moved, report_poll, schedule_background_jobs
@@ -130,7 +131,7 @@ def build_application(
     app: AnyApp = builder.build()
     app.bot_data[SERVICES_KEY] = services
     # conflict before errors: its error handler stops 409s reaching the generic one.
-    for module in (basic, news, feeds, delivery, language, admin, chats, conflict, errors):
+    for module in (basic, news, feeds, delivery, language, admin, chats, topics, conflict, errors):
         module.register(app)
     return app
 
