@@ -40,6 +40,7 @@ async def channels(update: Update, context: Context) -> None:
         return
     storage = context.storage
     managed = [c for c in map(storage.chat, storage.managed_chats(user.id)) if c is not None]
+    managed.sort(key=lambda c: (c.title.casefold(), c.chat_id))
     blocks = []
     for n, stored in enumerate(managed, 1):
         chat_id = stored.chat_id

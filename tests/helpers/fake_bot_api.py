@@ -94,6 +94,7 @@ _RESTRICTED_PERMISSIONS = [
     "can_send_video_notes",
     "can_send_voice_notes",
     "can_edit_tag",
+    "can_react_to_messages",
 ]
 _MEMBER_STATUSES = frozenset({"creator", "administrator", "member", "restricted", "left", "kicked"})
 # ChatMemberAdministrator's rights: the common ones, then those only channels or only groups
