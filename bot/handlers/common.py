@@ -3,7 +3,16 @@
 Commands act on the chat they are sent in, or — sent in a private chat with a first
 argument such as ``@channel`` or ``-1001234567890`` — on that chat: :func:`resolve_target`
 is the one place that decides which, and checks rights for the remote case (see
-:mod:`bot.handlers.rights` for the rule).
+:mod:`bot.handlers.rights` for the rule). A command that changes a chat uses it like this::
+
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:  # the sender was told what is missing
+        return None
+    if not await may_change(update, context, target):
+        return await deny(update, context)
+    chat = await register_target(update, context, target)
+    ...  # act on target.chat_id with target.args
+    await reply_about(update, context, target, text)  # names the chat when remote
 """
 
 from __future__ import annotations
