@@ -33,6 +33,7 @@ from bot.handlers import (
     errors,
     feeds,
     news,
+    topics,
 )
 from bot.jobs import on_chat_moved, report_poll, schedule_background_jobs
 from bot.services.delivery import Dispatcher
@@ -129,7 +130,9 @@ def build_application(
     app.bot_data[SERVICES_KEY] = services
     # conflict before errors: its error handler stops 409s reaching the generic one.
     # access first: its gate (handler group -1) stops refused updates before any handler.
-    for module in (access, basic, news, feeds, delivery, channels, admin, chats, conflict, errors):
+    for module in (
+        access, basic, news, feeds, delivery, channels, admin, chats, topics, conflict, errors,
+    ):  # fmt: skip
         module.register(app)
     return app
 

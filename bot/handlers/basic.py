@@ -17,6 +17,7 @@ HELP_TEXT = """<b>newsbot</b> — news from the feeds you choose, posted here as
 /add https://example.com/feed.xml — follow a feed (a web page that links a feed works too)
 /list — this chat's feeds, numbered
 /remove 2 — stop following feed number 2 (or give its URL)
+Groups with topics: /add inside a topic posts the feed there (/add it elsewhere to move it)
 
 <b>Channels and groups</b> — manage them from this private chat, unseen by their readers
 /add @mychannel https://example.com/feed.xml — name the chat first: @username or -100… id

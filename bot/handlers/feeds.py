@@ -19,6 +19,7 @@ from bot.handlers.common import (
     reply_about,
     resolve_target,
 )
+from bot.handlers.topics import move_here, options_for
 from bot.services.feed_errors import FeedError
 from bot.services.feeds import FeedBackingOff
 
@@ -50,7 +51,8 @@ async def add(update: Update, context: Context) -> None:
     max_feeds = services.settings.max_feeds_per_chat
     state = services.feeds.state_of(url)
     if url in storage.feed_urls(chat_id) and not (state and state.paused):
-        await reply(update, context, f"Already following <code>{esc(url)}</code>.")
+        moved = await move_here(update, context, chat_id, url)  # /add in another topic
+        await reply(update, context, moved or f"Already following <code>{esc(url)}</code>.")
         return
     try:
         feed_url, title = await services.feeds.validate(url)
@@ -64,7 +66,8 @@ async def add(update: Update, context: Context) -> None:
     except FeedError as exc:
         await reply(update, context, f"❌ Couldn't add that feed: {esc(exc.reason)}.")
         return
-    outcome = await storage.subscribe(chat_id, feed_url, limit=max_feeds)
+    options = options_for(update, chat_id)  # the forum topic /add was sent in
+    outcome = await storage.subscribe(chat_id, feed_url, limit=max_feeds, options=options)
     if outcome == "full":
         await storage.drop_feed(feed_url)  # validated but not followed: keep nothing
         services.feeds.forget(feed_url)
@@ -85,6 +88,8 @@ async def add(update: Update, context: Context) -> None:
         if chat and chat.delivery.is_digest
         else "New items will be posted here as soon as they appear."
     )
+    moved = await move_here(update, context, chat_id, feed_url) if outcome == "already" else None
+    when += f"\n{moved}" if moved else ""
     await reply(update, context, f"✅ {verb} <b>{esc(title or feed_url)}</b>.{found}\n{when}")
 
 

@@ -102,11 +102,17 @@ async def test_groups_and_channels_hear_one_refusal_for_commands_only(
 ) -> None:
     settings = bot_settings(allowed_chats=frozenset({GROUP}))
     in_other = {"chat_type": "group", "chat_title": "Other"}
+
+    def in_other_group(text: str) -> None:
+        fake_api.send_command(
+            text, chat_id=OTHER_GROUP, user_id=STRANGER, chat_type="group", chat_title="Other"
+        )
+
     async with running_bot(settings):
-        fake_api.send_command("just chatting", chat_id=OTHER_GROUP, user_id=STRANGER, **in_other)
+        in_other_group("just chatting")
         await wait_refused(refusals, 1)
         refused = await say(fake_api, "/news", OTHER_GROUP, STRANGER, **in_other)
-        fake_api.send_command("/list", chat_id=OTHER_GROUP, user_id=STRANGER, **in_other)
+        in_other_group("/list")
         fake_api.channel_post("/list", chat_id=-1005550003)
         fake_api.channel_post("/list", chat_id=-1005550003)
         await wait_refused(refusals, 5)
