@@ -23,8 +23,10 @@ from telegram.request import BaseRequest
 from bot.config import Settings
 from bot.context import SERVICES_KEY, AnyApp, BotContext, Services, services_of
 from bot.handlers import (
+    access,
     admin,
     basic,
+    channels,
     chats,
     conflict,
     delivery,
@@ -71,6 +73,7 @@ COMMANDS = [
     BotCommand("resume", N_("Post new items again")),
     BotCommand("timezone", N_("Time zone for daily digests")),
     BotCommand("language", N_("The bot's language in this chat")),
+    BotCommand("channels", N_("Groups and channels you manage from here")),
     BotCommand("help", N_("All commands")),
 ]
 
@@ -131,7 +134,11 @@ def build_application(
     app: AnyApp = builder.build()
     app.bot_data[SERVICES_KEY] = services
     # conflict before errors: its error handler stops 409s reaching the generic one.
-    for module in (basic, news, feeds, delivery, language, admin, chats, topics, conflict, errors):
+    # access first: its gate (handler group -1) stops refused updates before any handler.
+    for module in (
+        access, basic, news, feeds, delivery, language, channels, admin, chats, topics,
+        conflict, errors,
+    ):  # fmt: skip
         module.register(app)
     return app
 

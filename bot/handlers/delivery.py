@@ -13,11 +13,12 @@ from bot.handlers.common import (
     COMMAND_UPDATES,
     Context,
     args_of,
-    can_manage,
-    chat_id_of,
     deny,
-    register_chat,
+    may_change,
+    register_target,
     reply,
+    reply_about,
+    resolve_target,
     tr,
 )
 from bot.i18n import N_, Translator
@@ -57,19 +58,22 @@ async def digest(update: Update, context: Context) -> None:
     """``/digest`` shows the mode; ``/digest every 2h|at 08:00|off`` changes it."""
     settings = context.services.settings
     t = tr(update, context)
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
     try:
-        wanted = parse_delivery(args_of(context), settings.digest_min_interval_s)
+        wanted = parse_delivery(list(target.args), settings.digest_min_interval_s)
     except ScheduleError as exc:
         await reply(update, context, exc.text(t))
         return
-    chat = await register_chat(update, context)
+    chat = await register_target(update, context, target)
     if chat is None:
         return
     if wanted is None:
         due = context.services.digests.due_time(chat.chat_id)
-        await reply(update, context, f"{_status(chat, due, t)}\n\n{t.gettext(USAGE)}")
+        await reply_about(update, context, target, f"{_status(chat, due, t)}\n\n{t.gettext(USAGE)}")
         return
-    if not await can_manage(update, context):
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
     await _set_delivery(context, chat.chat_id, wanted)
@@ -79,7 +83,7 @@ async def digest(update: Update, context: Context) -> None:
         tail = t.gettext("Items found until then wait for it; nothing is posted in between.")
     else:
         tail = t.gettext("Each new item is posted as soon as it is found.")
-    await reply(update, context, f"✅ {_status(updated, due, t)}\n{tail}")
+    await reply_about(update, context, target, f"✅ {_status(updated, due, t)}\n{tail}")
 
 
 async def _set_delivery(context: Context, chat_id: int, delivery: Delivery) -> None:
@@ -116,11 +120,14 @@ async def _set_delivery(context: Context, chat_id: int, delivery: Delivery) -> N
 
 async def pause(update: Update, context: Context) -> None:
     """Stop posting new items here; they are kept and sent on /resume."""
-    if not await can_manage(update, context):
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
-    await register_chat(update, context)
-    await context.storage.update_chat(chat_id_of(update), lambda c: setattr(c, "paused", True))
+    await register_target(update, context, target)
+    await context.storage.update_chat(target.chat_id, lambda c: setattr(c, "paused", True))
     text = tr(update, context).ngettext(
         "⏸ Paused. I'll keep collecting new items (the latest %(kept)d per feed) and post "
         "them when you say /resume. /news still works.",
@@ -128,16 +135,19 @@ async def pause(update: Update, context: Context) -> None:
         "them when you say /resume. /news still works.",
         LOG_MAX,
     )
-    await reply(update, context, text % {"kept": LOG_MAX})
+    await reply_about(update, context, target, text % {"kept": LOG_MAX})
 
 
 async def resume(update: Update, context: Context) -> None:
     """Post again, starting with what was collected while paused."""
-    if not await can_manage(update, context):
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
-    chat = await register_chat(update, context)
-    chat_id = chat_id_of(update)
+    chat = await register_target(update, context, target)
+    chat_id = target.chat_id
     await context.storage.update_chat(chat_id, lambda c: setattr(c, "paused", False))
     _ = tr(update, context).gettext
     if chat is not None and chat.delivery.is_digest:
@@ -145,25 +155,28 @@ async def resume(update: Update, context: Context) -> None:
     else:
         context.services.dispatcher.request(chat_id)
         text = _("▶️ Resumed. Items found while paused follow now.")
-    await reply(update, context, text)
+    await reply_about(update, context, target, text)
 
 
 async def timezone(update: Update, context: Context) -> None:
     """Show or set the chat's time zone (for ``/digest at HH:MM``)."""
-    args = args_of(context)
-    chat = await register_chat(update, context)
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    args = target.args
+    chat = await register_target(update, context, target)
     if chat is None:
         return
     t = tr(update, context)
     _ = t.gettext
     if not args:
         shown = _("Time zone: <b>%(tz)s</b>") % {"tz": esc(chat.tz)}
-        await reply(update, context, f"{shown}\n{_(TIMEZONE_USAGE)}")
+        await reply_about(update, context, target, f"{shown}\n{_(TIMEZONE_USAGE)}")
         return
     if len(args) != 1:
         await reply(update, context, _(TIMEZONE_USAGE))
         return
-    if not await can_manage(update, context):
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
     try:
@@ -175,9 +188,10 @@ async def timezone(update: Update, context: Context) -> None:
     if chat.delivery.is_digest:
         await _set_delivery(context, chat.chat_id, chat.delivery)  # re-time "at" digests
     now = datetime.now(zone(tz))
-    await reply(
+    await reply_about(
         update,
         context,
+        target,
         _("✅ Time zone: <b>%(tz)s</b> (it is %(time)s there now).")
         % {"tz": esc(tz), "time": f"{now:%H:%M}"},
     )
