@@ -3,8 +3,11 @@
 ``/list`` shows a page of subscriptions (:mod:`bot.listing`) with four buttons each (mute or
 unmute, filters, rename, remove) and page buttons. Every press is checked three times:
 the data must carry the bot's signature (:mod:`bot.services.buttons`), the presser must be
-allowed to manage the chat it names (:func:`may_manage`, asked on every press), and the
-subscription must still be in that chat's list (looked up by key, wherever it is now).
+allowed to manage the chat it names (:func:`bot.handlers.rights.may_manage`, asked on every
+press), and the subscription must still be in that chat's list (looked up by key, wherever
+it is now). Like the other commands, ``/list``, ``/rename`` and ``/filter`` act on another
+chat when a private chat names it first (``/list @channel``): the buttons then live in the
+private chat and act on that chat.
 Whatever happens, the press is answered (``answerCallbackQuery``), and a stale button
 shows the list as it is now.
 
@@ -26,7 +29,7 @@ from typing import Literal
 
 from telegram import CallbackQuery, ForceReply, InlineKeyboardMarkup, Message, Update
 from telegram import Chat as TgChat
-from telegram.constants import ChatMemberStatus, ParseMode
+from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler
 from telegram.ext import filters as tg_filters
@@ -35,15 +38,19 @@ from telegram.helpers import mention_html
 from bot.formatting import _shorten, esc
 from bot.handlers.common import (
     COMMAND_UPDATES,
+    TARGET_RE,
     Context,
+    Target,
     args_of,
-    can_manage,
-    chat_id_of,
     deny,
-    register_chat,
+    may_change,
+    register_target,
     reply,
+    reply_about,
+    resolve_target,
     tr,
 )
+from bot.handlers.rights import chat_label, may_manage
 from bot.i18n import N_, Translator
 from bot.listing import (
     Entry,
@@ -68,15 +75,13 @@ RENAME_WINDOW_S = 300.0  # how long a rename prompt waits for its answer
 MAX_PENDING_RENAMES = 10_000  # prompts remembered at once (oldest dropped first)
 MAX_CUSTOM_TITLE = 100  # characters of a title a chat gives a feed
 TOAST_TITLE_CHARS = 40  # titles in callback answers (Telegram shows 200 characters)
+MAX_LISTED_NUMBERS = 30  # feed numbers named in one /filter answer
 # The rename conversation reads plain text; its own handler group keeps it from shadowing
 # (or being shadowed by) any other message handler.
 RENAME_HANDLER_GROUP = 1
 _STATE_KEY = "manage"
-NOT_ADMIN = N_("Only this chat's administrators can change its feeds and delivery.")
-CANNOT_CHECK = N_("I couldn't check your rights in that chat; please try again in a minute.")
 NO_SUCH_FEED = N_("No such feed here. See /list for the numbers.")
 BUTTON_INVALID = N_("This button is not valid any more. Send /list for a fresh list.")
-_ADMINS = (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
 _FILTER_VERB_RE = re.compile(r"\s*(?:(\d+)\s*)?(\S*)\s*(.*)", re.DOTALL)
 
 
@@ -154,50 +159,25 @@ def _state(context: Context) -> _ManageState:
     return state
 
 
-# --------------------------------------------------------------------------- rights
-
-
-async def may_manage(context: Context, user_id: int | None, chat_id: int) -> str | None:
-    """Why ``user_id`` may not manage ``chat_id``'s subscriptions, or None when they may.
-
-    The one decision for button presses and rename answers (commands use ``can_manage``,
-    which also knows anonymous admins posting as the group). Operators and the user of a
-    private chat may; in groups and channels the administrators may (asked with
-    ``getChatMember`` on every press: rights change). Returns a message id to translate.
-    """
-    if user_id is None:
-        return NOT_ADMIN
-    if user_id == chat_id or user_id in context.services.settings.admin_ids:
-        return None
-    if chat_id > 0:
-        return NOT_ADMIN  # somebody else's private chat
-    try:
-        member = await context.bot.get_chat_member(chat_id, user_id)
-    except TelegramError as exc:
-        logger.warning(
-            "could not check admin rights", extra={"chat_id": chat_id, "error": str(exc)}
-        )
-        return CANNOT_CHECK
-    return None if member.status in _ADMINS else NOT_ADMIN
-
-
 # --------------------------------------------------------------------------- /list
 
 
 async def list_feeds(update: Update, context: Context) -> None:
     """Show the chat's feeds a page at a time, with buttons; ``/list 3`` opens page 3."""
-    await register_chat(update, context)
     t = tr(update, context)
-    storage = context.storage
-    chat_id = chat_id_of(update)
-    chat = storage.chat(chat_id) or Chat(chat_id=chat_id, type="private", title="")
-    args = args_of(context)
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    chat = await register_target(update, context, target)
+    if chat is None:
+        return
+    args = target.args
     page = int(args[0]) - 1 if len(args) == 1 and args[0].isdigit() else 0
-    entries = entries_of(storage, chat_id)
+    entries = entries_of(context.storage, chat.chat_id)
     text, markup = render_page(t, _state(context).signer, chat, entries, page)
     if not entries and context.services.settings.default_feeds:
         text += "\n" + t.gettext("(/news shows the bot's default feeds until you add your own.)")
-    await reply(update, context, text, reply_markup=markup)
+    await reply_about(update, context, target, text, reply_markup=markup)
 
 
 # --------------------------------------------------------------------------- buttons
@@ -238,9 +218,9 @@ async def _press(query: CallbackQuery, context: Context, t: Translator) -> tuple
         if data.page >= page_count(len(storage.feed_urls(chat.chat_id))):
             return t.gettext("That page is gone: the list is shorter now."), False
         return "", False
-    reason = await may_manage(context, query.from_user.id, chat.chat_id)
+    reason = await may_manage(context, query.from_user.id, chat.chat_id, t, chat_type=chat.type)
     if reason is not None:
-        return t.gettext(reason), True
+        return reason, True  # plain text, as answers are
     entry = find(entries_of(storage, chat.chat_id), data.key)
     if entry is None:
         await _show_page(query, context, t, chat, data.page)
@@ -268,15 +248,15 @@ async def _act(
             toast = t.gettext("🔔 %(title)s posts new items again.")
         return toast % {"title": title}, False
     if data.action == "filters":
-        await _edit(query, *render_filters(t, signer, chat, entry, data.page))
+        await _edit(query, chat, *render_filters(t, signer, chat, entry, data.page))
         return "", False
     if data.action == "clear":
         await storage.update_subscription(chat.chat_id, entry.url, _setter("filters", NO_FILTERS))
         cleared = find(entries_of(storage, chat.chat_id), data.key) or entry
-        await _edit(query, *render_filters(t, signer, chat, cleared, data.page))
+        await _edit(query, chat, *render_filters(t, signer, chat, cleared, data.page))
         return t.gettext("🧹 Filters of %(title)s cleared.") % {"title": title}, False
     if data.action == "remove":
-        await _edit(query, *render_confirm_remove(t, signer, chat, entry, data.page))
+        await _edit(query, chat, *render_confirm_remove(t, signer, chat, entry, data.page))
         return "", False
     if data.action == "confirm":
         await storage.unsubscribe(chat.chat_id, entry.url)
@@ -306,6 +286,7 @@ async def _ask_title(
     try:
         prompt = await context.bot.send_message(
             message.chat.id, text, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW,
+            message_thread_id=message.message_thread_id if message.is_topic_message else None,
             reply_markup=ForceReply(selective=True, input_field_placeholder=entry.title[:64]),
         )  # fmt: skip
     except TelegramError as exc:
@@ -320,13 +301,22 @@ async def _show_page(
 ) -> None:
     """Show the list as it is now on the message, at ``page`` (clamped)."""
     entries = entries_of(context.storage, chat.chat_id)
-    await _edit(query, *render_page(t, _state(context).signer, chat, entries, page))
+    await _edit(query, chat, *render_page(t, _state(context).signer, chat, entries, page))
 
 
-async def _edit(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | None) -> None:
-    """Replace the list message; unchanged content and vanished messages are not errors."""
-    if not isinstance(query.message, Message):
+async def _edit(
+    query: CallbackQuery, chat: Chat, text: str, markup: InlineKeyboardMarkup | None
+) -> None:
+    """Replace the list message; unchanged content and vanished messages are not errors.
+
+    A list of another chat (shown in a private chat) keeps naming that chat first, as
+    :func:`~bot.handlers.common.reply_about` did when it was sent.
+    """
+    message = query.message
+    if not isinstance(message, Message):
         return  # too old to edit (Telegram no longer shows it to the bot)
+    if message.chat.id != chat.chat_id:
+        text = f"<b>{esc(chat_label(chat.chat_id, chat.title))}</b>\n{text}"
     try:
         await query.edit_message_text(
             text, parse_mode=ParseMode.HTML, reply_markup=markup, link_preview_options=NO_PREVIEW
@@ -364,24 +354,27 @@ async def _set_muted(context: Context, chat_id: int, url: str, muted: bool) -> b
 async def rename(update: Update, context: Context) -> None:
     """``/rename <n> <title>``: the chat's own title for feed ``n`` ("-" for the feed's)."""
     t = tr(update, context)
-    args = args_of(context)
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    args = list(target.args)
     if len(args) < 2 or not args[0].isdigit():
         await reply(update, context, t.gettext(
             "Usage: /rename &lt;number from /list&gt; &lt;new title&gt;, e.g. /rename 2 Morning "
             "news (/rename 2 - goes back to the feed's own title)"
         ))  # fmt: skip
         return
-    if not await can_manage(update, context):
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
-    await register_chat(update, context)
-    chat_id = chat_id_of(update)
-    entries = entries_of(context.storage, chat_id)
+    await register_target(update, context, target)
+    entries = entries_of(context.storage, target.chat_id)
     n = int(args[0])
     if not 0 < n <= len(entries):
-        await reply(update, context, t.gettext(NO_SUCH_FEED))
+        await reply_about(update, context, target, t.gettext(NO_SUCH_FEED))
         return
-    await reply(update, context, await _rename(context, t, chat_id, entries[n - 1].url, args[1:]))
+    answer = await _rename(context, t, target.chat_id, entries[n - 1].url, args[1:])
+    await reply_about(update, context, target, answer)
 
 
 async def on_text(update: Update, context: Context) -> None:
@@ -397,9 +390,9 @@ async def on_text(update: Update, context: Context) -> None:
     if pending is None:
         return
     t = tr(update, context)
-    reason = await may_manage(context, user.id, pending.target)
+    reason = await may_manage(context, user.id, pending.target, t)
     if reason is not None:
-        await reply(update, context, t.gettext(reason))
+        await reply(update, context, esc(reason))
         return
     await reply(update, context, await _rename(context, t, pending.target, pending.url,
                                                message.text.split()))  # fmt: skip
@@ -488,9 +481,9 @@ def _changed(filters: Filters, command: FilterCommand) -> Filters:
 async def filter_command(update: Update, context: Context) -> None:
     """Show or change the keyword filters of the chat or of one subscription."""
     t = tr(update, context)
-    message = update.effective_message
-    parts = (message.text or "").split(maxsplit=1) if message is not None else []
-    raw = parts[1] if len(parts) > 1 else ""
+    target, raw = await _filter_target(update, context)
+    if target is None:
+        return
     try:
         command = parse_filter_command(raw)
     except FilterUsage:
@@ -499,35 +492,48 @@ async def filter_command(update: Update, context: Context) -> None:
     except FilterError as exc:
         await reply(update, context, exc.explain(t))
         return
-    await register_chat(update, context)
+    chat = await register_target(update, context, target)
+    if chat is None:
+        return
     storage = context.storage
-    chat_id = chat_id_of(update)
-    chat = storage.chat(chat_id) or Chat(chat_id=chat_id, type="private", title="")
     entry: Entry | None = None
     if command.n is not None:
-        entries = entries_of(storage, chat_id)
+        entries = entries_of(storage, chat.chat_id)
         if not 0 < command.n <= len(entries):
-            await reply(update, context, t.gettext(NO_SUCH_FEED))
+            await reply_about(update, context, target, t.gettext(NO_SUCH_FEED))
             return
         entry = entries[command.n - 1]
     if command.verb == "show":
-        await _show_filters(update, context, t, chat, entry)
+        await _show_filters(update, context, t, target=target, chat=chat, entry=entry)
         return
-    if not await can_manage(update, context):
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
     if entry is None:
-        new = await storage.update_chat(chat_id, lambda c: _store(c, _changed(c.filters, command)))
+        new = await storage.update_chat(
+            chat.chat_id, lambda c: _store(c, _changed(c.filters, command))
+        )
         head = t.gettext("✅ Saved. Filters of this chat (every feed):")
     else:
         new = await storage.update_subscription(
-            chat_id, entry.url, lambda s: _store(s, _changed(s.filters, command))
+            chat.chat_id, entry.url, lambda s: _store(s, _changed(s.filters, command))
         )
         head = t.gettext("✅ Saved. Filters of %(n)d. <b>%(title)s</b>:") % {
             "n": entry.n, "title": esc(_shorten(entry.title, 80)),
         }  # fmt: skip
     lines = describe_filters(t, new) or [t.gettext("None: every item is posted.")]
-    await reply(update, context, "\n".join([head, *lines]))
+    await reply_about(update, context, target, "\n".join([head, *lines]))
+
+
+async def _filter_target(update: Update, context: Context) -> tuple[Target | None, str]:
+    """The chat /filter acts on and the raw text after it (commas and lines kept)."""
+    message = update.effective_message
+    text = (message.text or "") if message is not None else ""
+    parts = text.split(maxsplit=2)
+    if len(parts) > 1 and TARGET_RE.match(parts[1]):
+        return await resolve_target(update, context, [parts[1]]), parts[2] if len(parts) > 2 else ""
+    rest = text.split(maxsplit=1)
+    return await resolve_target(update, context, []), rest[1] if len(rest) > 1 else ""
 
 
 def _store(target: Chat | Subscription, filters: Filters) -> Filters:
@@ -536,26 +542,35 @@ def _store(target: Chat | Subscription, filters: Filters) -> Filters:
 
 
 async def _show_filters(
-    update: Update, context: Context, t: Translator, chat: Chat, entry: Entry | None
+    update: Update,
+    context: Context,
+    t: Translator,
+    *,
+    target: Target,
+    chat: Chat,
+    entry: Entry | None,
 ) -> None:
     if entry is not None:
         page = page_of(entry.n)
         text, markup = render_filters(t, _state(context).signer, chat, entry, page)
-        await reply(update, context, text, reply_markup=markup)
+        await reply_about(update, context, target, text, reply_markup=markup)
         return
     lines = [t.gettext("🔎 Filters of this chat (every feed):")]
     lines += describe_filters(t, chat.filters) or [t.gettext("None: every item is posted.")]
     own = [e.n for e in entries_of(context.storage, chat.chat_id) if e.filters]
     if own:
+        numbers = ", ".join(map(str, own[:MAX_LISTED_NUMBERS]))
+        if len(own) > MAX_LISTED_NUMBERS:
+            numbers += ", …"
         lines.append(
             t.gettext("Feeds with filters of their own: %(numbers)s (see /filter %(first)d).")
-            % {"numbers": ", ".join(map(str, own)), "first": own[0]}
+            % {"numbers": numbers, "first": own[0]}
         )
     lines += ["", filter_usage(t), "", t.gettext(
         "Words match whole words in any case, a phrase its words in a row; Chinese, Japanese, "
         "Korean and Thai match anywhere in the text. Titles and summaries are searched."
     )]  # fmt: skip
-    await reply(update, context, "\n".join(lines))
+    await reply_about(update, context, target, "\n".join(lines))
 
 
 # --------------------------------------------------------------------------- wiring

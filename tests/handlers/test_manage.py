@@ -439,7 +439,7 @@ async def test_buttons_refuse_non_admins_and_forged_data(
         storage = get_storage_service()
         muted = [s.muted for s in storage.subscriptions(group)]
         others = [(s.url, s.muted) for s in storage.subscriptions(other)]
-    assert member == {"text": ADMINS_ONLY, "show_alert": True}
+    assert member == {"text": "You are not an administrator of G.", "show_alert": True}
     assert moved_answer == {"text": NOT_VALID, "show_alert": True}
     assert garbage_answer == {"text": NOT_VALID, "show_alert": True}
     assert admin["text"] == "🔇 Muted Feed 01: its items are not posted."
@@ -452,6 +452,7 @@ async def test_channel_subscribers_cannot_use_the_buttons(
 ) -> None:
     channel = -1_000_000_008_001
     fake_api.set_admin(channel, 81)
+    fake_api.set_admin(channel, fake_api.bot_id)  # a bot posting in a channel is its admin
     async with running_bot(bot_settings()):
         await follow_many(channel, 1, "channel")
         fake_api.channel_post("/list", chat_id=channel)
@@ -462,7 +463,10 @@ async def test_channel_subscribers_cannot_use_the_buttons(
         posts = len(fake_api.sent_messages(channel))
         admin = await press(fake_api, channel, message_id, "1 🔇", user_id=81)
         sub = get_storage_service().subscription(channel, feed_url(1))
-    assert subscriber == {"text": ADMINS_ONLY, "show_alert": True}
+    assert subscriber == {
+        "text": "You are not an administrator of News channel.",
+        "show_alert": True,
+    }
     # No prompt is posted into a channel (every subscriber would read it).
     assert rename == {"text": "Send /rename 1 followed by the new title.", "show_alert": True}
     assert posts == 1
@@ -504,3 +508,44 @@ async def test_stale_buttons_answer_politely_and_show_the_list_now(
     assert again_answer == page_gone
     assert len(refused_edits) == 1
     assert muted == [False] * 10
+
+
+# --------------------------------------------------------------------------- another chat
+
+
+async def test_a_channels_list_and_buttons_work_from_a_private_chat(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory
+) -> None:
+    channel, user = -1_001_230_000_001, 91
+    fake_api.set_chat(channel, "channel", title="My Channel", username="mychan")
+    fake_api.set_admin(channel, fake_api.bot_id)
+    fake_api.set_admin(channel, user, "creator")
+    async with running_bot(bot_settings()):
+        await follow_many(channel, 2, "channel")
+        message_id, listing = await show_list(fake_api, user, text="/list @mychan")
+        muted = await press(fake_api, user, message_id, "1 🔇")
+        after = shown(fake_api, user, message_id)
+        await press(fake_api, user, message_id, "2 ✏️")
+        renamed = await say(fake_api, "Rusty news", user)
+        filtered = await say(fake_api, f"/filter {channel} 2 include rust", user)
+        chat_filters = await say(fake_api, "/filter @mychan exclude ads", user)
+        by_command = await say(fake_api, "/rename @mychan 1 Daily", user)
+        posted_in_channel = fake_api.sent_messages(channel)
+        storage = get_storage_service()
+        subs = [(s.muted, s.title, s.filters.include) for s in storage.subscriptions(channel)]
+        chat = storage.chat(channel)
+    assert listing == f"@mychan\nYour feeds\n{listed(range(1, 3))}\n\n{LEGEND}"
+    assert muted["text"] == "🔇 Muted Feed 01: its items are not posted."
+    assert after.splitlines()[:3] == ["My Channel", "Your feeds", "1. Feed 01 — 🔇 muted"]
+    assert renamed == "✏️ Renamed: Rusty news."
+    assert filtered == (
+        "@mychan\n✅ Saved. Filters of 2. Rusty news:\nOnly items that mention: rust"
+    )
+    assert chat_filters == (
+        "@mychan\n✅ Saved. Filters of this chat (every feed):\nNever items that mention: ads"
+    )
+    assert by_command == "@mychan\n✏️ Renamed: Daily."
+    assert posted_in_channel == []  # nothing of this reached the channel's readers
+    assert subs == [(True, "Daily", ()), (False, "Rusty news", ("rust",))]
+    assert chat is not None
+    assert chat.filters.exclude == ("ads",)
