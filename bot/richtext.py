@@ -75,6 +75,7 @@ _VOID: Final = frozenset({
 # other; a blockquote holds no blockquote. Bold/italic/underline/strike go anywhere else.
 _LEAF: Final = frozenset({"code", "pre"})
 _HTML_SPACE: Final = re.compile(r"[ \t\n\r\f]+")  # HTML's whitespace (not NBSP) on plain text
+_BLANK_LINES: Final = re.compile(r"\n{3,}")  # on plain text, inside <pre>
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
 # What may not start a cut: joiners, variation selectors and skin-tone modifiers belong to
@@ -230,7 +231,20 @@ class _Open:
     emitted: bool = False  # False while no text followed yet: empty tags are never written
 
 
-class _Converter(HTMLParser):
+class _Lenient(HTMLParser):
+    """HTMLParser that never raises on input.
+
+    The stdlib parser hands ``<![…`` to ``_markupbase``, which raises ``AssertionError`` on an
+    unknown keyword (``<![foo[``). HTML5 reads any ``<![…>`` outside SVG/MathML as a bogus
+    comment ending at the first ``>``, so that is what this does.
+    """
+
+    def parse_marked_section(self, i: int, report: bool = True) -> int:
+        """``<![CDATA[…``, ``<![if …]>`` and any other marked section: a bogus comment."""
+        return self.parse_bogus_comment(i, report=False)
+
+
+class _Converter(_Lenient):
     """HTMLParser callbacks → Telegram events, with HTML's whitespace and block rules."""
 
     def __init__(
@@ -301,7 +315,8 @@ class _Converter(HTMLParser):
         """Close what this end tag opened (and reopen what it wrongly enclosed)."""
         if self._skip:
             if tag in self._skip:
-                del self._skip[self._skip.index(tag) :]  # also ends skips it left open
+                # the innermost of that name; skips left open inside it end with it
+                del self._skip[len(self._skip) - 1 - self._skip[::-1].index(tag) :]
             return
         if self.images_only or tag in _VOID:
             return
@@ -320,7 +335,13 @@ class _Converter(HTMLParser):
         if self._skip or self.images_only:
             return
         if self._pre:
-            text = data.replace("\r\n", "\n").replace("\r", "\n")
+            text = _BLANK_LINES.sub("\n\n", data.replace("\r\n", "\n").replace("\r", "\n"))
+            if not self.visible:  # nothing before it: no blank lines, and no blank text
+                text = text.lstrip("\n") if text.strip() else ""
+            else:  # at most one blank line, counting the breaks already there or owed
+                newlines = len(text) - len(text.lstrip("\n"))
+                room = max(0, 2 - max(self._trailing_newlines, self._newlines))
+                text = text[newlines - min(newlines, room) :]
             if text:
                 self._emit_text(text, collapse=False)
             return
@@ -431,7 +452,7 @@ class _Converter(HTMLParser):
                 self._add(" ")
         self._newlines, self._space = 0, False
         if self._prefix:
-            self._add(self._prefix)
+            self._add(self._prefix if self.visible else self._prefix.lstrip())
             self._prefix = ""
         for entry in self._stack:
             if entry.tag and not entry.emitted:
@@ -452,7 +473,7 @@ class _Converter(HTMLParser):
 # --------------------------------------------------------------------------- Telegram HTML
 
 
-class _TelegramReader(HTMLParser):
+class _TelegramReader(_Lenient):
     """Telegram HTML (already valid) → events, keeping attributes as written."""
 
     def __init__(self) -> None:
@@ -522,9 +543,18 @@ def _cut_point(plain: str, budget: int) -> int:
         plain[index] in _GLUE or plain[index - 1] == "\u200d" or unicodedata.combining(plain[index])
     ):
         index -= 1  # do not split a joined emoji, a flag's selector or a combining accent
+    if 0 < index < len(plain) and _is_flag_half(plain[index]):
+        run = index
+        while run and _is_flag_half(plain[run - 1]):
+            run -= 1
+        index -= (index - run) % 2  # regional indicators pair up into flags from the left
     while index and plain[index - 1].isspace():
         index -= 1
     return index
+
+
+def _is_flag_half(char: str) -> bool:
+    return "\U0001f1e6" <= char <= "\U0001f1ff"
 
 
 def _render(events: list[Event], limit: int, ellipsis: str) -> str:
@@ -539,13 +569,13 @@ def _render(events: list[Event], limit: int, ellipsis: str) -> str:
     open_tags: list[str] = []
     position = 0
     for kind, value, attrs in events:
+        if position >= cut:
+            break  # what is still open closes after the ellipsis, so "…" stays inside it
         if kind == _CLOSE:
             if open_tags and open_tags[-1] == value:
                 open_tags.pop()
                 kept.append((kind, value, attrs))
             continue
-        if position >= cut:
-            break
         if kind == _OPEN:
             open_tags.append(value)
             kept.append((kind, value, attrs))
