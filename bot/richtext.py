@@ -167,6 +167,17 @@ def to_telegram_html(html_text: str, base_url: str | None, *, limit: int = SUMMA
     return convert(html_text, base_url, limit=limit).html
 
 
+def html_to_text(html_text: str, *, limit: int = SUMMARY_LIMIT) -> str:
+    """The visible text of feed HTML, without markup: what :func:`to_telegram_html` shows.
+
+    For plain-text uses of HTML (an HTML-typed title, a title made from a body): the same
+    rules decide what is text (scripts dropped, blocks become line breaks, entities decoded),
+    so a title and a summary never disagree about it.
+    """
+    rendered = to_telegram_html(html_text, None, limit=limit)
+    return "".join(text for kind, text, _ in _parse_telegram(rendered) if kind == _TEXT)
+
+
 def first_image(html_text: str, base_url: str | None) -> str | None:
     """The first ``<img>`` of a body as an absolute http(s) URL, if there is one.
 
@@ -231,7 +242,7 @@ class _Open:
     emitted: bool = False  # False while no text followed yet: empty tags are never written
 
 
-class _Lenient(HTMLParser):
+class LenientHTMLParser(HTMLParser):
     """HTMLParser that never raises on input.
 
     The stdlib parser hands ``<![…`` to ``_markupbase``, which raises ``AssertionError`` on an
@@ -244,7 +255,7 @@ class _Lenient(HTMLParser):
         return self.parse_bogus_comment(i, report=False)
 
 
-class _Converter(_Lenient):
+class _Converter(LenientHTMLParser):
     """HTMLParser callbacks → Telegram events, with HTML's whitespace and block rules."""
 
     def __init__(
@@ -473,7 +484,7 @@ class _Converter(_Lenient):
 # --------------------------------------------------------------------------- Telegram HTML
 
 
-class _TelegramReader(_Lenient):
+class _TelegramReader(LenientHTMLParser):
     """Telegram HTML (already valid) → events, keeping attributes as written."""
 
     def __init__(self) -> None:

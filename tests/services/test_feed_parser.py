@@ -725,6 +725,7 @@ def test_discovery_resolves_filters_and_dedups_in_page_order() -> None:
     assert links == [
         "https://news.example.com/feed.xml",
         "https://news.example.com/blog/atom.xml",
+        "https://news.example.com/feed.json",  # JSON Feed is read on purpose
         "https://cdn.example.net/comments.rss",
         "https://news.example.com/rss1.rdf",
     ]
