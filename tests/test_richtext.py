@@ -329,6 +329,11 @@ def test_convert_finds_an_image_far_past_the_text_limit() -> None:
     assert result.html == "text text text text…"
 
 
+def test_convert_without_image_search_reports_none() -> None:
+    result = convert('<p>x</p><img src="https://x.y/a.jpg">', BASE, find_image=False)
+    assert (result.html, result.image) == ("x", None)
+
+
 def test_absolute_http_url_rejects_hosts_missing() -> None:
     assert absolute_http_url("http:///nohost", None) is None
     assert absolute_http_url("HTTPS://Example.com/A", None) == "https://Example.com/A"

@@ -62,7 +62,7 @@ import logging
 import re
 import time
 import xml.sax
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -271,7 +271,12 @@ def looks_like_html(body: bytes, content_type: str | None) -> bool:
 
 
 def parse_feed(
-    body: bytes, feed_url: str, *, content_type: str | None = None, max_items: int = 200
+    body: bytes,
+    feed_url: str,
+    *,
+    content_type: str | None = None,
+    max_items: int = 200,
+    known_ids: Collection[str] = (),
 ) -> ParsedFeed:
     """Parse an RSS/Atom document into normalised items, newest first.
 
@@ -284,6 +289,9 @@ def parse_feed(
         content_type: the response's ``Content-Type`` header; its ``charset`` decodes a
             document that does not declare its own encoding (or declares a wrong one).
         max_items: how many items to keep (the newest).
+        known_ids: ids of items the caller has already logged: their bodies are not
+            converted again (their summary and image stay empty here), which keeps a poll
+            that finds one new item from converting all twenty.
 
     Returns:
         The feed title (or the URL's host) and at most ``max_items`` items: dated ones newest
@@ -298,7 +306,7 @@ def parse_feed(
     if not isinstance(body, bytes | bytearray | memoryview):
         raise TypeError(f"parse_feed needs the document's bytes, not {type(body).__name__}")
     try:
-        return _parse(bytes(body), feed_url, content_type, max_items)
+        return _parse(bytes(body), feed_url, content_type, max_items, known_ids)
     except ParseError:
         raise
     except Exception as exc:  # a bug or limit in a codec, expat or feedparser: per-feed error
@@ -308,11 +316,17 @@ def parse_feed(
         raise ParseError from exc
 
 
-def _parse(data: bytes, feed_url: str, content_type: str | None, max_items: int) -> ParsedFeed:
+def _parse(
+    data: bytes,
+    feed_url: str,
+    content_type: str | None,
+    max_items: int,
+    known_ids: Collection[str],
+) -> ParsedFeed:
     if not data.strip():
         raise EmptyDocumentError
     if json_feed.looks_like_json(data, content_type):
-        return _finish(json_feed.extract(data), feed_url, max_items)
+        return _finish(json_feed.extract(data), feed_url, max_items, known_ids)
     utf8 = _to_utf8(data, content_type)
     _refuse_entity_declarations(utf8)
     if looks_like_html(utf8, None):
@@ -323,11 +337,20 @@ def _parse(data: bytes, feed_url: str, content_type: str | None, max_items: int)
     parsed = fast_feed.extract(utf8)
     if parsed is None:
         parsed = _feedparser_parse(utf8)
-    return _finish(parsed, feed_url, max_items, utf8)
+    return _finish(parsed, feed_url, max_items, known_ids, utf8)
 
 
-def _finish(parsed: Any, feed_url: str, max_items: int, utf8: bytes | None = None) -> ParsedFeed:
+def _finish(
+    parsed: Any,
+    feed_url: str,
+    max_items: int,
+    known_ids: Collection[str],
+    utf8: bytes | None = None,
+) -> ParsedFeed:
     """Normalise a reader's result (feedparser's, fast_feed's or json_feed's) into items.
+
+    ``utf8`` is the XML document (None for JSON, which json_feed has checked already): an
+    XML document with no title and no items must be a well-formed, empty feed.
 
     Only the newest ``TEXT_KEEP`` items get a summary and an image: storage keeps the text
     of the newest ``TEXT_KEEP`` log entries only, and new items are logged oldest first, so
@@ -339,7 +362,7 @@ def _finish(parsed: Any, feed_url: str, max_items: int, utf8: bytes | None = Non
     title = _clean_title(feed.get("title_detail"), feed.get("title"))
     if not parsed.get("version") and not entries:
         raise NotAFeedError
-    if not title and not entries and (utf8 is None or not _is_empty_feed(parsed, utf8)):
+    if not title and not entries and utf8 is not None and not _is_empty_feed(parsed, utf8):
         raise NotAFeedError
     if parsed.get("bozo"):
         logger.debug("feed %s is malformed but usable", urlsplit(feed_url).hostname)
@@ -353,7 +376,10 @@ def _finish(parsed: Any, feed_url: str, max_items: int, utf8: bytes | None = Non
     )
     undated = [pair for pair in pairs if pair[0].published is None]
     kept = (dated + undated)[: max(0, max_items)]
-    items = [_with_text(item, entry) for item, entry in kept[:TEXT_KEEP]]
+    items = [
+        item if item.id in known_ids else _with_text(item, entry)
+        for item, entry in kept[:TEXT_KEEP]
+    ]
     items += [item for item, _entry in kept[TEXT_KEEP:]]
     return ParsedFeed(title=source_title, items=tuple(items))
 
@@ -473,8 +499,10 @@ def _with_text(item: FeedItem, entry: Any) -> FeedItem:
         body, kind = _body(entry)
         if kind == "text/plain":
             body = html.escape(body, quote=False)  # text: "<" is a character, not a tag
-        rich = convert(body, item.link or item.feed_url) if body else None
-        image = _declared_image(entry, item.feed_url) or (rich.image if rich else None)
+        declared = _declared_image(entry, item.feed_url)
+        base = item.link or item.feed_url
+        rich = convert(body, base, find_image=declared is None) if body else None
+        image = declared or (rich.image if rich else None)
     except Exception as exc:  # one odd body must not cost the feed its update
         logger.warning(
             "feed %s: item body skipped: %s", urlsplit(item.feed_url).hostname, type(exc).__name__

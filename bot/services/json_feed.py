@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from feedparser.datetimes import _parse_date
 
-from bot.richtext import html_to_text
+from bot.richtext import clean_text, html_to_text
 from bot.services.feed_errors import NotAFeedError, UndecodableError
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,6 @@ JSON_MEDIA_TYPES: Final = frozenset({"application/feed+json", "application/json"
 FALLBACK_TITLE_CHARS: Final = 80  # an item without a title is named by its first words
 _BOM: Final = b"\xef\xbb\xbf"
 _SPACE_RE: Final = re.compile(r"\s+")
-_CONTROL_RE: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def looks_like_json(body: bytes, content_type: str | None) -> bool:
@@ -85,19 +84,8 @@ def extract(body: bytes) -> dict[str, Any]:
 
 
 def _text(value: Any) -> str:
-    r"""A JSON string as text the rest of the bot can store and send.
-
-    Unlike XML, JSON can carry control characters and lone surrogates (``"\ud800"``); the
-    first are dropped and the second become U+FFFD, or encoding the message would fail.
-    """
-    if not isinstance(value, str):
-        return ""
-    value = _CONTROL_RE.sub("", value)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        value = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    return value
+    """A JSON string as text the bot can store and send (see :func:`~bot.richtext.clean_text`)."""
+    return clean_text(value) if isinstance(value, str) else ""
 
 
 def _entry(item: dict[str, Any]) -> dict[str, Any]:
@@ -147,9 +135,11 @@ def _fallback_title(content: dict[str, str]) -> str:
     text = _SPACE_RE.sub(" ", text).strip()
     if len(text) <= FALLBACK_TITLE_CHARS:
         return text
-    cut = text[: FALLBACK_TITLE_CHARS - 1]
+    cut = text[: FALLBACK_TITLE_CHARS - 1]  # one character is left for "…"
     space = cut.rfind(" ")
-    return (cut[:space] if space > FALLBACK_TITLE_CHARS // 2 else cut).rstrip() + "…"
+    if text[len(cut)] != " " and space > FALLBACK_TITLE_CHARS // 2:
+        cut = cut[:space]  # do not end in the middle of a word
+    return cut.rstrip() + "…"
 
 
 def _image(item: dict[str, Any]) -> str | None:

@@ -161,6 +161,19 @@ def test_only_the_newest_text_keep_items_are_converted() -> None:
     assert summaries[TEXT_KEEP:] == ["", "", ""]
 
 
+def test_known_items_are_not_converted_again() -> None:
+    doc = rss_doc(
+        rss_item("<description>old</description>", guid="old"),
+        rss_item("<description>new</description><media:thumbnail url='https://c.example/n.jpg'/>",
+                 guid="new"),
+    )  # fmt: skip
+    items = parse_feed(doc, FEED_URL, known_ids=frozenset({"old"})).items
+    assert [(i.id, i.summary, i.image) for i in items] == [
+        ("old", "", None),
+        ("new", "new", "https://c.example/n.jpg"),
+    ]
+
+
 # --------------------------------------------------------------------------- images
 
 
