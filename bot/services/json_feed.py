@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from feedparser.datetimes import _parse_date
 
+from bot.i18n import N_
 from bot.richtext import clean_text, html_to_text
 from bot.services.feed_errors import NotAFeedError, UndecodableError
 
@@ -37,6 +38,10 @@ VERSIONS: Final = {
 }
 JSON_MEDIA_TYPES: Final = frozenset({"application/feed+json", "application/json"})
 FALLBACK_TITLE_CHARS: Final = 80  # an item without a title is named by its first words
+# Why a JSON document is not a feed (msgids: translated where shown, see feed_errors).
+REASON_INVALID: Final = N_("the JSON feed is not valid JSON")
+REASON_NOT_JSON_FEED: Final = N_("this JSON is not a JSON Feed (no jsonfeed.org version)")
+REASON_NO_ITEMS: Final = N_("the JSON feed has no list of items")
 _BOM: Final = b"\xef\xbb\xbf"
 _SPACE_RE: Final = re.compile(r"\s+")
 
@@ -67,13 +72,13 @@ def extract(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise UndecodableError from exc
     except (ValueError, RecursionError) as exc:
-        raise NotAFeedError("the JSON feed is not valid JSON") from exc
+        raise NotAFeedError(REASON_INVALID) from exc
     version = document.get("version") if isinstance(document, dict) else None
     if not isinstance(version, str) or version.rstrip("/") not in VERSIONS:
-        raise NotAFeedError("this JSON is not a JSON Feed (no jsonfeed.org version)")
+        raise NotAFeedError(REASON_NOT_JSON_FEED)
     items = document.get("items")
     if not isinstance(items, list):
-        raise NotAFeedError("the JSON feed has no list of items")
+        raise NotAFeedError(REASON_NO_ITEMS)
     title = _text(document.get("title"))
     return {
         "version": VERSIONS[version.rstrip("/")],
