@@ -11,7 +11,7 @@ from unittest import mock
 import pytest
 
 from bot.models import FeedItem
-from bot.richtext import SUMMARY_LIMIT, visible_len
+from bot.richtext import SUMMARY_LIMIT, RichText, visible_len
 from bot.services import feed_parser
 from bot.services.feed_parser import parse_feed
 from bot.storage.state import TEXT_KEEP
@@ -134,10 +134,10 @@ def test_a_body_the_converter_trips_on_costs_the_item_its_summary_not_the_feed(
     )
     real = feed_parser.convert
 
-    def fussy(html_text: str, base_url: str | None, **kwargs: int) -> object:
+    def fussy(html_text: str, base_url: str | None, *, find_image: bool = True) -> RichText:
         if html_text == "first":
             raise RecursionError("too deep")
-        return real(html_text, base_url, **kwargs)
+        return real(html_text, base_url, find_image=find_image)
 
     with mock.patch.object(feed_parser, "convert", side_effect=fussy):
         items = parse_feed(doc, FEED_URL).items
