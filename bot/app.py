@@ -22,7 +22,7 @@ from telegram.request import BaseRequest
 
 from bot.config import Settings
 from bot.context import SERVICES_KEY, AnyApp, BotContext, Services, services_of
-from bot.handlers import admin, basic, chats, conflict, delivery, errors, feeds, news
+from bot.handlers import admin, basic, chats, conflict, delivery, errors, feeds, news, opml
 from bot.jobs import on_chat_moved, report_poll, schedule_background_jobs
 from bot.services.delivery import Dispatcher
 from bot.services.digests import DigestScheduler
@@ -52,6 +52,8 @@ COMMANDS = [
     BotCommand("add", "Follow a feed: /add <url>"),
     BotCommand("list", "This chat's feeds"),
     BotCommand("remove", "Stop following a feed: /remove <number>"),
+    BotCommand("import", "Follow the feeds of an OPML file (reply to it)"),
+    BotCommand("export", "This chat's feeds as an OPML file"),
     BotCommand("digest", "Instant delivery or a digest: every 2h, at 08:00, off"),
     BotCommand("pause", "Stop posting new items for now"),
     BotCommand("resume", "Post new items again"),
@@ -84,6 +86,7 @@ def build_application(
         metrics=metrics,
         health=health,
         rate_limiter=NewsRateLimiter(settings.news_rate_count, settings.news_rate_window_s),
+        add_rate_limiter=NewsRateLimiter(settings.add_rate_count, settings.add_rate_window_s),
     )
     storage = configure_storage(settings.data_dir, settings.backup_dir, settings.backup_keep)
     storage.write_observer = metrics.storage_write_seconds.observe
@@ -116,7 +119,7 @@ def build_application(
     app: AnyApp = builder.build()
     app.bot_data[SERVICES_KEY] = services
     # conflict before errors: its error handler stops 409s reaching the generic one.
-    for module in (basic, news, feeds, delivery, admin, chats, conflict, errors):
+    for module in (basic, news, feeds, opml, delivery, admin, chats, conflict, errors):
         module.register(app)
     return app
 
