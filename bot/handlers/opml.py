@@ -159,7 +159,7 @@ async def _run_import(
 
 
 async def _parse_off_loop(context: Context, data: bytes) -> list[OpmlFeed]:
-    """Parse in a parser worker process (or a thread): up to 1 MiB of XML is milliseconds."""
+    """Parse in a parser worker process (or a thread): 1 MiB of OPML is ~0.2 s of CPU."""
     loop = asyncio.get_running_loop()
     executor = context.services.parse_executor
     if executor is not None:
