@@ -22,7 +22,7 @@ from telegram.request import BaseRequest
 
 from bot.config import Settings
 from bot.context import SERVICES_KEY, AnyApp, BotContext, Services, services_of
-from bot.handlers import admin, basic, chats, conflict, delivery, errors, feeds, news, opml
+from bot.handlers import admin, basic, chats, conflict, delivery, errors, feeds, news, opml, topics
 from bot.jobs import on_chat_moved, report_poll, schedule_background_jobs
 from bot.services.delivery import Dispatcher
 from bot.services.digests import DigestScheduler
@@ -119,7 +119,7 @@ def build_application(
     app: AnyApp = builder.build()
     app.bot_data[SERVICES_KEY] = services
     # conflict before errors: its error handler stops 409s reaching the generic one.
-    for module in (basic, news, feeds, opml, delivery, admin, chats, conflict, errors):
+    for module in (basic, news, feeds, opml, delivery, admin, chats, topics, conflict, errors):
         module.register(app)
     return app
 

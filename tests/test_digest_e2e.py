@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo
 from bot.config import Settings
 from bot.context import services_of
 from bot.storage import get_storage_service
-from tests.helpers.bot_runner import AnyApp, eventually, running_bot
+from tests.helpers.bot_runner import eventually, running_bot
 from tests.helpers.delivery_e2e import (
     assert_exactly_once,
+    force_digest,
     occurrences,
     poll_now,
     say,
@@ -34,19 +35,6 @@ SettingsFactory = Callable[..., Settings]
 DIGEST_CHAT, INSTANT_CHAT = 201, 202
 HOUR = 3600
 QUIET = {"feed_poll_interval_s": 3600}
-
-
-async def force_digest(app: AnyApp, chat_id: int) -> float:
-    """Make the chat's digest due now and run the due digests; return the due time used."""
-    storage, digests = get_storage_service(), services_of(app).digests
-    when = time.time() - 1
-    await storage.set_next_digest(chat_id, when)
-    chat = storage.chat(chat_id)
-    assert chat is not None
-    await digests.update(chat)
-    assert await digests.run_due() == 1
-    await settle(app)
-    return when
 
 
 async def test_digest_gets_everything_grouped_and_keeps_its_phase_over_a_restart(

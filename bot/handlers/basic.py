@@ -20,6 +20,7 @@ HELP_TEXT = """<b>newsbot</b> — news from the feeds you choose, posted here as
 /export — this chat's feeds as an OPML file, for any feed reader
 /list — this chat's feeds, numbered
 /remove 2 — stop following feed number 2 (or give its URL)
+Groups with topics: /add inside a topic posts the feed there (/add it elsewhere to move it)
 
 <b>Delivery</b> — new items are posted as soon as they are found, unless you choose a digest
 /digest — show how this chat gets new items

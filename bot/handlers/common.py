@@ -25,7 +25,7 @@ _ADMIN_STATUSES = {ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR}
 
 
 async def reply(update: Update, context: Context, texts: str | Sequence[str]) -> int:
-    """Answer in the chat the command came from (quoting it in groups)."""
+    """Answer in the chat (and forum topic) the command came from, quoting it in groups."""
     chat, message = update.effective_chat, update.effective_message
     if chat is None:
         return 0
@@ -36,7 +36,21 @@ async def reply(update: Update, context: Context, texts: str | Sequence[str]) ->
         [texts] if isinstance(texts, str) else texts,
         reply_to=quote,
         on_chat_moved=on_chat_moved(context.application),
+        thread_id=thread_of(update),
     )
+
+
+def thread_of(update: Update) -> int | None:
+    """The forum topic the update's message was sent in (None: General, or no topics).
+
+    Only ``is_topic_message`` counts: in General, and in chats without topics, a reply
+    carries the ``message_thread_id`` of its reply thread, which is no topic, and Telegram
+    refuses it as a ``message_thread_id`` ("message thread not found").
+    """
+    message = update.effective_message
+    if message is None or not message.is_topic_message:
+        return None
+    return message.message_thread_id
 
 
 async def register_chat(update: Update, context: Context) -> StoredChat | None:

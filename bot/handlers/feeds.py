@@ -20,6 +20,7 @@ from bot.handlers.common import (
     reply,
     tr,
 )
+from bot.handlers.topics import move_here, options_for
 from bot.services.add_report import add_reply
 from bot.services.subscriptions import (
     MAX_ADD_URLS,
@@ -82,10 +83,19 @@ async def add_urls(update: Update, context: Context, chat_id: int, urls: list[st
         return
     if not await charge_add(update, context, "add"):
         return
-    outcomes = await add_feeds(context.services.feeds, context.storage, chat_id, urls, limit=limit)
+    options = options_for(update, chat_id)  # the forum topic /add was sent in
+    outcomes = await add_feeds(
+        context.services.feeds, context.storage, chat_id, urls, limit=limit, options=options
+    )
+    moved: dict[str, str] = {}  # a feed followed elsewhere moves to where /add was sent
+    for outcome in outcomes:
+        if outcome.kind in ("already", "resumed"):
+            note = await move_here(update, context, chat_id, outcome.feed_url or outcome.url)
+            if note:
+                moved[outcome.url] = note
     chat = context.storage.chat(chat_id)
     digest = bool(chat and chat.delivery.is_digest)
-    await reply(update, context, add_reply(outcomes, t, limit=limit, digest=digest))
+    await reply(update, context, add_reply(outcomes, t, limit=limit, digest=digest, moved=moved))
 
 
 async def remove(update: Update, context: Context) -> None:

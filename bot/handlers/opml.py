@@ -31,9 +31,11 @@ from bot.handlers.common import (
     deny,
     register_chat,
     reply,
+    thread_of,
     tr,
 )
 from bot.handlers.feeds import feed_limit
+from bot.handlers.topics import options_for
 from bot.services.add_report import import_reply
 from bot.services.opml import (
     MAX_OPML_BYTES,
@@ -147,8 +149,11 @@ async def _run_import(
         await _refuse(update, context, name, exc)
         return
     limit = feed_limit(context)
+    # New feeds post in the forum topic the import was sent in. Feeds the chat already
+    # follows stay where they are: moving many at once is not what an import asks for.
+    options = options_for(update, chat_id)
     outcomes, skipped = await import_feeds(
-        context.services.feeds, context.storage, chat_id, entries, limit=limit
+        context.services.feeds, context.storage, chat_id, entries, limit=limit, options=options
     )
     chat = context.storage.chat(chat_id)
     digest = bool(chat and chat.delivery.is_digest)
@@ -236,6 +241,7 @@ async def _send_document(
             reply_parameters=(
                 ReplyParameters(quote, allow_sending_without_reply=True) if quote else None
             ),
+            message_thread_id=thread_of(update),  # the topic /export was sent in
         )
     except TelegramError as exc:  # the chat went away or refused: nothing more to do here
         logger.warning(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from bot.formatting import esc, pack_blocks
 from bot.i18n import Translator
@@ -29,12 +29,22 @@ def when_new_items(t: Translator, *, digest: bool) -> str:
 
 
 def add_reply(
-    outcomes: Sequence[AddOutcome], t: Translator, *, limit: int, digest: bool
+    outcomes: Sequence[AddOutcome],
+    t: Translator,
+    *,
+    limit: int,
+    digest: bool,
+    moved: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """The one answer to ``/add``: a sentence for one address, a line per address for more."""
+    """The one answer to ``/add``: a sentence for one address, a line per address for more.
+
+    ``moved`` holds, by address, the (HTML) note saying a followed feed moved to the forum
+    topic ``/add`` was sent in; it stands for that address's "already following" line.
+    """
+    moved = moved or {}
     if len(outcomes) == 1:
-        return [_single(outcomes[0], t, limit=limit, digest=digest)]
-    lines = [_line(outcome, t, limit=limit) for outcome in outcomes]
+        return [_single(outcomes[0], t, limit=limit, digest=digest, moved=moved)]
+    lines = [moved.get(o.url) or _line(o, t, limit=limit) for o in outcomes]
     if any(o.kind in ("added", "resumed") for o in outcomes):
         lines.append(when_new_items(t, digest=digest))
     if any(o.kind == "full" for o in outcomes):
@@ -42,11 +52,14 @@ def add_reply(
     return pack_blocks("", lines, separator="\n")
 
 
-def _single(outcome: AddOutcome, t: Translator, *, limit: int, digest: bool) -> str:
-    """Today's one-feed answers, word for word."""
+def _single(
+    outcome: AddOutcome, t: Translator, *, limit: int, digest: bool, moved: Mapping[str, str]
+) -> str:
+    """The one-feed answers, as ``/add`` has always given them."""
     url = esc(outcome.url)
+    note = moved.get(outcome.url)
     if outcome.kind == "already":
-        return t.gettext("Already following <code>%(url)s</code>.") % {"url": url}
+        return note or t.gettext("Already following <code>%(url)s</code>.") % {"url": url}
     if outcome.kind == "backoff":
         return t.gettext(
             "❌ That feed failed a moment ago (%(reason)s). Try again in a minute."
@@ -68,7 +81,8 @@ def _single(outcome: AddOutcome, t: Translator, *, limit: int, digest: bool) -> 
         text += "\n" + t.gettext("(found the feed at <code>%(url)s</code>)") % {
             "url": esc(outcome.feed_url)
         }
-    return f"{text}\n{when_new_items(t, digest=digest)}"
+    text += "\n" + when_new_items(t, digest=digest)
+    return f"{text}\n{note}" if note else text
 
 
 def _line(outcome: AddOutcome, t: Translator, *, limit: int) -> str:

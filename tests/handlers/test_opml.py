@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -234,7 +235,7 @@ async def test_group_members_cannot_import_or_export_but_admins_can(
     one = feed_server.url("/one.xml")
     group = -2047
     fake_api.set_admin(group, 31)
-    in_group = {"chat_type": "supergroup", "chat_title": "Readers"}
+    in_group: dict[str, Any] = {"chat_type": "supergroup", "chat_title": "Readers"}
     async with running_bot(bot_settings()):
         denied = await send_file(fake_api, opml([(one, "")]), group, user_id=30, **in_group)
         export_denied = await say(fake_api, "/export", group, 30, **in_group)
@@ -352,3 +353,31 @@ async def test_import_and_add_share_one_rate_limit_with_a_logged_breach(
         assert record.retry_after_s in (599, 600)  # type: ignore[attr-defined]
     assert counters["chats"]["77"]["add_rate_limited"] == 2
     assert counters["global"]["add_rate_limited"] == 2
+
+
+async def test_import_and_export_inside_a_forum_topic_stay_in_that_topic(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
+) -> None:
+    feed_server.serve("/one.xml", stories("one"))
+    feed_server.serve("/two.xml", stories("two"))
+    one, two = feed_server.url("/one.xml"), feed_server.url("/two.xml")
+    forum, admin = -1001234500077, 501
+    fake_api.make_forum(forum, title="Readers")
+    fake_api.set_admin(forum, admin)
+    tech = fake_api.create_topic(forum, "Tech")
+    async with running_bot(bot_settings()):
+        await say(fake_api, f"/add {one}", forum, admin, chat_type="supergroup")  # in General
+        answer = await send_file(
+            fake_api, opml([(one, ""), (two, "")]), forum, user_id=admin,
+            chat_type="supergroup", thread_id=tech,
+        )  # fmt: skip
+        fake_api.send_command(
+            "/export", chat_id=forum, user_id=admin, chat_type="supergroup", thread_id=tech
+        )
+        [document] = await fake_api.files.wait_for_documents(1, chat_id=forum)
+        storage = get_storage_service()
+        placed = {s.url: s.thread_id for s in storage.subscriptions(forum)}
+    assert answer == f"📥 Import of feeds.opml\n✅ Added 1 feed.\n☑️ 1 already followed.\n{INSTANT}"
+    assert [m["plain"] for m in fake_api.topic_messages(forum, tech)] == [answer]
+    assert placed == {one: None, two: tech}  # new feeds in the topic; the followed one stays
+    assert document["thread_id"] == tech

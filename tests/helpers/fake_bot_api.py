@@ -291,6 +291,23 @@ class _Failure:
     html: bool = False
 
 
+TopicState = Literal["open", "closed", "deleted"]
+# What supergroups answer for a deleted topic (tdlib/telegram-bot-api#854); Telegram has also
+# been seen answering "Bad Request: TOPIC_DELETED" (set FakeBotAPI.deleted_topic_error).
+THREAD_NOT_FOUND = "Bad Request: message thread not found"
+TOPIC_CLOSED = "Bad Request: TOPIC_CLOSED"
+
+
+@dataclass
+class ForumTopic:
+    """A topic of a forum supergroup; its id is that of its "topic created" service message."""
+
+    thread_id: int
+    name: str
+    state: TopicState = "open"
+    icon_color: int = 0x6FB9F0
+
+
 @dataclass(frozen=True)
 class FloodLimits:
     """Telegram's flood limits as the fake enforces them (when enabled).
@@ -444,6 +461,16 @@ class FakeBotAPI(LocalServer):
     (:meth:`set_admin`, :meth:`fail_next`, :meth:`set_delay`, :meth:`hang`,
     :meth:`set_limits`). With ``enforce_limits=True`` it answers 429 like Telegram when the
     bot goes over the flood limits (:class:`FloodLimits`); ``limit_hits`` counts those 429s.
+
+    Forum supergroups: :meth:`make_forum`, :meth:`create_topic`, :meth:`close_topic`,
+    :meth:`reopen_topic`, :meth:`delete_topic`; ``send_command(..., thread_id=)`` sends into a
+    topic. sendMessage places a message like Telegram: in ``message_thread_id``, else in the
+    topic of the message it replies to, else General, and refuses a closed topic
+    ("TOPIC_CLOSED"), a deleted or unknown one ("message thread not found"; also for any
+    thread id in a chat without topics — Telegram accepts reply-thread ids in plain
+    supergroups, which the bot never sends). The bot is treated as an admin without
+    ``can_manage_topics`` (those may post into closed topics). Sent messages record their
+    ``thread_id`` (None: General or a chat without topics).
     """
 
     def __init__(
@@ -477,6 +504,12 @@ class FakeBotAPI(LocalServer):
         self.unknown_chats: set[int] = set()
         self.left_chats: list[int] = []
         self.chats: dict[int, dict[str, Any]] = {}
+        # Forum supergroups: chat id -> thread id -> topic; General is not in it.
+        self.forums: dict[int, dict[int, ForumTopic]] = {}
+        self.closed_general: set[int] = set()
+        self.deleted_topic_error = THREAD_NOT_FOUND
+        # (forum chat, message id) -> its topic (None: General), for replies without a thread.
+        self._message_topics: dict[tuple[int, int], int | None] = {}
         self._members: dict[tuple[int, int], str] = {}
         self._commands: dict[str, list[Any]] = {}
         self._updates: list[dict[str, Any]] = []
@@ -568,8 +601,105 @@ class FakeBotAPI(LocalServer):
             chat["title"] = title or f"Chat {chat_id}"
         if username:
             chat["username"] = username
+        if chat_id in self.forums and chat_type == "supergroup":
+            chat["is_forum"] = True
         self.chats[chat_id] = chat
         return dict(chat)
+
+    def make_forum(self, chat_id: int, *, title: str | None = None) -> dict[str, Any]:
+        """Make ``chat_id`` a supergroup with topics enabled (``is_forum``); return the chat."""
+        if chat_id > _SUPERGROUP_ID_LIMIT:
+            raise ValueError("forums are supergroups: use a -100… id")
+        chat = self.set_chat(chat_id, "supergroup", title=title)
+        self.chats[chat_id]["is_forum"] = True
+        if chat_id not in self.forums:
+            self.forums[chat_id] = {}
+            self._next_message_id(chat_id)  # id 1 is General's; topics never get it
+        return chat | {"is_forum": True}
+
+    def create_topic(self, chat_id: int, name: str) -> int:
+        """Create a topic in a forum (as ``createForumTopic`` does); return its thread id."""
+        topics = self.forums.get(chat_id)
+        if topics is None:
+            raise ValueError(f"chat {chat_id} is not a forum (make_forum first)")
+        thread_id = self._next_message_id(chat_id)
+        topics[thread_id] = ForumTopic(thread_id, name)
+        self._message_topics[(chat_id, thread_id)] = thread_id
+        return thread_id
+
+    def close_topic(
+        self, chat_id: int, thread_id: int | None, *, by: int = 1, announce: bool = True
+    ) -> None:
+        """Close a topic (None: General); ``announce`` queues the service message bots get."""
+        self._set_topic_state(chat_id, thread_id, "closed", by, announce)
+
+    def reopen_topic(
+        self, chat_id: int, thread_id: int | None, *, by: int = 1, announce: bool = True
+    ) -> None:
+        """Reopen a closed topic (None: General), announcing it like Telegram."""
+        self._set_topic_state(chat_id, thread_id, "open", by, announce)
+
+    def delete_topic(self, chat_id: int, thread_id: int) -> None:
+        """Delete a topic with its messages (Telegram sends bots no update for this)."""
+        self._topic(chat_id, thread_id).state = "deleted"
+
+    def delete_message(self, chat_id: int, message_id: int) -> None:
+        """A user deleted a message: replies to it no longer find its topic."""
+        self._message_topics.pop((chat_id, message_id), None)
+
+    def topic_messages(self, chat_id: int, thread_id: int | None) -> list[dict[str, Any]]:
+        """Messages the bot posted in one topic of ``chat_id`` (None: General), oldest first."""
+        return [m for m in self.sent_messages(chat_id) if m["thread_id"] == thread_id]
+
+    def _topic(self, chat_id: int, thread_id: int) -> ForumTopic:
+        topic = self.forums.get(chat_id, {}).get(thread_id)
+        if topic is None:
+            raise ValueError(f"no topic {thread_id} in chat {chat_id}")
+        return topic
+
+    def _set_topic_state(
+        self, chat_id: int, thread_id: int | None, state: TopicState, by: int, announce: bool
+    ) -> None:
+        if thread_id is None:
+            if chat_id not in self.forums:
+                raise ValueError(f"chat {chat_id} is not a forum")
+            if state == "closed":
+                self.closed_general.add(chat_id)
+            else:
+                self.closed_general.discard(chat_id)
+            return
+        topic = self._topic(chat_id, thread_id)
+        if topic.state == "deleted":
+            raise ValueError(f"topic {thread_id} was deleted")
+        topic.state = state
+        if announce:
+            event = "forum_topic_closed" if state == "closed" else "forum_topic_reopened"
+            message = self._topic_message(chat_id, thread_id, by)
+            message[event] = {}
+            self.add_update({"message": message})
+
+    def _topic_message(self, chat_id: int, thread_id: int, user_id: int) -> dict[str, Any]:
+        """A new message in a topic, as Telegram shows it to bots (without its content)."""
+        topic = self._topic(chat_id, thread_id)
+        message_id = self._next_message_id(chat_id)
+        self._message_topics[(chat_id, message_id)] = thread_id
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": self._chat(chat_id),
+            "from": self._user(user_id, None),
+            "message_thread_id": thread_id,
+            "is_topic_message": True,
+            # Every topic message that replies to nothing replies to the topic's creation.
+            "reply_to_message": {
+                "message_id": thread_id,
+                "date": int(time.time()),
+                "chat": self._chat(chat_id),
+                "message_thread_id": thread_id,
+                "is_topic_message": True,
+                "forum_topic_created": {"name": topic.name, "icon_color": topic.icon_color},
+            },
+        }
 
     def fail_next(
         self,
@@ -666,12 +796,26 @@ class FakeBotAPI(LocalServer):
         chat_type: str = "private",
         username: str | None = None,
         chat_title: str | None = None,
+        thread_id: int | None = None,
     ) -> int:
-        """Queue a user's text message; a leading ``/cmd[@bot]`` gets its bot_command entity."""
-        message: dict[str, Any] = {
-            "message_id": self._next_message_id(chat_id),
+        """Queue a user's text message; a leading ``/cmd[@bot]`` gets its bot_command entity.
+
+        ``thread_id``: a forum topic of ``chat_id`` to send it in (:meth:`create_topic`), or
+        any other id for a reply thread (a reply in General or in a chat without topics
+        carries its thread's id, but is no topic message).
+        """
+        chat = self._chat_for_update(chat_id, chat_type, chat_title, username, user_id)
+        if thread_id is not None and thread_id in self.forums.get(chat_id, {}):
+            message = self._topic_message(chat_id, thread_id, user_id)
+        else:
+            message = {"message_id": self._next_message_id(chat_id)}
+            if thread_id is not None:
+                message["message_thread_id"] = thread_id
+            if chat_id in self.forums:
+                self._message_topics[(chat_id, message["message_id"])] = None
+        message |= {
             "date": int(time.time()),
-            "chat": self._chat_for_update(chat_id, chat_type, chat_title, username, user_id),
+            "chat": chat,
             "from": self._user(user_id, username),
             "text": text,
         }
@@ -1242,6 +1386,7 @@ class FakeBotAPI(LocalServer):
             raise _ApiError(400, "Bad Request: message text is empty")
         if len(plain) > MAX_MESSAGE_LENGTH:
             raise _ApiError(400, "Bad Request: message is too long")
+        thread_id = self._place_in_topic(chat_id, params)
         message: dict[str, Any] = {
             "message_id": self._next_message_id(chat_id),
             "from": dict(self.bot_user),
@@ -1249,6 +1394,10 @@ class FakeBotAPI(LocalServer):
             "chat": chat,
             "text": plain,
         }
+        if thread_id is not None:
+            message |= {"message_thread_id": thread_id, "is_topic_message": True}
+        if chat_id in self.forums:
+            self._message_topics[(chat_id, message["message_id"])] = thread_id
         if isinstance(params.get("reply_markup"), dict):
             message["reply_markup"] = params["reply_markup"]
         self.sent.append(
@@ -1261,9 +1410,40 @@ class FakeBotAPI(LocalServer):
                 "date": message["date"],
                 "reply_markup": params.get("reply_markup"),
                 "params": params,
+                "thread_id": thread_id,
             }
         )
         return message
+
+    def _place_in_topic(self, chat_id: int, params: dict[str, Any]) -> int | None:
+        """The topic a new message goes to (None: General), or Telegram's refusal.
+
+        ``message_thread_id`` wins; without it a reply goes to the topic of the message it
+        answers (a missing one, with ``allow_sending_without_reply``, leaves it in General).
+        """
+        raw = params.get("message_thread_id")
+        thread_id: int | None
+        if raw is not None:
+            if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
+                raise _ApiError(400, THREAD_NOT_FOUND)
+            thread_id = raw
+        else:
+            reply = params.get("reply_parameters")
+            replied = _as_int(reply.get("message_id"), 0) if isinstance(reply, dict) else 0
+            thread_id = self._message_topics.get((chat_id, replied))
+        topics = self.forums.get(chat_id)
+        if thread_id is None:
+            if chat_id in self.closed_general:
+                raise _ApiError(400, TOPIC_CLOSED)
+            return None
+        topic = topics.get(thread_id) if topics is not None else None
+        if topic is None:
+            raise _ApiError(400, THREAD_NOT_FOUND)
+        if topic.state == "deleted":
+            raise _ApiError(400, self.deleted_topic_error)
+        if topic.state == "closed":
+            raise _ApiError(400, TOPIC_CLOSED)
+        return thread_id
 
     @staticmethod
     def _forbidden_description(chat_type: str) -> str:

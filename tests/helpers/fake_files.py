@@ -87,14 +87,24 @@ class FakeFiles:
         caption: str | None = None,
         chat_type: str = "private",
         chat_title: str | None = None,
+        thread_id: int | None = None,
     ) -> int:
-        """Queue a user's message carrying a document; return its ``message_id``."""
+        """Queue a user's message carrying a document; return its ``message_id``.
+
+        ``thread_id``: a forum topic of ``chat_id`` to send it in (see ``create_topic``).
+        """
         api = self._api
         stored = self.store(data, file_name, mime_type)
-        message: dict[str, Any] = {
-            "message_id": api._next_message_id(chat_id),
+        chat = api._chat_for_update(chat_id, chat_type, chat_title, None, user_id)
+        if thread_id is not None:
+            message: dict[str, Any] = api._topic_message(chat_id, thread_id, user_id)
+        else:
+            message = {"message_id": api._next_message_id(chat_id)}
+            if chat_id in api.forums:
+                api._message_topics[(chat_id, message["message_id"])] = None
+        message |= {
             "date": int(time.time()),
-            "chat": api._chat_for_update(chat_id, chat_type, chat_title, None, user_id),
+            "chat": chat,
             "from": api._user(user_id, None),
             "document": self.document_of(stored),
         }
@@ -188,6 +198,7 @@ class FakeFiles:
             stored = self.files[document]
         else:
             raise _ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        thread_id = api._place_in_topic(chat_id, params)
         caption = str(params.get("caption") or "")
         parse_mode = params.get("parse_mode")
         if caption and parse_mode is not None and str(parse_mode).lower() == "html":
@@ -206,6 +217,8 @@ class FakeFiles:
         }
         if caption:
             message["caption"] = caption
+        if thread_id is not None:
+            message |= {"message_thread_id": thread_id, "is_topic_message": True}
         self.sent_documents.append(
             {
                 "chat_id": chat_id,
@@ -214,6 +227,7 @@ class FakeFiles:
                 "mime_type": stored.mime_type,
                 "data": stored.data,
                 "caption": caption,
+                "thread_id": thread_id,
                 "params": params,
             }
         )

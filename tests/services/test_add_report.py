@@ -102,3 +102,18 @@ def test_import_summary_when_nothing_was_added() -> None:
         import_reply(outcomes, EN, limit=50, digest=False, skipped=0, file_name="f.opml")
     )
     assert text == "📥 Import of f.opml\n✅ Added 0 feeds.\n☑️ 1 already followed."
+
+
+def test_a_feed_moved_to_this_topic_says_so_instead_of_already_following() -> None:
+    note = "➡️ Moved <b>A</b> to this topic from General."
+    already = AddOutcome("https://a.example/f", "already", "https://a.example/f")
+    resumed = AddOutcome("https://a.example/f", "resumed", "https://a.example/f", "A")
+    failed = AddOutcome("https://b.example/f", "failed", reason="the server answered 404")
+    moved = {"https://a.example/f": note}
+    assert add_reply([already], EN, limit=50, digest=False, moved=moved) == [note]
+    assert plain(add_reply([resumed], EN, limit=50, digest=False, moved=moved)) == [
+        f"✅ Already following (resumed) A.\n{INSTANT}\n➡️ Moved A to this topic from General."
+    ]
+    assert plain(add_reply([already, failed], EN, limit=50, digest=False, moved=moved)) == [
+        "➡️ Moved A to this topic from General.\n❌ https://b.example/f: the server answered 404"
+    ]
