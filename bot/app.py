@@ -22,7 +22,20 @@ from telegram.request import BaseRequest
 
 from bot.config import Settings
 from bot.context import SERVICES_KEY, AnyApp, BotContext, Services, services_of
-from bot.handlers import admin, basic, chats, conflict, delivery, errors, feeds, news, opml, topics
+from bot.handlers import (
+    access,
+    admin,
+    basic,
+    channels,
+    chats,
+    conflict,
+    delivery,
+    errors,
+    feeds,
+    news,
+    opml,
+    topics,
+)
 from bot.jobs import on_chat_moved, report_poll, schedule_background_jobs
 from bot.services.delivery import Dispatcher
 from bot.services.digests import DigestScheduler
@@ -58,6 +71,7 @@ COMMANDS = [
     BotCommand("pause", "Stop posting new items for now"),
     BotCommand("resume", "Post new items again"),
     BotCommand("timezone", "Time zone for daily digests"),
+    BotCommand("channels", "Groups and channels you manage from here"),
     BotCommand("help", "All commands"),
 ]
 
@@ -119,7 +133,11 @@ def build_application(
     app: AnyApp = builder.build()
     app.bot_data[SERVICES_KEY] = services
     # conflict before errors: its error handler stops 409s reaching the generic one.
-    for module in (basic, news, feeds, opml, delivery, admin, chats, topics, conflict, errors):
+    # access first: its gate (handler group -1) stops refused updates before any handler.
+    for module in (
+        access, basic, news, feeds, opml, delivery, channels, admin, chats, topics, conflict,
+        errors,
+    ):  # fmt: skip
         module.register(app)
     return app
 

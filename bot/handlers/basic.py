@@ -22,6 +22,12 @@ HELP_TEXT = """<b>newsbot</b> — news from the feeds you choose, posted here as
 /remove 2 — stop following feed number 2 (or give its URL)
 Groups with topics: /add inside a topic posts the feed there (/add it elsewhere to move it)
 
+<b>Channels and groups</b> — manage them from this private chat, unseen by their readers
+/add @mychannel https://example.com/feed.xml — name the chat first: @username or -100… id
+/list @mychannel — the same for /list, /remove, /digest, /pause, /resume and /timezone
+/channels — the groups and channels you manage through me
+(I must be a channel admin who may post, or a group member; you: its creator or an admin.)
+
 <b>Delivery</b> — new items are posted as soon as they are found, unless you choose a digest
 /digest — show how this chat gets new items
 /digest every 2h — a digest every 2 hours instead

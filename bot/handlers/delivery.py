@@ -13,11 +13,12 @@ from bot.handlers.common import (
     COMMAND_UPDATES,
     Context,
     args_of,
-    can_manage,
-    chat_id_of,
     deny,
-    register_chat,
+    may_change,
+    register_target,
     reply,
+    reply_about,
+    resolve_target,
 )
 from bot.models import Chat, Delivery
 from bot.services.schedule import (
@@ -50,19 +51,22 @@ def _status(chat: Chat, due: float | None) -> str:
 async def digest(update: Update, context: Context) -> None:
     """``/digest`` shows the mode; ``/digest every 2h|at 08:00|off`` changes it."""
     settings = context.services.settings
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
     try:
-        wanted = parse_delivery(args_of(context), settings.digest_min_interval_s)
+        wanted = parse_delivery(list(target.args), settings.digest_min_interval_s)
     except ScheduleError as exc:
         await reply(update, context, str(exc))
         return
-    chat = await register_chat(update, context)
+    chat = await register_target(update, context, target)
     if chat is None:
         return
     if wanted is None:
         due = context.services.digests.due_time(chat.chat_id)
-        await reply(update, context, f"{_status(chat, due)}\n\n{USAGE}")
+        await reply_about(update, context, target, f"{_status(chat, due)}\n\n{USAGE}")
         return
-    if not await can_manage(update, context):
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
     await _set_delivery(context, chat.chat_id, wanted)
@@ -72,7 +76,7 @@ async def digest(update: Update, context: Context) -> None:
         tail = " Items found until then wait for it; nothing is posted in between."
     else:
         tail = " Each new item is posted as soon as it is found."
-    await reply(update, context, f"✅ {_status(updated, due)}\n{tail.strip()}")
+    await reply_about(update, context, target, f"✅ {_status(updated, due)}\n{tail.strip()}")
 
 
 async def _set_delivery(context: Context, chat_id: int, delivery: Delivery) -> None:
@@ -109,14 +113,18 @@ async def _set_delivery(context: Context, chat_id: int, delivery: Delivery) -> N
 
 async def pause(update: Update, context: Context) -> None:
     """Stop posting new items here; they are kept and sent on /resume."""
-    if not await can_manage(update, context):
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
-    await register_chat(update, context)
-    await context.storage.update_chat(chat_id_of(update), lambda c: setattr(c, "paused", True))
-    await reply(
+    await register_target(update, context, target)
+    await context.storage.update_chat(target.chat_id, lambda c: setattr(c, "paused", True))
+    await reply_about(
         update,
         context,
+        target,
         f"⏸ Paused. I'll keep collecting new items (the latest {LOG_MAX} per feed) and post them "
         "when you say /resume. /news still works.",
     )
@@ -124,33 +132,41 @@ async def pause(update: Update, context: Context) -> None:
 
 async def resume(update: Update, context: Context) -> None:
     """Post again, starting with what was collected while paused."""
-    if not await can_manage(update, context):
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
-    chat = await register_chat(update, context)
-    chat_id = chat_id_of(update)
+    chat = await register_target(update, context, target)
+    chat_id = target.chat_id
     await context.storage.update_chat(chat_id, lambda c: setattr(c, "paused", False))
     if chat is not None and chat.delivery.is_digest:
         text = "▶️ Resumed. Items found while paused come in the next digest."
     else:
         context.services.dispatcher.request(chat_id)
         text = "▶️ Resumed. Items found while paused follow now."
-    await reply(update, context, text)
+    await reply_about(update, context, target, text)
 
 
 async def timezone(update: Update, context: Context) -> None:
     """Show or set the chat's time zone (for ``/digest at HH:MM``)."""
-    args = args_of(context)
-    chat = await register_chat(update, context)
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    args = target.args
+    chat = await register_target(update, context, target)
     if chat is None:
         return
     if not args:
-        await reply(update, context, f"Time zone: <b>{esc(chat.tz)}</b>\n{TIMEZONE_USAGE}")
+        await reply_about(
+            update, context, target, f"Time zone: <b>{esc(chat.tz)}</b>\n{TIMEZONE_USAGE}"
+        )
         return
     if len(args) != 1:
         await reply(update, context, TIMEZONE_USAGE)
         return
-    if not await can_manage(update, context):
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
     try:
@@ -162,7 +178,9 @@ async def timezone(update: Update, context: Context) -> None:
     if chat.delivery.is_digest:
         await _set_delivery(context, chat.chat_id, chat.delivery)  # re-time "at" digests
     now = datetime.now(zone(tz))
-    await reply(update, context, f"✅ Time zone: <b>{esc(tz)}</b> (it is {now:%H:%M} there now).")
+    await reply_about(
+        update, context, target, f"✅ Time zone: <b>{esc(tz)}</b> (it is {now:%H:%M} there now)."
+    )
 
 
 def register(app: Application) -> None:

@@ -12,12 +12,14 @@ from bot.handlers.budget import charge_add
 from bot.handlers.common import (
     COMMAND_UPDATES,
     Context,
+    Target,
     args_of,
-    can_manage,
-    chat_id_of,
     deny,
-    register_chat,
+    may_change,
+    register_target,
     reply,
+    reply_about,
+    resolve_target,
     tr,
 )
 from bot.handlers.topics import move_here, options_for
@@ -32,7 +34,6 @@ from bot.services.subscriptions import (
 
 logger = logging.getLogger(__name__)
 
-MAX_FEEDS_PER_CHAT = 50
 ADD_USAGE = "Usage: /add &lt;feed or page URL&gt;, e.g. /add https://example.com/feed.xml"
 REMOVE_USAGE = "Usage: /remove &lt;number from /list, or the feed URL&gt;, e.g. /remove 2"
 
@@ -42,24 +43,26 @@ async def add(update: Update, context: Context) -> None:
 
     New items are sent from now on; one answer says what became of every address.
     """
-    args = args_of(context)
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    args = list(target.args)
     if not args or any(len(arg) > MAX_URL_LEN for arg in args):
         await reply(update, context, ADD_USAGE)
         return
-    if not await can_manage(update, context):
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
-    chat_id = chat_id_of(update)
-    await register_chat(update, context)
-    await add_urls(update, context, chat_id, args)
+    await register_target(update, context, target)
+    await add_urls(update, context, target, args)
 
 
 def feed_limit(context: Context) -> int:
-    """The most feeds one chat may follow (one place to read it: /add and /import)."""
-    return MAX_FEEDS_PER_CHAT
+    """The most feeds one chat may follow (``MAX_FEEDS_PER_CHAT``): /add and /import."""
+    return context.services.settings.max_feeds_per_chat
 
 
-async def add_urls(update: Update, context: Context, chat_id: int, urls: list[str]) -> None:
+async def add_urls(update: Update, context: Context, target: Target, urls: list[str]) -> None:
     """The body of /add once the arguments and rights are checked: check, follow, answer once.
 
     Charged to the sender's /add budget (:mod:`bot.handlers.budget`) before any fetch; more
@@ -68,6 +71,7 @@ async def add_urls(update: Update, context: Context, chat_id: int, urls: list[st
     t = tr(update, context)
     _ = t.gettext
     limit = feed_limit(context)
+    chat_id = target.chat_id
     try:
         check_url_count(urls, MAX_ADD_URLS)
     except TooManyUrlsError as exc:
@@ -100,34 +104,40 @@ async def add_urls(update: Update, context: Context, chat_id: int, urls: list[st
 
 async def remove(update: Update, context: Context) -> None:
     """Stop following a feed, by its number in /list or its URL."""
-    args = args_of(context)
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    args = target.args
     if len(args) != 1:
         await reply(update, context, REMOVE_USAGE)
         return
-    if not await can_manage(update, context):
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
-    target = args[0].strip("<>")
+    which = args[0].strip("<>")
     storage = context.storage
-    chat_id = chat_id_of(update)
-    await register_chat(update, context)
+    chat_id = target.chat_id
+    await register_target(update, context, target)
     urls = storage.feed_urls(chat_id)
     url: str | None = None
-    if target.isdigit() and 0 < int(target) <= len(urls):
-        url = urls[int(target) - 1]
-    elif target in urls:
-        url = target
+    if which.isdigit() and 0 < int(which) <= len(urls):
+        url = urls[int(which) - 1]
+    elif which in urls:
+        url = which
     if url is None or not await storage.unsubscribe(chat_id, url):
-        await reply(update, context, "No such feed here. See /list for the numbers.")
+        await reply_about(update, context, target, "No such feed here. See /list for the numbers.")
         return
-    await reply(update, context, f"🗑 Removed <code>{esc(url)}</code>.")
+    await reply_about(update, context, target, f"🗑 Removed <code>{esc(url)}</code>.")
 
 
 async def list_feeds(update: Update, context: Context) -> None:
     """Show the chat's feeds, numbered as /remove expects."""
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
     services, storage = context.services, context.storage
-    await register_chat(update, context)
-    feeds = storage.feed_urls(chat_id_of(update))
+    await register_target(update, context, target)
+    feeds = storage.feed_urls(target.chat_id)
     titles: dict[str, str] = {}
     paused: set[str] = set()
     for url in feeds:
@@ -139,7 +149,7 @@ async def list_feeds(update: Update, context: Context) -> None:
     texts = format_feed_list(feeds, titles, paused)
     if not feeds and services.settings.default_feeds:
         texts[-1] += "\n(/news shows the bot's default feeds until you add your own.)"
-    await reply(update, context, texts)
+    await reply_about(update, context, target, texts)
 
 
 def register(app: Application) -> None:

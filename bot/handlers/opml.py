@@ -26,11 +26,14 @@ from bot.handlers.budget import charge_add
 from bot.handlers.common import (
     COMMAND_UPDATES,
     Context,
-    can_manage,
-    chat_id_of,
+    Target,
+    args_of,
     deny,
-    register_chat,
+    may_change,
+    register_target,
     reply,
+    reply_about,
+    resolve_target,
     thread_of,
     tr,
 )
@@ -79,21 +82,32 @@ class _CaptionCommand(filters.MessageFilter):
 
 
 async def import_command(update: Update, context: Context) -> None:
-    """``/import`` typed as a reply to a document."""
+    """``/import [@chat]`` typed as a reply to a document."""
     message = update.effective_message
     replied = message.reply_to_message if message is not None else None
-    await _import(update, context, replied.document if replied is not None else None)
+    document = replied.document if replied is not None else None
+    await _import(update, context, document, args_of(context))
 
 
 async def import_caption(update: Update, context: Context) -> None:
-    """A document sent with the caption ``/import``."""
+    """A document sent with the caption ``/import [@chat]``."""
     message = update.effective_message
-    await _import(update, context, message.document if message is not None else None)
+    if message is None:
+        return
+    await _import(update, context, message.document, (message.caption or "").split()[1:])
 
 
-async def _import(update: Update, context: Context, document: Document | None) -> None:
+async def _import(
+    update: Update, context: Context, document: Document | None, args: list[str]
+) -> None:
     _ = tr(update, context).gettext
     if document is None:
+        await reply(update, context, _usage(update, context))
+        return
+    target = await resolve_target(update, context, args)  # /import @channel, from a private chat
+    if target is None:
+        return
+    if target.args:
         await reply(update, context, _usage(update, context))
         return
     name = document.file_name or "file"
@@ -104,13 +118,13 @@ async def _import(update: Update, context: Context, document: Document | None) -
         ) % {"name": esc(name)}
         await reply(update, context, text)
         return
-    if not await can_manage(update, context):
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
     if document.file_size is not None and document.file_size > MAX_OPML_BYTES:
         await _refuse(update, context, name, OpmlTooLargeError(document.file_size))
         return
-    chat_id = chat_id_of(update)
+    chat_id = target.chat_id
     running: set[int] = context.bot_data.setdefault(IMPORTING_KEY, set())
     if chat_id in running:
         text = _("An import into this chat is still running; its summary comes when it is done.")
@@ -118,18 +132,19 @@ async def _import(update: Update, context: Context, document: Document | None) -
         return
     running.add(chat_id)  # no await since the check above: no lock needed
     try:
-        await register_chat(update, context)
+        await register_target(update, context, target)
         if await charge_add(update, context, "import"):
-            await _run_import(update, context, chat_id, document, name)
+            await _run_import(update, context, target, document, name)
     finally:
         running.discard(chat_id)
 
 
 async def _run_import(
-    update: Update, context: Context, chat_id: int, document: Document, name: str
+    update: Update, context: Context, target: Target, document: Document, name: str
 ) -> None:
     """Download, parse, follow, answer."""
     _ = tr(update, context).gettext
+    chat_id = target.chat_id
     try:
         telegram_file = await context.bot.get_file(document.file_id)
         data = bytes(await telegram_file.download_as_bytearray())
@@ -160,7 +175,7 @@ async def _run_import(
     texts = import_reply(
         outcomes, tr(update, context), limit=limit, digest=digest, skipped=skipped, file_name=name
     )
-    await reply(update, context, texts)
+    await reply_about(update, context, target, texts)
 
 
 async def _parse_off_loop(context: Context, data: bytes) -> list[OpmlFeed]:
@@ -189,18 +204,25 @@ def _usage(update: Update, context: Context) -> str:
     return _(
         "To import feeds, send an OPML file (.opml or .xml, as your feed reader exports it) "
         "with the caption /import, or reply /import to such a file. /export makes one of "
-        "this chat's feeds."
+        "this chat's feeds. From a private chat, /import @channel and /export @channel act "
+        "on a chat you manage."
     )
 
 
 async def export(update: Update, context: Context) -> None:
-    """Send the chat's subscriptions as an OPML 2.0 document."""
+    """Send the chat's subscriptions (or a managed chat's: ``/export @chat``) as OPML 2.0."""
     _ = tr(update, context).gettext
-    if not await can_manage(update, context):
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    if target.args:
+        await reply(update, context, _usage(update, context))
+        return
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
-    stored = await register_chat(update, context)
-    chat_id = chat_id_of(update)
+    stored = await register_target(update, context, target)
+    chat_id = target.chat_id
     storage = context.storage
     entries = []
     for sub in storage.subscriptions(chat_id):
@@ -208,9 +230,9 @@ async def export(update: Update, context: Context) -> None:
         entries.append(OpmlFeed(sub.url, sub.title or (state.title if state else "")))
     if not entries:
         text = _("This chat follows no feeds yet: nothing to export. Add some with /add.")
-        await reply(update, context, text)
+        await reply_about(update, context, target, text)
         return
-    chat_title = stored.title if stored is not None and stored.title else str(chat_id)
+    chat_title = stored.title if stored is not None and stored.title else target.label
     head_title = _("newsbot feeds of %(chat)s") % {"chat": chat_title}
     data = await asyncio.to_thread(
         export_opml, entries, title=head_title, created=datetime.now(UTC)
@@ -222,7 +244,9 @@ async def export(update: Update, context: Context) -> None:
         "with /import.",
         len(entries),
     ) % {"n": len(entries)}
-    await _send_document(update, context, data, f"newsbot-{_file_stem(update)}.opml", caption)
+    if target.remote:  # sent to the private chat: say which chat the file is of
+        caption = f"{target.label}\n{caption}"
+    await _send_document(update, context, data, f"newsbot-{_file_stem(target)}.opml", caption)
 
 
 async def _send_document(
@@ -250,16 +274,17 @@ async def _send_document(
         )
 
 
-def _file_stem(update: Update) -> str:
-    """``my-channel`` from the chat's username or title; its id when neither gives a name."""
-    chat = update.effective_chat
-    if chat is None:
-        return "chat"
-    for name in (chat.username, chat.title):
+def _file_stem(target: Target) -> str:
+    """``mychannel`` from the chat's username, else its title; its id when neither gives one.
+
+    A private chat's "title" is the user's name: it is left out of the file name.
+    """
+    names = [target.username] if target.type == Chat.PRIVATE else [target.username, target.title]
+    for name in names:
         stem = _FILE_STEM_CHARS.sub("-", (name or "").lower()).strip("-")[:40]
         if stem:
             return stem
-    return str(abs(chat.id))
+    return str(abs(target.chat_id))
 
 
 def register(app: Application) -> None:

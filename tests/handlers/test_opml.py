@@ -30,7 +30,7 @@ ADMINS_ONLY = "Only this chat's administrators can change its feeds and delivery
 USAGE = (
     "To import feeds, send an OPML file (.opml or .xml, as your feed reader exports it) with "
     "the caption /import, or reply /import to such a file. /export makes one of this chat's "
-    "feeds."
+    "feeds. From a private chat, /import @channel and /export @channel act on a chat you manage."
 )
 
 
@@ -381,3 +381,32 @@ async def test_import_and_export_inside_a_forum_topic_stay_in_that_topic(
     assert [m["plain"] for m in fake_api.topic_messages(forum, tech)] == [answer]
     assert placed == {one: None, two: tech}  # new feeds in the topic; the followed one stays
     assert document["thread_id"] == tech
+
+
+async def test_a_channel_imports_and_exports_from_its_admins_private_chat(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
+) -> None:
+    feed_server.serve("/one.xml", stories("one"))
+    one = feed_server.url("/one.xml")
+    user, channel = 501, -1001234567890
+    fake_api.set_chat(channel, "channel", title="My Channel", username="mychannel")
+    fake_api.set_admin(channel, fake_api.bot_id, "administrator")
+    fake_api.set_admin(channel, user, "creator")
+    async with running_bot(bot_settings()):
+        imported = await send_file(fake_api, opml([(one, "")]), user, caption="/import @mychannel")
+        wrong = await send_file(fake_api, opml([(one, "")]), user, caption="/import @mychannel x")
+        fake_api.send_command("/export @mychannel", chat_id=user, user_id=user)
+        [document] = await fake_api.files.wait_for_documents(1, chat_id=user)
+        storage = get_storage_service()
+        channel_feeds, own_feeds = storage.feed_urls(channel), storage.feed_urls(user)
+    assert imported == f"@mychannel\n📥 Import of feeds.opml\n✅ Added 1 feed.\n{INSTANT}"
+    assert wrong == USAGE
+    assert (channel_feeds, own_feeds) == ([one], [])
+    assert document["filename"] == "newsbot-mychannel.opml"
+    assert document["caption"].startswith("@mychannel\n1 feed of this chat.")
+    assert b"<title>newsbot feeds of My Channel</title>" in document["data"]
+    assert parse_opml(document["data"]) == [OpmlFeed(one, "one Times")]
+    assert (
+        fake_api.sent_messages(channel) == []
+        and fake_api.files.sent_documents[0]["chat_id"] == user
+    )

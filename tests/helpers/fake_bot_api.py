@@ -95,8 +95,29 @@ _RESTRICTED_PERMISSIONS = [
     "can_send_video_notes",
     "can_send_voice_notes",
     "can_edit_tag",
+    "can_react_to_messages",
 ]
 _MEMBER_STATUSES = frozenset({"creator", "administrator", "member", "restricted", "left", "kicked"})
+# ChatMemberAdministrator's rights: the common ones, then those only channels or only groups
+# have (Telegram leaves the others out of the object).
+_COMMON_ADMIN_RIGHTS = (
+    "can_manage_chat",
+    "can_delete_messages",
+    "can_manage_video_chats",
+    "can_restrict_members",
+    "can_promote_members",
+    "can_change_info",
+    "can_invite_users",
+    "can_post_stories",
+    "can_edit_stories",
+    "can_delete_stories",
+)
+_CHANNEL_ADMIN_RIGHTS = ("can_post_messages", "can_edit_messages")
+_GROUP_ADMIN_RIGHTS = ("can_pin_messages",)
+_SUPERGROUP_ADMIN_RIGHTS = ("can_manage_topics",)
+_ADMIN_RIGHTS = frozenset(
+    _COMMON_ADMIN_RIGHTS + _CHANNEL_ADMIN_RIGHTS + _GROUP_ADMIN_RIGHTS + _SUPERGROUP_ADMIN_RIGHTS
+)
 # Statuses answered by Telegram's nginx front end (an HTML page) rather than the Bot API server.
 _FRONT_END_STATUSES = frozenset({502, 503, 504})
 _NGINX_PAGE = (
@@ -511,6 +532,7 @@ class FakeBotAPI(LocalServer):
         # (forum chat, message id) -> its topic (None: General), for replies without a thread.
         self._message_topics: dict[tuple[int, int], int | None] = {}
         self._members: dict[tuple[int, int], str] = {}
+        self._rights: dict[tuple[int, int], dict[str, bool]] = {}
         self._commands: dict[str, list[Any]] = {}
         self._updates: list[dict[str, Any]] = []
         self._next_update_id = 1
@@ -579,11 +601,24 @@ class FakeBotAPI(LocalServer):
 
     # ------------------------------------------------------------------ behaviour knobs
 
-    def set_admin(self, chat_id: int, user_id: int, status: str = "administrator") -> None:
-        """Set what getChatMember answers for ``user_id`` in ``chat_id`` (default "member")."""
+    def set_admin(
+        self, chat_id: int, user_id: int, status: str = "administrator", **rights: bool
+    ) -> None:
+        """Set what getChatMember answers for ``user_id`` in ``chat_id`` (default "member").
+
+        ``rights`` override the flags of an "administrator" (every right is granted unless
+        given here, e.g. ``can_post_messages=False``) or a "restricted" member (every
+        permission is denied unless given, e.g. ``can_send_messages=True``). Use
+        ``fake.bot_id`` as ``user_id`` to set the bot's own status.
+        """
         if status not in _MEMBER_STATUSES:
             raise ValueError(f"unknown chat member status {status!r}")
+        known = _ADMIN_RIGHTS if status == "administrator" else set(_RESTRICTED_PERMISSIONS)
+        unknown = set(rights) - known if status in ("administrator", "restricted") else set(rights)
+        if unknown:
+            raise ValueError(f"flags {sorted(unknown)} do not apply to status {status!r}")
         self._members[(chat_id, user_id)] = status
+        self._rights[(chat_id, user_id)] = dict(rights)
 
     def set_chat(
         self,
@@ -886,12 +921,13 @@ class FakeBotAPI(LocalServer):
         """
         chat = self._chat_for_update(chat_id, chat_type, chat_title, None, user_id)
         self._members[(chat_id, self.bot_id)] = new_status
+        self._rights.pop((chat_id, self.bot_id), None)
         update = {
             "chat": chat,
             "from": self._user(user_id, None),
             "date": int(time.time()),
-            "old_chat_member": self._member(self.bot_user, old_status),
-            "new_chat_member": self._member(self.bot_user, new_status),
+            "old_chat_member": self._member(self.bot_user, old_status, chat_type),
+            "new_chat_member": self._member(self.bot_user, new_status, chat_type),
         }
         return self.add_update({"my_chat_member": update})
 
@@ -1046,40 +1082,68 @@ class FakeBotAPI(LocalServer):
         return [{"type": "bot_command", "offset": 0, "length": _utf16_len(command)}]
 
     @staticmethod
-    def _member(user: dict[str, Any], status: str) -> dict[str, Any]:
-        """A ChatMember object with every field PTB requires for ``status``."""
+    def _member(
+        user: dict[str, Any],
+        status: str,
+        chat_type: str | None = None,
+        rights: dict[str, bool] | None = None,
+    ) -> dict[str, Any]:
+        """A ChatMember object shaped as Telegram sends it for ``status``.
+
+        ``chat_type`` picks the administrator rights that exist in that kind of chat
+        (``can_post_messages`` in channels, ``can_pin_messages`` in groups...); None gives
+        them all. ``rights`` override the defaults (see :meth:`set_admin`).
+        """
         member: dict[str, Any] = {"status": status, "user": dict(user)}
+        rights = rights or {}
         if status == "creator":
             member["is_anonymous"] = False
         elif status == "administrator":
-            member |= {
-                "can_be_edited": False,
-                "is_anonymous": False,
-                "can_manage_chat": True,
-                "can_delete_messages": True,
-                "can_manage_video_chats": True,
-                "can_restrict_members": True,
-                "can_promote_members": False,
-                "can_change_info": True,
-                "can_invite_users": True,
-                "can_post_messages": True,
-                "can_edit_messages": True,
-                "can_pin_messages": True,
-                "can_post_stories": False,
-                "can_edit_stories": False,
-                "can_delete_stories": False,
-            }
+            names = list(_COMMON_ADMIN_RIGHTS)
+            if chat_type in (None, "channel"):
+                names += _CHANNEL_ADMIN_RIGHTS
+            if chat_type in (None, "group", "supergroup"):
+                names += _GROUP_ADMIN_RIGHTS
+            if chat_type in (None, "supergroup"):
+                names += _SUPERGROUP_ADMIN_RIGHTS
+            defaults = dict.fromkeys(names, True)
+            defaults |= {"can_promote_members": False} | dict.fromkeys(
+                ("can_post_stories", "can_edit_stories", "can_delete_stories"), False
+            )
+            member |= {"can_be_edited": False, "is_anonymous": False}
+            member |= {name: bool(rights.get(name, defaults[name])) for name in names}
         elif status == "kicked":
             member["until_date"] = 0
         elif status == "restricted":
             member |= {
                 "is_member": True,
                 "until_date": 0,
-                **dict.fromkeys(_RESTRICTED_PERMISSIONS, False),
+                **{name: bool(rights.get(name, False)) for name in _RESTRICTED_PERMISSIONS},
             }
         elif status not in _MEMBER_STATUSES:
             raise ValueError(f"unknown chat member status {status!r}")
         return member
+
+    def _is_known(self, chat_id: int) -> bool:
+        """Whether Telegram would know this chat to the bot (seen, registered or configured)."""
+        return chat_id in self.chats or any(chat == chat_id for chat, _ in self._members)
+
+    def _other_chat(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The chat getChat/getChatMember ask about, refused as Telegram refuses it.
+
+        Unknown chats and private chats the bot is not in are "chat not found"; a chat the
+        bot was kicked from answers 403. Public chats (with a username) are found either way.
+        """
+        chat_id = self._resolve_chat_id(params)
+        if not self._is_known(chat_id):
+            raise _ApiError(400, "Bad Request: chat not found")
+        chat = self._chat(chat_id)
+        bot_status = self._members.get((chat_id, self.bot_id))
+        if bot_status == "kicked" and chat["type"] != "private":
+            raise _ApiError(403, self._forbidden_description(chat["type"]))
+        if bot_status == "left" and not chat.get("username"):
+            raise _ApiError(400, "Bad Request: chat not found")
+        return chat
 
     def _resolve_chat_id(self, params: dict[str, Any]) -> int:
         """Turn the ``chat_id`` parameter into a known chat id, like Telegram does."""
@@ -1456,7 +1520,7 @@ class FakeBotAPI(LocalServer):
         return "Forbidden: bot was blocked by the user"
 
     async def _get_chat(self, params: dict[str, Any]) -> dict[str, Any]:
-        chat = self._chat(self._resolve_chat_id(params))
+        chat = self._other_chat(params)
         return chat | {
             "accent_color_id": 0,
             "max_reaction_count": 11,
@@ -1473,17 +1537,30 @@ class FakeBotAPI(LocalServer):
         return dict(self.bot_user) if user_id == self.bot_id else self._user(user_id, None)
 
     async def _get_chat_member(self, params: dict[str, Any]) -> dict[str, Any]:
-        chat_id = self._resolve_chat_id(params)
+        chat = self._other_chat(params)
+        chat_id = int(chat["id"])
         user_id = _as_int(params.get("user_id"), 0)
         if user_id <= 0:
             raise _ApiError(400, "Bad Request: invalid user_id specified")
+        bot_status = self._members.get((chat_id, self.bot_id), "member")
+        if (
+            chat["type"] == "channel"
+            and user_id != self.bot_id
+            and bot_status not in ("creator", "administrator")
+        ):
+            # Only a channel's administrators may see who else is in it.
+            raise _ApiError(400, "Bad Request: member list is inaccessible")
         status = self._members.get((chat_id, user_id), "member")
-        return self._member(self._user_for_member(user_id), status)
+        rights = self._rights.get((chat_id, user_id))
+        return self._member(self._user_for_member(user_id), status, chat["type"], rights)
 
     async def _get_chat_administrators(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         chat_id = self._resolve_chat_id(params)
+        chat_type = self._chat(chat_id)["type"]
         return [
-            self._member(self._user_for_member(user_id), status)
+            self._member(
+                self._user_for_member(user_id), status, chat_type, self._rights.get((chat, user_id))
+            )
             for (chat, user_id), status in self._members.items()
             if chat == chat_id and status in ("creator", "administrator")
         ]
