@@ -7,6 +7,10 @@ file is downloaded: rights (as ``/add``), its name or type, its size from the me
 on the event loop), :func:`bot.services.subscriptions.import_feeds`, and one summary.
 
 ``/export`` sends the chat's subscriptions as an OPML 2.0 document (``sendDocument``).
+
+Both take a target like ``/add`` (``/import @channel`` as the caption, ``/export @channel``,
+from a private chat; :func:`bot.handlers.common.resolve_target`), and answer in the forum
+topic they were sent in; an import sent in a topic places its new feeds there.
 """
 
 from __future__ import annotations
