@@ -32,10 +32,12 @@ from bot.handlers import (
     delivery,
     errors,
     feeds,
+    language,
     news,
     opml,
     topics,
 )
+from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, N_, translator
 from bot.jobs import on_chat_moved, report_poll, schedule_background_jobs
 from bot.services.delivery import Dispatcher
 from bot.services.digests import DigestScheduler
@@ -60,19 +62,22 @@ CONCURRENT_UPDATES = 256
 # sends themselves. A caller waits up to POOL_TIMEOUT_S for a free connection.
 BOT_API_CONNECTIONS = 32
 POOL_TIMEOUT_S = 10.0
+# Descriptions are msgids: the menu is set once per language (Telegram shows each user the
+# one for their language_code, English otherwise).
 COMMANDS = [
-    BotCommand("news", "Latest items from this chat's feeds"),
-    BotCommand("add", "Follow a feed: /add <url>"),
-    BotCommand("list", "This chat's feeds"),
-    BotCommand("remove", "Stop following a feed: /remove <number>"),
-    BotCommand("import", "Follow the feeds of an OPML file (reply to it)"),
-    BotCommand("export", "This chat's feeds as an OPML file"),
-    BotCommand("digest", "Instant delivery or a digest: every 2h, at 08:00, off"),
-    BotCommand("pause", "Stop posting new items for now"),
-    BotCommand("resume", "Post new items again"),
-    BotCommand("timezone", "Time zone for daily digests"),
-    BotCommand("channels", "Groups and channels you manage from here"),
-    BotCommand("help", "All commands"),
+    BotCommand("news", N_("Latest items from this chat's feeds")),
+    BotCommand("add", N_("Follow a feed: /add <url>")),
+    BotCommand("list", N_("This chat's feeds")),
+    BotCommand("remove", N_("Stop following a feed: /remove <number>")),
+    BotCommand("import", N_("Follow the feeds of an OPML file (reply to it)")),
+    BotCommand("export", N_("This chat's feeds as an OPML file")),
+    BotCommand("digest", N_("Instant delivery or a digest: every 2h, at 08:00, off")),
+    BotCommand("pause", N_("Stop posting new items for now")),
+    BotCommand("resume", N_("Post new items again")),
+    BotCommand("timezone", N_("Time zone for daily digests")),
+    BotCommand("language", N_("The bot's language in this chat")),
+    BotCommand("channels", N_("Groups and channels you manage from here")),
+    BotCommand("help", N_("All commands")),
 ]
 
 
@@ -135,8 +140,8 @@ def build_application(
     # conflict before errors: its error handler stops 409s reaching the generic one.
     # access first: its gate (handler group -1) stops refused updates before any handler.
     for module in (
-        access, basic, news, feeds, opml, delivery, channels, admin, chats, topics, conflict,
-        errors,
+        access, basic, news, feeds, opml, delivery, language, channels, admin, chats, topics,
+        conflict, errors,
     ):  # fmt: skip
         module.register(app)
     return app
@@ -214,10 +219,7 @@ async def _post_init(app: AnyApp) -> None:
         await services.health_server.start()
     schedule_background_jobs(app)
     await services.digests.restore()
-    try:
-        await app.bot.set_my_commands(COMMANDS)
-    except Exception as exc:
-        logger.warning("could not set the command menu: %s", type(exc).__name__)
+    await _set_command_menus(app)
     logger.info(
         "newsbot started",
         extra={
@@ -226,6 +228,18 @@ async def _post_init(app: AnyApp) -> None:
             "default_feeds": len(settings.default_feeds),
         },
     )
+
+
+async def _set_command_menus(app: AnyApp) -> None:
+    """The command menu in every language: English as the default, the others by code."""
+    for code in LANGUAGES:
+        t = translator(code)
+        commands = [BotCommand(c.command, t.gettext(c.description)) for c in COMMANDS]
+        language_code = None if code == DEFAULT_LANGUAGE else code
+        try:
+            await app.bot.set_my_commands(commands, language_code=language_code)
+        except Exception as exc:
+            logger.warning("could not set the %s command menu: %s", code, type(exc).__name__)
 
 
 async def _post_stop(app: AnyApp) -> None:

@@ -3,17 +3,23 @@
 No I/O here, so every rule about escaping and length can be tested directly. Every string
 that came from a feed or a user goes through :func:`html.escape`; every message produced is at
 most :data:`MAX_MESSAGE_LEN` characters of *visible* text *and* of raw HTML (Telegram counts
-the former, but staying under both is simpler and always safe).
+the former, but staying under both is simpler and always safe). Ages and dates come out in
+the chat's language through the :class:`~bot.i18n.Translator` passed in (Babel's CLDR data,
+no I/O).
 """
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+from babel.dates import format_skeleton, format_timedelta
+
+from bot.i18n import Translator
 from bot.models import Backlog, FeedItem
 
 MAX_MESSAGE_LEN = 4096
@@ -37,24 +43,49 @@ def host_of(url: str) -> str:
     return urlsplit(url).hostname or url
 
 
-def format_age(published: datetime | None, now: datetime | None = None) -> str:
-    """Say how old an item is ("5m", "3h", "2d"); empty when the feed gave no date."""
+def format_age(published: datetime | None, now: datetime | None = None, *, t: Translator) -> str:
+    """Say how old an item is ("5 min. ago", "3 hr. ago", "2 days ago"); "" without a date.
+
+    In whole minutes under an hour, whole hours under a day, then days (CLDR's own weeks and
+    months past those): the age is floored to that unit first, so Babel never rounds 59
+    minutes up to "1 hr.". The words are the chat's language's (``t.locale``).
+    """
     if published is None:
         return ""
     now = now or datetime.now(UTC)
     seconds = max(0, int((now - published).total_seconds()))
-    if seconds < 3600:
-        return f"{max(1, seconds // 60)}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
+    unit = 60 if seconds < 3600 else 3600 if seconds < 86400 else 86400
+    return _age_text(max(unit, seconds - seconds % unit), t)
 
 
-def format_item(item: FeedItem, now: datetime | None = None, *, show_source: bool = True) -> str:
+@functools.lru_cache(maxsize=2048)
+def _age_text(floored_s: int, t: Translator) -> str:
+    # Babel takes ~20 µs per call; a fan-out formats the same few ages for thousands of
+    # chats, and floored ages repeat (60 minutes, 24 hours, then days), so cache them.
+    return format_timedelta(
+        timedelta(seconds=-floored_s), threshold=1, add_direction=True, format="short",
+        locale=t.locale,
+    )  # fmt: skip
+
+
+def format_when(when: datetime, *, t: Translator) -> str:
+    """A date and time as the chat reads it ("Nov 24, 2026, 08:00", "24 нояб. 2026 г., 08:00").
+
+    ``when`` must already be in the chat's time zone; the clock is 24-hour in every language
+    (digest times are given as HH:MM).
+    """
+    date = format_skeleton("yMMMd", when, locale=t.locale)
+    clock = format_skeleton("Hm", when, locale=t.locale)
+    return str(t.locale.datetime_formats["medium"]).format(clock, date)
+
+
+def format_item(
+    item: FeedItem, now: datetime | None = None, *, t: Translator, show_source: bool = True
+) -> str:
     """One item as a short HTML block: bold linked title, then source and age."""
     title = esc(_shorten(item.title, MAX_TITLE_LEN))
     headline = f'<a href="{esc(item.link)}">{title}</a>' if item.link else title
-    age = format_age(item.published, now)
+    age = format_age(item.published, now, t=t)
     meta = [esc(_shorten(item.source_title, 80))] if show_source else []
     meta += [age] if age else []
     return f"<b>{headline}</b>" + ("\n" + " · ".join(meta) if meta else "")
@@ -83,9 +114,11 @@ def pack_blocks(
     return messages
 
 
-def format_news(items: Sequence[FeedItem], header: str, now: datetime | None = None) -> list[str]:
+def format_news(
+    items: Sequence[FeedItem], header: str, now: datetime | None = None, *, t: Translator
+) -> list[str]:
     """Format items as one or more messages under ``header`` (already HTML-safe)."""
-    return pack_blocks(header, (format_item(i, now) for i in items))
+    return pack_blocks(header, (format_item(i, now, t=t) for i in items))
 
 
 def format_feed_list(
@@ -113,7 +146,7 @@ class OutMessage:
 
 
 def format_backlogs(
-    backlogs: Sequence[Backlog], *, digest: bool, now: datetime | None = None
+    backlogs: Sequence[Backlog], *, digest: bool, t: Translator, now: datetime | None = None
 ) -> list[OutMessage]:
     """Turn what a chat has not been sent into messages, each with the cursors it covers.
 
@@ -131,7 +164,7 @@ def format_backlogs(
             note += " were skipped: the feed moved on before they could be sent.</i>"
             blocks.append((note, backlog.url, 0, None))
         for entry in backlog.entries:
-            html = format_item(entry.item, now, show_source=not digest)
+            html = format_item(entry.item, now, t=t, show_source=not digest)
             blocks.append((html, backlog.url, entry.seq, entry.item.id))
     header = "<b>📰 Digest</b>" if digest else ""
     messages: list[OutMessage] = []

@@ -121,7 +121,7 @@ async def test_daily_digest_time_is_in_the_chat_time_zone(
     assert datetime.fromtimestamp(due, UTC).hour in (6, 7)  # CEST / CET, not 08:00 UTC
     assert 0 < due - time.time() <= 24 * HOUR
     assert "a daily digest at 08:00 (Europe/Berlin)" in answer
-    assert f"Next digest: {local:%Y-%m-%d} 08:00 (Europe/Berlin)" in answer
+    assert f"Next digest: {local:%b} {local.day}, {local.year}, 08:00 (Europe/Berlin)" in answer
 
 
 async def test_digest_due_while_the_bot_was_down_is_sent_at_start_in_phase(

@@ -37,6 +37,8 @@ Groups with topics: /add inside a topic posts the feed there (/add it elsewhere 
 /pause — stop posting for now (items are kept)
 /resume — post again, starting with what was kept
 
+/language — this chat's language: /language en, /language ru, /language auto
+
 /stats — counters (bot operators only)
 /start — the welcome message
 /help — this message"""

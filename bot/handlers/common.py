@@ -29,7 +29,7 @@ from telegram.ext import filters
 from bot.context import BotContext
 from bot.formatting import esc
 from bot.handlers.rights import bot_can_post, chat_label, error_refusal, may_manage
-from bot.i18n import Translator, pick_language, translator
+from bot.i18n import Translator, pick_language, supported_language, translator
 from bot.jobs import on_chat_moved
 from bot.models import Chat as StoredChat
 from bot.services.delivery import send_html
@@ -100,28 +100,50 @@ async def register_chat(update: Update, context: Context) -> StoredChat | None:
 
     Most updates come from chats already stored as they are: those take a plain in-memory
     read, which never waits for the disk, keeping ``/news`` off its critical path. A new chat
-    starts with the operator's ``DEFAULT_DELIVERY``.
+    starts with the operator's ``DEFAULT_DELIVERY``. A private chat *is* its user, so it
+    records the user's Telegram language (when the bot speaks it) as the chat's language:
+    posts and digests, which have no sender, come in it too. Groups and channels keep none
+    (English posts, replies in each user's language) until ``/language``.
     """
     chat = update.effective_chat
     if chat is None:
         return None
     title = chat.title or chat.full_name or chat.username or ""
-    return await store_chat(context, chat.id, chat.type, title)
+    return await store_chat(context, chat.id, chat.type, title, language=_private_language(update))
 
 
-async def store_chat(context: Context, chat_id: int, chat_type: str, title: str) -> StoredChat:
-    """Register (or refresh and re-activate) a chat; no write when it is stored as it is."""
+async def store_chat(
+    context: Context, chat_id: int, chat_type: str, title: str, *, language: str | None = None
+) -> StoredChat:
+    """Register (or refresh and re-activate) a chat; no write when it is stored as it is.
+
+    ``language`` is recorded when the chat has none yet (a private chat's user's language).
+    """
     storage = context.storage
     known = storage.chat(chat_id)
-    if known and known.active and known.type == chat_type and title in ("", known.title):
+    if (
+        known
+        and known.active
+        and known.type == chat_type
+        and title in ("", known.title)
+        and (known.language is not None or language is None)
+    ):
         return known
     services = context.services
     stored = await storage.ensure_chat(
-        chat_id, chat_type, title, delivery=services.settings.default_delivery
+        chat_id, chat_type, title, delivery=services.settings.default_delivery, language=language
     )
     if stored.delivery.is_digest and services.digests_service is not None:
         await services.digests.update(stored)
     return stored
+
+
+def _private_language(update: Update) -> str | None:
+    """The language a private chat records: its user's, if supported (None elsewhere)."""
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None or chat.type != Chat.PRIVATE or user is None:
+        return None
+    return supported_language(user.language_code)
 
 
 def tr(update: Update, context: Context) -> Translator:
@@ -173,8 +195,9 @@ async def may_change(update: Update, context: Context, target: Target) -> bool:
 
 async def deny(update: Update, context: Context) -> None:
     """The polite no for non-admins in groups."""
+    _ = tr(update, context).gettext
     await reply(
-        update, context, "Only this chat's administrators can change its feeds and delivery."
+        update, context, _("Only this chat's administrators can change its feeds and delivery.")
     )
 
 

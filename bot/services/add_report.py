@@ -2,8 +2,8 @@
 
 Pure, like :mod:`bot.formatting`: every address, title and reason is escaped here, and long
 answers are split with :func:`bot.formatting.pack_blocks` (never mid-line). Reasons come from
-:class:`bot.services.feed_errors.FeedError` (English msgids) and are passed through the
-translator, so a catalogue that translates them is used and English stays as it is.
+:class:`bot.services.feed_errors.FeedError` (English msgids) and are translated with
+:func:`bot.services.feed_errors.localize_reason`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from bot.formatting import esc, pack_blocks
 from bot.i18n import Translator
+from bot.services.feed_errors import localize_reason
 from bot.services.subscriptions import MAX_IMPORT_URLS, AddOutcome
 
 logger = logging.getLogger(__name__)
@@ -63,10 +64,10 @@ def _single(
     if outcome.kind == "backoff":
         return t.gettext(
             "❌ That feed failed a moment ago (%(reason)s). Try again in a minute."
-        ) % {"reason": esc(t.gettext(outcome.reason))}
+        ) % {"reason": esc(localize_reason(outcome.reason, t))}
     if outcome.kind == "failed":
         return t.gettext("❌ Couldn't add that feed: %(reason)s.") % {
-            "reason": esc(t.gettext(outcome.reason))
+            "reason": esc(localize_reason(outcome.reason, t))
         }
     if outcome.kind == "full":
         return t.gettext("This chat already follows %(limit)d feeds; /remove one first.") % {
@@ -102,11 +103,11 @@ def _line(outcome: AddOutcome, t: Translator, *, limit: int) -> str:
     if outcome.kind == "backoff":
         return t.gettext(
             "❌ <code>%(url)s</code>: failed a moment ago (%(reason)s); try again in a minute"
-        ) % {"url": url, "reason": esc(t.gettext(outcome.reason))}
+        ) % {"url": url, "reason": esc(localize_reason(outcome.reason, t))}
     if outcome.kind == "failed":
         return t.gettext("❌ <code>%(url)s</code>: %(reason)s") % {
             "url": url,
-            "reason": esc(t.gettext(outcome.reason)),
+            "reason": esc(localize_reason(outcome.reason, t)),
         }
     return t.gettext(
         "⛔ <code>%(url)s</code>: not added, this chat already follows %(limit)d feeds"
@@ -153,7 +154,7 @@ def import_reply(
             lines.append(
                 "• "
                 + t.gettext("<code>%(url)s</code>: %(reason)s")
-                % {"url": esc(outcome.url), "reason": esc(t.gettext(outcome.reason))}
+                % {"url": esc(outcome.url), "reason": esc(localize_reason(outcome.reason, t))}
             )
         hidden = len(failures) - MAX_LISTED_FAILURES
         if hidden > 0:

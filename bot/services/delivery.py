@@ -36,6 +36,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 from telegram.ext import ExtBot
 
 from bot.formatting import OutMessage, format_backlogs
+from bot.i18n import chat_translator
 from bot.models import Backlog, LogEntry
 from bot.services.metrics import Metrics
 from bot.services.telegram_limits import BULK
@@ -285,12 +286,14 @@ class Dispatcher:
         subscriptions move to General and their items follow there in the same delivery.
         """
         mode = "digest" if digest else "instant"
+        chat = self._storage.chat(chat_id)
+        t = chat_translator(chat.language if chat else None)  # posts have no sender
         outcome: Outcome = "nothing"
         held = False
         todo = group_by_topic(backlogs)
         while todo:
             thread_id, group = todo.pop(0)
-            messages = format_backlogs(group, digest=digest)
+            messages = format_backlogs(group, digest=digest, t=t)
             if not messages:
                 continue
             try:

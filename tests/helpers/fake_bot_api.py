@@ -832,12 +832,15 @@ class FakeBotAPI(LocalServer):
         username: str | None = None,
         chat_title: str | None = None,
         thread_id: int | None = None,
+        language_code: str | None = "en",
     ) -> int:
         """Queue a user's text message; a leading ``/cmd[@bot]`` gets its bot_command entity.
 
         ``thread_id``: a forum topic of ``chat_id`` to send it in (:meth:`create_topic`), or
         any other id for a reply thread (a reply in General or in a chat without topics
-        carries its thread's id, but is no topic message).
+        carries its thread's id, but is no topic message). ``language_code`` is the sender's
+        Telegram language (an IETF tag); ``None`` leaves the field out, as Telegram does for
+        some users.
         """
         chat = self._chat_for_update(chat_id, chat_type, chat_title, username, user_id)
         if thread_id is not None and thread_id in self.forums.get(chat_id, {}):
@@ -851,7 +854,7 @@ class FakeBotAPI(LocalServer):
         message |= {
             "date": int(time.time()),
             "chat": chat,
-            "from": self._user(user_id, username),
+            "from": self._user(user_id, username, language_code),
             "text": text,
         }
         entities = self._command_entities(text)
@@ -1063,13 +1066,12 @@ class FakeBotAPI(LocalServer):
         return self.set_chat(chat_id, chat_type, title=title)
 
     @staticmethod
-    def _user(user_id: int, username: str | None) -> dict[str, Any]:
-        user: dict[str, Any] = {
-            "id": user_id,
-            "is_bot": False,
-            "first_name": f"User{user_id}",
-            "language_code": "en",
-        }
+    def _user(
+        user_id: int, username: str | None, language_code: str | None = "en"
+    ) -> dict[str, Any]:
+        user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"}
+        if language_code is not None:
+            user["language_code"] = language_code
         if username:
             user["username"] = username
         return user
