@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from telegram import Bot, ReplyParameters
 
-from benchmarks import bench_fanout, bench_news, bench_poll, bench_storage, load
+from benchmarks import bench_fanout, bench_news, bench_parse, bench_poll, bench_storage, load
 from benchmarks._common import median_by, percentiles, pinned_to_one_core, process_cpu_s
 from benchmarks._telegram import BOT_USER, TOKEN, InMemoryRequest
 
@@ -255,3 +255,12 @@ def test_load_against_a_real_bot_process(tmp_path: Path) -> None:
     assert figures["counters"]["news_requests"] == 15 + 1  # + the warm-up /news
     assert figures["counters"]["news_rate_limited"] == 6
     assert figures["counters_consistent"] is True
+
+
+def test_bench_parse_converts_every_item_of_every_reader() -> None:
+    result = bench_parse.main(["--items", "3", "--rounds", "2", "--no-pin", "--quiet"])
+    assert set(result["readers"]) == {"rss", "rss-feedparser", "json"}
+    for figures in result["readers"].values():
+        assert (figures["summaries"], figures["images"]) == (3, 3)
+        assert 0 < figures["summary_chars"] <= 1000
+        assert figures["document_bytes"] > 3 * 1500

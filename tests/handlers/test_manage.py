@@ -549,3 +549,33 @@ async def test_a_channels_list_and_buttons_work_from_a_private_chat(
     assert subs == [(True, "Daily", ()), (False, "Rusty news", ("rust",))]
     assert chat is not None
     assert chat.filters.exclude == ("ads",)
+
+
+async def test_filters_search_the_item_summary_too(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
+) -> None:
+    def feed(*entries: tuple[str, str]) -> bytes:
+        return rss(
+            [{"title": title, "link": f"https://n.example/{n}", "guid": title,
+              "description": description} for n, (title, description) in enumerate(entries)],
+            title="Tech Times",
+        )  # fmt: skip
+
+    old = ("Old notes", "<p>history</p>")
+    async with running_bot(bot_settings()) as app:
+        feed_server.serve("/tech.xml", feed(old))
+        url = feed_server.url("/tech.xml")
+        await say(fake_api, f"/add {url}", 49)
+        await say(fake_api, "/filter include python", 49)
+        before = len(fake_api.sent_messages(49))
+        feed_server.serve(
+            "/tech.xml",
+            feed(
+                ("Weekly notes", "<p>All about <b>Py</b>thon &amp; more</p>"),
+                ("Weekly digest", "<p>Nothing for <i>snakes</i> here</p>"),
+                old,
+            ),
+        )
+        await poll_now(app, url)
+        delivered = [m["plain"].split("\n")[0] for m in fake_api.sent_messages(49)[before:]]
+    assert delivered == ["Weekly notes"]
