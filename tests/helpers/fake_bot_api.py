@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from tests.helpers.fake_buttons import FakeButtons, check_reply_markup
 from tests.helpers.fake_files import FILE_URL_PREFIX, FakeFiles
 from tests.helpers.fake_webhook import GET_UPDATES_CONFLICT, FakeWebhook
 from tests.helpers.local_server import LocalServer
@@ -553,6 +554,8 @@ class FakeBotAPI(LocalServer):
         self._changed = asyncio.Event()
         # setWebhook/getWebhookInfo and pushing updates to the bot (tests/helpers/fake_webhook.py).
         self.webhook = FakeWebhook(self)
+        # Inline keyboards: editing messages, answering and pressing buttons (fake_buttons.py).
+        self.buttons = FakeButtons(self)
         # Documents, getFile, downloads and sendDocument (tests/helpers/fake_files.py).
         self.files = FakeFiles(self)
         # Messages users sent that a later message may reply to, by (chat_id, message_id).
@@ -573,7 +576,9 @@ class FakeBotAPI(LocalServer):
             "getchatmember": self._get_chat_member,
             "getchatadministrators": self._get_chat_administrators,
             "leavechat": self._leave_chat,
-            "answercallbackquery": self._true,
+            "answercallbackquery": self.buttons.answer_callback_query,
+            "editmessagetext": self.buttons.edit_message_text,
+            "editmessagereplymarkup": self.buttons.edit_message_reply_markup,
             "getfile": self.files.get_file,
             "senddocument": self.files.send_document,
         }
@@ -833,6 +838,7 @@ class FakeBotAPI(LocalServer):
         chat_title: str | None = None,
         thread_id: int | None = None,
         language_code: str | None = "en",
+        reply_to: int | None = None,
     ) -> int:
         """Queue a user's text message; a leading ``/cmd[@bot]`` gets its bot_command entity.
 
@@ -840,7 +846,8 @@ class FakeBotAPI(LocalServer):
         any other id for a reply thread (a reply in General or in a chat without topics
         carries its thread's id, but is no topic message). ``language_code`` is the sender's
         Telegram language (an IETF tag); ``None`` leaves the field out, as Telegram does for
-        some users.
+        some users. ``reply_to``: the id of a message in this chat (one the bot sent, or one
+        in :attr:`user_messages`) that this one replies to.
         """
         chat = self._chat_for_update(chat_id, chat_type, chat_title, username, user_id)
         if thread_id is not None and thread_id in self.forums.get(chat_id, {}):
@@ -857,6 +864,9 @@ class FakeBotAPI(LocalServer):
             "from": self._user(user_id, username, language_code),
             "text": text,
         }
+        if reply_to is not None:
+            replied = self.user_messages.get((chat_id, reply_to))
+            message["reply_to_message"] = dict(replied or self.buttons.message(chat_id, reply_to))
         entities = self._command_entities(text)
         if entities:
             message["entities"] = entities
@@ -1435,6 +1445,42 @@ class FakeBotAPI(LocalServer):
         chat = self._chat(chat_id)
         if chat_id in self.blocked_chats:
             raise _ApiError(403, self._forbidden_description(chat["type"]))
+        text, plain, parse_mode = self._message_text(params)
+        check_reply_markup(params.get("reply_markup"))
+        thread_id = self._place_in_topic(chat_id, params)
+        message: dict[str, Any] = {
+            "message_id": self._next_message_id(chat_id),
+            "from": dict(self.bot_user),
+            "date": int(time.time()),
+            "chat": chat,
+            "text": plain,
+        }
+        if thread_id is not None:
+            message |= {"message_thread_id": thread_id, "is_topic_message": True}
+        if chat_id in self.forums:
+            self._message_topics[(chat_id, message["message_id"])] = thread_id
+        markup = params.get("reply_markup")
+        if isinstance(markup, dict) and "inline_keyboard" in markup:
+            message["reply_markup"] = markup  # a Message only ever shows inline keyboards
+        self.sent.append(
+            {
+                "chat_id": chat_id,
+                "message_id": message["message_id"],
+                "text": text,
+                "plain": plain,
+                "parse_mode": parse_mode,
+                "date": message["date"],
+                "reply_markup": params.get("reply_markup"),
+                "params": params,
+                "thread_id": thread_id,
+                "message": message,  # as Telegram holds it now (edits change it)
+            }
+        )
+        return message
+
+    @staticmethod
+    def _message_text(params: dict[str, Any]) -> tuple[str, str, Any]:
+        """The text, its visible form and parse_mode, validated as Telegram does."""
         raw_text = params.get("text")
         text = "" if raw_text is None else str(raw_text)
         parse_mode = params.get("parse_mode")
@@ -1452,34 +1498,7 @@ class FakeBotAPI(LocalServer):
             raise _ApiError(400, "Bad Request: message text is empty")
         if len(plain) > MAX_MESSAGE_LENGTH:
             raise _ApiError(400, "Bad Request: message is too long")
-        thread_id = self._place_in_topic(chat_id, params)
-        message: dict[str, Any] = {
-            "message_id": self._next_message_id(chat_id),
-            "from": dict(self.bot_user),
-            "date": int(time.time()),
-            "chat": chat,
-            "text": plain,
-        }
-        if thread_id is not None:
-            message |= {"message_thread_id": thread_id, "is_topic_message": True}
-        if chat_id in self.forums:
-            self._message_topics[(chat_id, message["message_id"])] = thread_id
-        if isinstance(params.get("reply_markup"), dict):
-            message["reply_markup"] = params["reply_markup"]
-        self.sent.append(
-            {
-                "chat_id": chat_id,
-                "message_id": message["message_id"],
-                "text": text,
-                "plain": plain,
-                "parse_mode": parse_mode,
-                "date": message["date"],
-                "reply_markup": params.get("reply_markup"),
-                "params": params,
-                "thread_id": thread_id,
-            }
-        )
-        return message
+        return text, plain, parse_mode
 
     def _place_in_topic(self, chat_id: int, params: dict[str, Any]) -> int | None:
         """The topic a new message goes to (None: General), or Telegram's refusal.
