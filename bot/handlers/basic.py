@@ -27,6 +27,13 @@ HELP_TEXT = """<b>newsbot</b> — news from the feeds you choose, posted here as
 /pause — stop posting for now (items are kept)
 /resume — post again, starting with what was kept
 
+<b>Posts</b> — how new items look here
+/format — show the post format
+/format summary — the headline, the source and the item's text (the default)
+/format full — as summary, with the item's first image
+/format title — just the headline
+/previews off — no link previews under posts (/previews on to show them)
+
 /stats — counters (bot operators only)
 /start — the welcome message
 /help — this message"""
