@@ -56,6 +56,8 @@ COMMANDS = [
     BotCommand("pause", "Stop posting new items for now"),
     BotCommand("resume", "Post new items again"),
     BotCommand("timezone", "Time zone for daily digests"),
+    BotCommand("format", "How posts look: title, summary or full"),
+    BotCommand("previews", "Link previews under posts: on or off"),
     BotCommand("help", "All commands"),
 ]
 

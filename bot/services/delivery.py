@@ -9,6 +9,17 @@ Two paths share the rules below:
   accepted each message (durable, group-committed). Instant chats are queued the moment a
   poll logs new items; digest chats are delivered by the digest scheduler.
 
+Instant posts follow the chat's ``/format`` (or the subscription's): ``title`` packs several
+items of a feed into one message; ``summary`` and ``full`` send one message per item. A
+``full`` post with an image goes as ``sendPhoto`` with the text as its caption when the text
+fits 1,024 units; a longer one is a single text message with the image as a large link
+preview above it (one message, so "Telegram accepted it" still means the whole item went out
+and one cursor advance covers it; a photo followed by a text message could be cut in two by a
+failure between them). An image Telegram cannot use (a broken URL, not an image, no right to
+send photos in the chat) falls back to the same post as text: the item is neither lost nor
+skipped. Link previews of the article follow the chat's ``/previews``. Digests, backlogs
+after ``/resume`` (``request(chat, compact=True)``) and ``/news`` keep compact title lists.
+
 Telegram's answers: 403 (blocked, kicked) or "chat not found" deactivate the chat; "group
 upgraded to a supergroup" moves its settings and sends to the new id; 400 for one message is
 logged with the feed and items and skipped (its cursor advances: retrying cannot help);
@@ -30,8 +41,9 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 from telegram.ext import ExtBot
 
-from bot.formatting import OutMessage, format_backlogs
-from bot.models import LogEntry
+from bot.formatting import OutMessage, format_backlogs, format_instant
+from bot.i18n import pick_language, translator
+from bot.models import Chat, LogEntry
 from bot.services.metrics import Metrics
 from bot.services.telegram_limits import BULK
 from bot.storage import StorageService, get_storage_service
@@ -39,6 +51,17 @@ from bot.storage import StorageService, get_storage_service
 logger = logging.getLogger(__name__)
 
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+# What Telegram answers (lower-cased) when it cannot use a photo: the URL is malformed or
+# unreachable, serves no image, the image is unusable, or the chat forbids photos. The post
+# then goes out as text.
+_PHOTO_REFUSALS = (
+    "wrong file identifier/http url specified",
+    "failed to get http url content",
+    "wrong type of the web page content",
+    "image_process_failed",
+    "photo_invalid_dimensions",
+    "not enough rights to send photos",
+)
 DELIVERY_WORKERS = 16  # chats delivered concurrently; the rate limiter paces the sends
 RETRY_LATER_S = 60.0  # a chat whose send failed after all retries is tried again this late
 STOP_GRACE_S = 5.0  # at shutdown, how long sends already in flight may take to finish
@@ -50,6 +73,20 @@ Outcome = Literal["done", "nothing", "skipped", "gone", "retry"]
 
 def _is_chat_gone(exc: BadRequest) -> bool:
     return "chat not found" in exc.message.lower()
+
+
+def _is_photo_refused(exc: BadRequest) -> bool:
+    message = exc.message.lower()
+    return any(refusal in message for refusal in _PHOTO_REFUSALS)
+
+
+def _preview_options(message: OutMessage) -> LinkPreviewOptions | None:
+    """Link preview options of a text post (None: Telegram's default, the first link)."""
+    if message.preview_image is not None:
+        return LinkPreviewOptions(
+            url=message.preview_image, prefer_large_media=True, show_above_text=True
+        )
+    return None if message.link_preview else NO_PREVIEW
 
 
 async def send_html(
@@ -154,6 +191,7 @@ class Dispatcher:
         self._retry_later_s = retry_later_s
         self._queue: asyncio.Queue[int] = asyncio.Queue()
         self._queued: set[int] = set()
+        self._compact: set[int] = set()  # queued chats whose next delivery lists titles only
         self._tasks: list[asyncio.Task[None]] = []
         self._retry_handles: dict[int, asyncio.TimerHandle] = {}
         self._stopping = False
@@ -206,8 +244,14 @@ class Dispatcher:
         for chat_id in self._storage.instant_recipients(url):
             self.request(chat_id)
 
-    def request(self, chat_id: int) -> None:
-        """Queue an instant delivery for the chat (a no-op if it is already queued)."""
+    def request(self, chat_id: int, *, compact: bool = False) -> None:
+        """Queue an instant delivery for the chat (a no-op if it is already queued).
+
+        ``compact``: send what is pending as title lists whatever the chat's format (a backlog
+        after ``/resume`` may be hundreds of items: one post each would flood the chat).
+        """
+        if compact:
+            self._compact.add(chat_id)
         if chat_id not in self._queued:
             self._queued.add(chat_id)
             self._queue.put_nowait(chat_id)
@@ -217,31 +261,34 @@ class Dispatcher:
         while True:
             chat_id = await self._queue.get()
             self._queued.discard(chat_id)
+            compact = chat_id in self._compact
+            self._compact.discard(chat_id)
             self._metrics.delivery_queue.set(len(self._queued))
             try:
-                await self.deliver(chat_id, digest=False)
+                await self.deliver(chat_id, digest=False, compact=compact)
             except Exception:
                 logger.exception("instant delivery to %s failed unexpectedly", chat_id)
-                self._retry_later(chat_id)  # cursors are where they were: try again later
+                self._retry_later(chat_id, compact)  # cursors are where they were
 
-    def _retry_later(self, chat_id: int) -> None:
+    def _retry_later(self, chat_id: int, compact: bool = False) -> None:
         if chat_id in self._retry_handles:
             return
         loop = asyncio.get_running_loop()
 
         def fire() -> None:
             self._retry_handles.pop(chat_id, None)
-            self.request(chat_id)
+            self.request(chat_id, compact=compact)
 
         self._retry_handles[chat_id] = loop.call_later(self._retry_later_s, fire)
 
     # ------------------------------------------------------------------ delivering
-    async def deliver(self, chat_id: int, *, digest: bool) -> Outcome:
+    async def deliver(self, chat_id: int, *, digest: bool, compact: bool = False) -> Outcome:
         """Send the chat everything its cursors have not covered; see the module docstring.
 
         Args:
             chat_id: the chat.
             digest: a scheduled digest (everything, grouped) rather than an instant push.
+            compact: an instant push as title lists whatever the format (a backlog).
         """
         lock = self._locks.get(chat_id)
         if lock is None:
@@ -252,18 +299,29 @@ class Dispatcher:
                 return "skipped"
             if chat.delivery.is_digest != digest:
                 return "skipped"
-            messages = format_backlogs(self._storage.pending(chat_id), digest=digest)
+            messages = self._messages(chat, digest=digest, compact=compact)
             if not messages:
                 return "nothing"
-            return await self._send_all(chat_id, messages, "digest" if digest else "instant")
+            mode = "digest" if digest else "instant"
+            return await self._send_all(chat_id, messages, mode, compact=compact)
 
-    async def _send_all(self, chat_id: int, messages: list[OutMessage], mode: str) -> Outcome:
+    def _messages(self, chat: Chat, *, digest: bool, compact: bool) -> list[OutMessage]:
+        """What to send: compact lists for digests and backlogs, else posts in their format."""
+        pending = self._storage.pending(chat.chat_id)
+        if digest or compact:
+            return format_backlogs(pending, digest=digest)
+        t = translator(pick_language(chat.language, None))
+        return format_instant(pending, chat_format=chat.format, previews=chat.previews, t=t)
+
+    async def _send_all(
+        self, chat_id: int, messages: list[OutMessage], mode: str, *, compact: bool = False
+    ) -> Outcome:
         target = chat_id
         for message in messages:
             if self._stopping:
                 return "retry"  # shutting down: the rest goes out after the restart
             try:
-                target = await self._send_one(target, message.text)
+                target = await self._send_one(target, message)
             except Forbidden as exc:
                 return await self._gone(target, str(exc))
             except BadRequest as exc:
@@ -283,7 +341,7 @@ class Dispatcher:
                            "error": str(exc), "retry_in_s": self._retry_later_s},
                 )  # fmt: skip
                 if mode == "instant":
-                    self._retry_later(target)
+                    self._retry_later(target, compact)
                 return "retry"
             else:
                 self._metrics.messages_delivered.labels(mode=mode).inc()
@@ -296,22 +354,38 @@ class Dispatcher:
             self._storage.count("digests_posted", target)
         return "done"
 
-    async def _send_one(self, chat_id: int, text: str) -> int:
+    async def _send_one(self, chat_id: int, message: OutMessage) -> int:
         """Send one message; returns the chat id it went to (changed by a migration)."""
         try:
-            await self._bot.send_message(
-                chat_id, text, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW,
-                rate_limit_args=BULK,
-            )  # fmt: skip
+            await self._post(chat_id, message)
             return chat_id
         except ChatMigrated as moved:
             new_id = int(moved.new_chat_id)
             await migrate_chat(chat_id, new_id, self._on_chat_moved)
-            await self._bot.send_message(
-                new_id, text, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW,
-                rate_limit_args=BULK,
-            )  # fmt: skip
+            await self._post(new_id, message)
             return new_id
+
+    async def _post(self, chat_id: int, message: OutMessage) -> None:
+        """Send ``message`` as a photo with a caption or as text (see the module docstring)."""
+        if message.photo is not None:
+            try:
+                await self._bot.send_photo(
+                    chat_id, message.photo, caption=message.text, parse_mode=ParseMode.HTML,
+                    rate_limit_args=BULK,
+                )  # fmt: skip
+                return
+            except BadRequest as exc:
+                if not _is_photo_refused(exc):
+                    raise
+                logger.warning(
+                    "Telegram refused an item's image; posting its text alone",
+                    extra={"event": "photo_fallback", "chat_id": chat_id, "error": str(exc),
+                           "image": message.photo, "items": list(message.item_ids)},
+                )  # fmt: skip
+        await self._bot.send_message(
+            chat_id, message.text, parse_mode=ParseMode.HTML,
+            link_preview_options=_preview_options(message), rate_limit_args=BULK,
+        )  # fmt: skip
 
     async def _gone(self, chat_id: int, why: str) -> Outcome:
         self._metrics.delivery_failures.labels(reason="gone").inc()
