@@ -11,6 +11,7 @@ caption holds 1,024 units.
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -234,20 +235,35 @@ def format_post(
     head = format_item(item, now, source=source)
     if fmt == "title" or not item.summary:
         text = head
-        length = visible_len(text) if fmt == "full" and _usable_image(item.image) else 0
+        length = _units(text) if fmt == "full" and _usable_image(item.image) else 0
     else:
         tail = ""
         if item.link:
             tail = f'\n<a href="{esc(item.link)}">{esc(t.gettext("Read more"))}</a>'
-        fixed = visible_len(head) + 2 + visible_len(tail)
-        body = truncate_html(item.summary, MAX_MESSAGE_LEN - fixed)
+        fixed = _units(head) + 2 + _units(tail)
+        units = _units(item.summary)
+        if units <= MAX_MESSAGE_LEN - fixed:
+            body = item.summary
+        else:
+            body = truncate_html(item.summary, MAX_MESSAGE_LEN - fixed)
+            units = visible_len(body)
         text = f"{head}\n\n{body}{tail}"
-        length = fixed + visible_len(body)
+        length = fixed + units
     if fmt != "full" or not _usable_image(item.image):
         return Post(text)
     if length <= MAX_CAPTION_LEN:
         return Post(text, photo=item.image)
     return Post(text, preview_image=item.image)
+
+
+@functools.lru_cache(maxsize=1024)
+def _units(telegram_html: str) -> int:
+    """:func:`visible_len`, remembered for the pieces of recent posts.
+
+    A fan-out posts one item to many chats with the same text, head line and "read more"
+    link; parsing them again for each chat would be most of a post's CPU.
+    """
+    return visible_len(telegram_html)
 
 
 def _usable_image(url: str | None) -> bool:
