@@ -396,6 +396,26 @@ def _report(args: argparse.Namespace, cpu: str, runs: list[dict[str, Any]]) -> N
     _compare_formats(runs)
 
 
+def formatting_us(fmt: str, rounds: int = 2000) -> float:
+    """Microseconds of CPU to render the fan-out's item as one chat's post in ``fmt``.
+
+    In-process and alone (no I/O): the part of a message's cost the format decides, which
+    the end-to-end figures above mix with sending.
+    """
+    from bot.formatting import format_instant  # noqa: PLC0415
+    from bot.i18n import translator  # noqa: PLC0415
+    from bot.models import POST_FORMATS, Backlog, LogEntry  # noqa: PLC0415
+
+    post_format = next(f for f in POST_FORMATS if f == fmt)
+    url = "https://news.example/fanout.xml"
+    backlog = Backlog(url, "Bench feed", [LogEntry(1, _new_item(url))], 0, 1)
+    t = translator("en")
+    started = time.process_time()
+    for _ in range(rounds):
+        format_instant([backlog], chat_format=post_format, previews=True, t=t)
+    return (time.process_time() - started) * 1e6 / rounds
+
+
 def _compare_formats(runs: list[dict[str, Any]]) -> None:
     """Per mode: what a summary (or full) post costs against a title post."""
     for mode in MODES:
@@ -409,6 +429,13 @@ def _compare_formats(runs: list[dict[str, Any]]) -> None:
             if other is None:
                 continue
             ratio = other["cpu_ms_per_message"] / max(title["cpu_ms_per_message"], 1e-9)
+            rows.append(
+                (
+                    f"{fmt} rendering",
+                    f"{other['formatting_us']:.1f} vs {title['formatting_us']:.1f} µs CPU per post "
+                    "(rendering alone, in-process)",
+                )
+            )
             rows.append((
                 f"{fmt} vs title",
                 f"{other['cpu_ms_per_message']:.3f} vs {title['cpu_ms_per_message']:.3f} ms CPU "
@@ -439,6 +466,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for fmt in formats:
                     where = root / f"{mode}-{fmt}"
                     runs.append(asyncio.run(run_mode(args, where, mode, fmt)))
+                    runs[-1]["formatting_us"] = formatting_us(fmt)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if not args.quiet:
