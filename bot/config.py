@@ -23,6 +23,9 @@ from bot.services.schedule import ScheduleError, parse_delivery
 DEFAULT_API_BASE_URL = "https://api.telegram.org"
 MIN_POLL_INTERVAL_S = 60
 MIN_DIGEST_INTERVAL_S = 60  # DIGEST_MIN_INTERVAL may not go below this
+# MAX_FEEDS_PER_CHAT: how many feeds one chat may follow (each costs polls and storage).
+DEFAULT_MAX_FEEDS_PER_CHAT = 50
+MAX_MAX_FEEDS_PER_CHAT = 10_000
 # Telegram tokens look like "123456789:AAH...": a numeric bot id, a colon, 30+ url-safe chars.
 TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,100}$")
 TOKEN_IN_TEXT_RE = re.compile(r"\d{3,20}:[A-Za-z0-9_-]{30,100}")
@@ -49,6 +52,11 @@ class Settings:
     token: str = field(repr=False)
     api_base_url: str = DEFAULT_API_BASE_URL
     admin_ids: frozenset[int] = frozenset()
+    # Private mode (bot/handlers/access.py): when either set is non-empty, only updates from
+    # these users or in these chats are served (operators always are). Both empty: everyone.
+    allowed_users: frozenset[int] = frozenset()
+    allowed_chats: frozenset[int] = frozenset()
+    max_feeds_per_chat: int = DEFAULT_MAX_FEEDS_PER_CHAT
     data_dir: Path = Path("data")
     backup_dir: Path = Path("backups")
     backup_keep: int = 10
@@ -86,6 +94,16 @@ class Settings:
         """Values the log formatter must redact: the token, the webhook secret, proxy password."""
         proxy_password = urlsplit(self.telegram_proxy_url or "").password
         return tuple(value for value in (self.token, self.webhook_secret, proxy_password) if value)
+
+
+def _ids(env: Mapping[str, str], name: str, what: str) -> frozenset[int]:
+    """A comma-separated list of Telegram ids (users, or chats such as ``-100…``)."""
+    ids: set[int] = set()
+    for part in filter(None, (p.strip() for p in env.get(name, "").split(","))):
+        if not re.fullmatch(r"-?\d{1,20}", part):
+            raise ConfigError(f"{name}: expected comma-separated {what}, got {part!r}")
+        ids.add(int(part))
+    return frozenset(ids)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
@@ -239,11 +257,7 @@ def load_settings(
     env.update(os.environ if environ is None else environ)
 
     api = _api_base_url(env)
-    admin_ids: set[int] = set()
-    for part in filter(None, (p.strip() for p in env.get("BOT_ADMIN_IDS", "").split(","))):
-        if not re.fullmatch(r"-?\d{1,20}", part):
-            raise ConfigError(f"BOT_ADMIN_IDS: expected comma-separated user ids, got {part!r}")
-        admin_ids.add(int(part))
+    admin_ids = _ids(env, "BOT_ADMIN_IDS", "user ids")
     feeds = tuple(
         _url("DEFAULT_FEEDS", p)
         for p in filter(None, (p.strip() for p in env.get("DEFAULT_FEEDS", "").split(",")))
@@ -286,7 +300,12 @@ def load_settings(
     return Settings(
         token=_token(env),
         api_base_url=api,
-        admin_ids=frozenset(admin_ids),
+        admin_ids=admin_ids,
+        allowed_users=_ids(env, "BOT_ALLOWED_USERS", "user ids"),
+        allowed_chats=_ids(env, "BOT_ALLOWED_CHATS", "chat ids (e.g. -1001234567890)"),
+        max_feeds_per_chat=_int(
+            env, "MAX_FEEDS_PER_CHAT", DEFAULT_MAX_FEEDS_PER_CHAT, 1, MAX_MAX_FEEDS_PER_CHAT
+        ),
         data_dir=data_dir,
         backup_dir=backup_dir,
         backup_keep=_int(env, "BACKUP_KEEP", 10, 1, 1000),

@@ -6,7 +6,8 @@ that came from a feed or a user goes through :func:`html.escape`; lengths are Te
 ``title`` format) are packed by the raw HTML's length, which is never below the visible
 text's: simpler and always safe. Posts with an item's text (``summary``, ``full``) are
 measured exactly (:func:`bot.richtext.visible_len`), because their budget is tight: a photo
-caption holds 1,024 units.
+caption holds 1,024 units. Ages and dates come out in the chat's language through the
+:class:`~bot.i18n.Translator` passed in (Babel's CLDR data, no I/O).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import functools
 import html
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
+
+from babel.dates import format_skeleton, format_timedelta
 
 from bot.i18n import Translator
 from bot.models import Backlog, FeedItem, LogEntry, PostFormat
@@ -44,23 +47,47 @@ def host_of(url: str) -> str:
     return urlsplit(url).hostname or url
 
 
-def format_age(published: datetime | None, now: datetime | None = None) -> str:
-    """Say how old an item is ("5m", "3h", "2d"); empty when the feed gave no date."""
+def format_age(published: datetime | None, now: datetime | None = None, *, t: Translator) -> str:
+    """Say how old an item is ("5 min. ago", "3 hr. ago", "2 days ago"); "" without a date.
+
+    In whole minutes under an hour, whole hours under a day, then days (CLDR's own weeks and
+    months past those): the age is floored to that unit first, so Babel never rounds 59
+    minutes up to "1 hr.". The words are the chat's language's (``t.locale``).
+    """
     if published is None:
         return ""
     now = now or datetime.now(UTC)
     seconds = max(0, int((now - published).total_seconds()))
-    if seconds < 3600:
-        return f"{max(1, seconds // 60)}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
+    unit = 60 if seconds < 3600 else 3600 if seconds < 86400 else 86400
+    return _age_text(max(unit, seconds - seconds % unit), t)
+
+
+@functools.lru_cache(maxsize=2048)
+def _age_text(floored_s: int, t: Translator) -> str:
+    # Babel takes ~20 µs per call; a fan-out formats the same few ages for thousands of
+    # chats, and floored ages repeat (60 minutes, 24 hours, then days), so cache them.
+    return format_timedelta(
+        timedelta(seconds=-floored_s), threshold=1, add_direction=True, format="short",
+        locale=t.locale,
+    )  # fmt: skip
+
+
+def format_when(when: datetime, *, t: Translator) -> str:
+    """A date and time as the chat reads it ("Nov 24, 2026, 08:00", "24 нояб. 2026 г., 08:00").
+
+    ``when`` must already be in the chat's time zone; the clock is 24-hour in every language
+    (digest times are given as HH:MM).
+    """
+    date = format_skeleton("yMMMd", when, locale=t.locale)
+    clock = format_skeleton("Hm", when, locale=t.locale)
+    return str(t.locale.datetime_formats["medium"]).format(clock, date)
 
 
 def format_item(
     item: FeedItem,
     now: datetime | None = None,
     *,
+    t: Translator,
     show_source: bool = True,
     source: str | None = None,
 ) -> str:
@@ -70,7 +97,7 @@ def format_item(
     """
     title = esc(_shorten(item.title, MAX_TITLE_LEN))
     headline = f'<a href="{esc(item.link)}">{title}</a>' if item.link else title
-    age = format_age(item.published, now)
+    age = format_age(item.published, now, t=t)
     meta = [esc(_shorten(source or item.source_title, 80))] if show_source else []
     meta += [age] if age else []
     return f"<b>{headline}</b>" + ("\n" + " · ".join(meta) if meta else "")
@@ -100,9 +127,11 @@ def pack_blocks(
     return messages
 
 
-def format_news(items: Sequence[FeedItem], header: str, now: datetime | None = None) -> list[str]:
+def format_news(
+    items: Sequence[FeedItem], header: str, now: datetime | None = None, *, t: Translator
+) -> list[str]:
     """Format items as one or more messages under ``header`` (already HTML-safe)."""
-    return pack_blocks(header, (format_item(i, now) for i in items))
+    return pack_blocks(header, (format_item(i, now, t=t) for i in items))
 
 
 def format_feed_list(
@@ -134,7 +163,7 @@ class OutMessage:
 
 
 def format_backlogs(
-    backlogs: Sequence[Backlog], *, digest: bool, now: datetime | None = None
+    backlogs: Sequence[Backlog], *, digest: bool, t: Translator, now: datetime | None = None
 ) -> list[OutMessage]:
     """Turn what a chat has not been sent into messages, each with the cursors it covers.
 
@@ -152,7 +181,7 @@ def format_backlogs(
             note += " were skipped: the feed moved on before they could be sent.</i>"
             blocks.append((note, backlog.url, 0, None))
         for entry in backlog.entries:
-            html = format_item(entry.item, now, show_source=not digest)
+            html = format_item(entry.item, now, t=t, show_source=not digest)
             blocks.append((html, backlog.url, entry.seq, entry.item.id))
     header = "<b>📰 Digest</b>" if digest else ""
     messages: list[OutMessage] = []
@@ -232,14 +261,15 @@ def format_post(
         source: the source line's title (a subscription's custom title); default the feed's.
         now: the time ages are counted from.
     """
-    head = format_item(item, now, source=source)
+    head = format_item(item, now, t=t, source=source)
     if fmt == "title" or not item.summary:
         text = head
         length = _units(text) if fmt == "full" and _usable_image(item.image) else 0
     else:
         tail = ""
         if item.link:
-            tail = f'\n<a href="{esc(item.link)}">{esc(t.gettext("Read more"))}</a>'
+            more = esc(t.gettext("Read more"))  # outside the f-string: extraction sees it
+            tail = f'\n<a href="{esc(item.link)}">{more}</a>'
         fixed = _units(head) + 2 + _units(tail)
         units = _units(item.summary)
         if units <= MAX_MESSAGE_LEN - fixed:
@@ -291,7 +321,7 @@ def format_instant(
     compact: list[Backlog] = []  # consecutive title-format backlogs, packed together
 
     def flush() -> None:
-        for message in format_backlogs(compact, digest=False, now=now):
+        for message in format_backlogs(compact, digest=False, t=t, now=now):
             messages.append(replace(message, link_preview=previews))
         compact.clear()
 
@@ -327,7 +357,7 @@ def _item_posts(
     out: list[OutMessage] = []
     if backlog.skipped:  # the compact form's note, alone in its message
         note = Backlog(backlog.url, backlog.title, [], backlog.skipped, backlog.head)
-        [message] = format_backlogs([note], digest=False)
+        [message] = format_backlogs([note], digest=False, t=t)
         # Once the note is out the missed items are accounted for; the items still wait.
         upto = backlog.entries[0].seq - 1 if backlog.entries else backlog.head
         out.append(replace(message, advances={backlog.url: upto}))

@@ -268,6 +268,7 @@ async def test_unimplemented_real_methods_answer_true_and_are_recorded(
 
 
 async def test_chat_member_table_and_commands(fake_api: FakeBotAPI, bot: Bot) -> None:
+    fake_api.set_chat(-100, "group")  # a chat the bot is in (unknown chats are not found)
     member = await bot.get_chat_member(-100, 11)
     assert member.status == "member"
     fake_api.set_admin(-100, 11)

@@ -31,7 +31,8 @@ OTHER = "https://other.example/rss"
 LINK = "https://news.example/a?x=1&y=2"
 IMAGE = "https://img.example/p.jpg"
 HEAD = (
-    '<b><a href="https://news.example/a?x=1&amp;y=2">Tom &amp; Jerry &lt;3</a></b>\nCartoons · 2h'
+    '<b><a href="https://news.example/a?x=1&amp;y=2">Tom &amp; Jerry &lt;3</a></b>\n'
+    "Cartoons · 2 hr. ago"
 )
 READ_MORE = '\n<a href="https://news.example/a?x=1&amp;y=2">Read more</a>'
 
@@ -71,7 +72,7 @@ def test_summary_post_is_title_source_text_and_read_more() -> None:
     assert post.text == f"{HEAD}\n\n<b>Cat</b> chases <i>mouse</i>.{READ_MORE}"
     assert (post.photo, post.preview_image) == (None, None)
     assert telegram_html_to_plain(post.text) == (
-        "Tom & Jerry <3\nCartoons · 2h\n\nCat chases mouse.\nRead more"
+        "Tom & Jerry <3\nCartoons · 2 hr. ago\n\nCat chases mouse.\nRead more"
     )
 
 
@@ -83,12 +84,12 @@ def test_title_post_is_the_compact_block_and_ignores_text_and_image() -> None:
 
 def test_source_line_shows_the_custom_title_escaped() -> None:
     post = format_post(make(), "summary", EN, source="My <feed>", now=NOW)
-    assert "\nMy &lt;feed&gt; · 2h\n\n" in post.text
+    assert "\nMy &lt;feed&gt; · 2 hr. ago\n\n" in post.text
 
 
 def test_item_without_text_or_link_is_just_its_title() -> None:
     post = format_post(make(summary="", link=None), "summary", EN, now=NOW)
-    assert post.text == "<b>Tom &amp; Jerry &lt;3</b>\nCartoons · 2h"
+    assert post.text == "<b>Tom &amp; Jerry &lt;3</b>\nCartoons · 2 hr. ago"
     assert "Read more" not in format_post(make(link=None), "summary", EN, now=NOW).text
 
 
@@ -175,7 +176,8 @@ def test_a_10000_character_hostile_body_converted_by_richtext_fits_a_post() -> N
 
 def test_rtl_and_emoji_text_is_kept_as_written() -> None:
     post = format_post(make(title=RTL, summary=f"<i>{RTL}</i> 🇺🇦👩‍👩‍👧"), "summary", EN, now=NOW)
-    assert telegram_html_to_plain(post.text).startswith(f"{RTL}\nCartoons · 2h\n\n{RTL} 🇺🇦👩‍👩‍👧")
+    expected = f"{RTL}\nCartoons · 2 hr. ago\n\n{RTL} 🇺🇦👩‍👩‍👧"
+    assert telegram_html_to_plain(post.text).startswith(expected)
 
 
 @pytest.mark.parametrize("fmt", ["title", "summary", "full"])
@@ -201,7 +203,7 @@ def test_lists_of_astral_titles_never_pass_the_limit_in_utf16_units() -> None:
     ]
     backlog = Backlog(URL, "Emoji", entries, 0, 40)
     for digest in (False, True):
-        messages = format_backlogs([backlog], digest=digest, now=NOW)
+        messages = format_backlogs([backlog], digest=digest, t=EN, now=NOW)
         assert len(messages) > 1
         assert all(visible_units(m.text) <= MAX_MESSAGE_LEN for m in messages)
         assert [i for m in messages for i in m.item_ids] == [e.item.id for e in entries]
@@ -236,7 +238,7 @@ def test_summary_sends_one_message_per_item_and_the_last_advances_to_the_head() 
 def test_title_format_keeps_sharing_a_message_and_follows_previews() -> None:
     backlogs = [backlog_of(URL, range(5, 8))]
     [message] = format_instant(backlogs, chat_format="title", previews=False, t=EN, now=NOW)
-    [compact] = format_backlogs(backlogs, digest=False, now=NOW)
+    [compact] = format_backlogs(backlogs, digest=False, t=EN, now=NOW)
     assert (message.text, message.advances) == (compact.text, compact.advances)
     assert message.link_preview is False
 
@@ -255,8 +257,8 @@ def test_a_subscription_format_wins_over_the_chat_and_custom_titles_show() -> No
         (f"{OTHER}#4", f"{OTHER}#5"),
         (f"{URL}2#7",),
     ]
-    assert "\nMine · 2h" in messages[2].text  # the custom title in the compact form too
-    assert "\nCartoons · 2h" in messages[0].text  # no custom title: the feed's own
+    assert "\nMine · 2 hr. ago" in messages[2].text  # the custom title in the compact form too
+    assert "\nCartoons · 2 hr. ago" in messages[0].text  # no custom title: the feed's own
 
 
 def test_a_skip_note_comes_first_and_only_accounts_for_the_missed_items() -> None:

@@ -17,6 +17,13 @@ HELP_TEXT = """<b>newsbot</b> — news from the feeds you choose, posted here as
 /add https://example.com/feed.xml — follow a feed (a web page that links a feed works too)
 /list — this chat's feeds, numbered
 /remove 2 — stop following feed number 2 (or give its URL)
+Groups with topics: /add inside a topic posts the feed there (/add it elsewhere to move it)
+
+<b>Channels and groups</b> — manage them from this private chat, unseen by their readers
+/add @mychannel https://example.com/feed.xml — name the chat first: @username or -100… id
+/list @mychannel — likewise /remove, /digest, /pause, /resume, /timezone, /format, /previews
+/channels — the groups and channels you manage through me
+(I must be a channel admin who may post, or a group member; you: its creator or an admin.)
 
 <b>Delivery</b> — new items are posted as soon as they are found, unless you choose a digest
 /digest — show how this chat gets new items
@@ -33,6 +40,8 @@ HELP_TEXT = """<b>newsbot</b> — news from the feeds you choose, posted here as
 /format full — as summary, with the item's first image
 /format title — just the headline
 /previews off — no link previews under posts (/previews on to show them)
+
+/language — this chat's language: /language en, /language ru, /language auto
 
 /stats — counters (bot operators only)
 /start — the welcome message

@@ -1,6 +1,8 @@
 """/format and /previews: how this chat's instant posts look.
 
-Thin: parse the argument, check rights, store the chat's choice. Rendering lives in
+Thin: parse the argument, check rights, store the chat's choice. Like ``/digest``, both act
+on the chat they are sent in, or — from a private chat — on a group or channel named first
+(``/format @channel full``, see :func:`bot.handlers.common.resolve_target`). Rendering lives in
 :mod:`bot.formatting`, sending in :mod:`bot.services.delivery`. A subscription's own format
 is set from the subscription buttons with ``storage.update_subscription`` (``sub.format``,
 ``None`` = the chat's); ``/format`` only counts those here.
@@ -18,10 +20,12 @@ from bot.handlers.common import (
     COMMAND_UPDATES,
     Context,
     args_of,
-    can_manage,
     deny,
-    register_chat,
+    may_change,
+    register_target,
     reply,
+    reply_about,
+    resolve_target,
     tr,
 )
 from bot.i18n import N_, Translator
@@ -66,13 +70,16 @@ async def format_command(update: Update, context: Context) -> None:
     """``/format`` shows the chat's post format; ``/format title|summary|full`` sets it."""
     t = tr(update, context)
     _ = t.gettext
-    args = args_of(context)
-    chat = await register_chat(update, context)
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    args = list(target.args)
+    chat = await register_target(update, context, target)
     if chat is None:
         return
     if not args:
         own = sum(1 for s in context.storage.subscriptions(chat.chat_id) if s.format is not None)
-        await reply(update, context, _state(t, chat, own))
+        await reply_about(update, context, target, _state(t, chat, own))
         return
     wanted = args[0].lower()
     if len(args) != 1 or wanted not in POST_FORMATS:
@@ -80,7 +87,7 @@ async def format_command(update: Update, context: Context) -> None:
                  "or /format full.") % {"given": esc(" ".join(args)[:40])}  # fmt: skip
         await reply(update, context, text)
         return
-    if not await can_manage(update, context):
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
     fmt: PostFormat = next(f for f in POST_FORMATS if f == wanted)
@@ -90,9 +97,10 @@ async def format_command(update: Update, context: Context) -> None:
 
     await context.storage.update_chat(chat.chat_id, apply)
     logger.info("post format changed", extra={"chat_id": chat.chat_id, "format": fmt})
-    await reply(
+    await reply_about(
         update,
         context,
+        target,
         _("✅ Post format: <b>%(format)s</b> — %(meaning)s")
         % {"format": fmt, "meaning": _(FORMAT_HELP[fmt])},
     )
@@ -101,21 +109,24 @@ async def format_command(update: Update, context: Context) -> None:
 async def previews_command(update: Update, context: Context) -> None:
     """``/previews`` shows whether posts get link previews; ``/previews on|off`` sets it."""
     _ = tr(update, context).gettext
-    args = args_of(context)
-    chat = await register_chat(update, context)
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    args = list(target.args)
+    chat = await register_target(update, context, target)
     if chat is None:
         return
     usage = _("/previews on — a preview of the article under each post; /previews off — none")
     if not args:
         state = _("on") if chat.previews else _("off")
-        await reply(update, context, _("Link previews: <b>%(state)s</b>") % {"state": state}
-                    + "\n" + usage)  # fmt: skip
+        text = _("Link previews: <b>%(state)s</b>") % {"state": state}
+        await reply_about(update, context, target, f"{text}\n{usage}")
         return
     wanted = args[0].lower()
     if len(args) != 1 or wanted not in _SWITCHES:
         await reply(update, context, usage)
         return
-    if not await can_manage(update, context):
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
     enabled = _SWITCHES[wanted]
@@ -128,7 +139,7 @@ async def previews_command(update: Update, context: Context) -> None:
         text = _("✅ Link previews: <b>on</b>. Posts show a preview of the article.")
     else:
         text = _("✅ Link previews: <b>off</b>. Posts show no preview of the article.")
-    await reply(update, context, text)
+    await reply_about(update, context, target, text)
 
 
 def register(app: Application) -> None:

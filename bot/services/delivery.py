@@ -25,6 +25,11 @@ upgraded to a supergroup" moves its settings and sends to the new id; 400 for on
 logged with the feed and items and skipped (its cursor advances: retrying cannot help);
 429/5xx/timeouts that outlast the limiter's retries leave the cursor where it is, and the
 chat is tried again later.
+
+Forum topics (:mod:`bot.services.topics`): each subscription's items go to its topic, one
+message stream (and one digest) per topic. A closed topic holds its items (cursor kept, one
+note to the chat, retried later); a deleted topic's subscriptions move to General and their
+items are delivered there.
 """
 
 from __future__ import annotations
@@ -42,10 +47,11 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 from telegram.ext import ExtBot
 
 from bot.formatting import OutMessage, format_backlogs, format_instant
-from bot.i18n import pick_language, translator
-from bot.models import Chat, LogEntry
+from bot.i18n import Translator, chat_translator
+from bot.models import Backlog, Chat, LogEntry
 from bot.services.metrics import Metrics
 from bot.services.telegram_limits import BULK
+from bot.services.topics import TopicKeeper, TopicTrouble, group_by_topic, topic_trouble
 from bot.storage import StorageService, get_storage_service
 
 logger = logging.getLogger(__name__)
@@ -89,6 +95,23 @@ def _preview_options(message: OutMessage) -> LinkPreviewOptions | None:
     return None if message.link_preview else NO_PREVIEW
 
 
+def _messages(
+    chat: Chat | None, backlogs: list[Backlog], t: Translator, *, digest: bool, compact: bool
+) -> list[OutMessage]:
+    """What to send: title lists for digests and backlogs, else posts in their format."""
+    if digest or compact or chat is None:
+        return format_backlogs(backlogs, digest=digest, t=t)
+    return format_instant(backlogs, chat_format=chat.format, previews=chat.previews, t=t)
+
+
+class TopicUnavailable(Exception):
+    """A send was refused because its forum topic is closed or deleted (cursor untouched)."""
+
+    def __init__(self, trouble: TopicTrouble) -> None:
+        super().__init__(trouble)
+        self.trouble = trouble
+
+
 async def send_html(
     bot: Bot,
     chat_id: int,
@@ -97,8 +120,12 @@ async def send_html(
     reply_to: int | None = None,
     on_chat_moved: ChatMoved | None = None,
     bulk: bool = False,
+    thread_id: int | None = None,
 ) -> int:
     """Send each text as an HTML reply (or a bulk notice); return how many were delivered.
+
+    ``thread_id`` is the forum topic to answer in: every part goes there, not only the one
+    quoting the command (and not General when the command was deleted meanwhile).
 
     Never raises for a chat-level problem (gone, moved, bad request): those are handled and
     logged here, because a user's chat going away must not crash a handler.
@@ -117,7 +144,7 @@ async def send_html(
             try:
                 await bot.send_message(
                     target, text, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW,
-                    reply_parameters=reply, **extra,
+                    reply_parameters=reply, message_thread_id=thread_id, **extra,
                 )  # fmt: skip
             except ChatMigrated as moved:
                 new_id = int(moved.new_chat_id)
@@ -195,6 +222,7 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._retry_handles: dict[int, asyncio.TimerHandle] = {}
         self._stopping = False
+        self._topics = TopicKeeper(storage, metrics, self._note)
         # One delivery per chat at a time (instant and digest alike), so a cursor is never
         # read by one delivery while another is sending from the same position. The lock
         # object lives only while someone holds or waits for it.
@@ -242,6 +270,11 @@ class Dispatcher:
         """A poll logged new items of ``url``: queue every instant follower (O(followers))."""
         del entries  # the chat's cursors say what to send
         for chat_id in self._storage.instant_recipients(url):
+            self.request(chat_id)
+
+    def topic_reopened(self, chat_id: int, thread_id: int | None) -> None:
+        """Telegram reported a topic reopened: what waited for it goes out now (instant)."""
+        if self._topics.open(chat_id, thread_id):
             self.request(chat_id)
 
     def request(self, chat_id: int, *, compact: bool = False) -> None:
@@ -299,34 +332,81 @@ class Dispatcher:
                 return "skipped"
             if chat.delivery.is_digest != digest:
                 return "skipped"
-            messages = self._messages(chat, digest=digest, compact=compact)
-            if not messages:
-                return "nothing"
-            mode = "digest" if digest else "instant"
-            return await self._send_all(chat_id, messages, mode, compact=compact)
+            pending = self._storage.pending(chat_id)
+            return await self._deliver_topics(chat_id, pending, digest, compact=compact)
 
-    def _messages(self, chat: Chat, *, digest: bool, compact: bool) -> list[OutMessage]:
-        """What to send: compact lists for digests and backlogs, else posts in their format."""
-        pending = self._storage.pending(chat.chat_id)
-        if digest or compact:
-            return format_backlogs(pending, digest=digest)
-        t = translator(pick_language(chat.language, None))
-        return format_instant(pending, chat_format=chat.format, previews=chat.previews, t=t)
+    async def _deliver_topics(
+        self, chat_id: int, backlogs: list[Backlog], digest: bool, *, compact: bool = False
+    ) -> Outcome:
+        """Send each forum topic's share of the backlogs there: one stream (digest) per topic.
+
+        A closed topic's items wait (the others still go out); a deleted topic's
+        subscriptions move to General and their items follow there in the same delivery.
+        """
+        mode = "digest" if digest else "instant"
+        chat = self._storage.chat(chat_id)
+        t = chat_translator(chat.language if chat else None)  # posts have no sender
+        outcome: Outcome = "nothing"
+        held = False
+        todo = group_by_topic(backlogs)
+        while todo:
+            thread_id, group = todo.pop(0)
+            messages = _messages(chat, group, t, digest=digest, compact=compact)
+            if not messages:
+                continue
+            try:
+                result = await self._send_all(chat_id, messages, mode, thread_id, compact=compact)
+            except TopicUnavailable as refused:
+                if refused.trouble == "closed" or thread_id is None:
+                    held = True
+                    await self._topics.closed(chat_id, thread_id)
+                    continue
+                moved = await self._topics.deleted(chat_id, thread_id)
+                again = [b for b in self._storage.pending(chat_id) if b.url in moved]
+                todo += group_by_topic(again)
+                continue
+            if result in ("gone", "retry"):
+                return result
+            outcome = result
+        if held and not digest:
+            self._retry_later(chat_id, compact)  # until the topic is reopened (or reported so)
+            return "retry"
+        # A digest leaves a closed topic's items for its next digest: retrying every few
+        # minutes would turn the other topics' digests into a stream of small ones.
+        return "done" if held else outcome
+
+    async def _note(self, chat_id: int, text: str) -> None:
+        """A note to the chat itself (General in a forum); failures are logged, not raised."""
+        await send_html(self._bot, chat_id, [text], bulk=True, on_chat_moved=self._on_chat_moved)
 
     async def _send_all(
-        self, chat_id: int, messages: list[OutMessage], mode: str, *, compact: bool = False
+        self,
+        chat_id: int,
+        messages: list[OutMessage],
+        mode: str,
+        thread_id: int | None = None,
+        *,
+        compact: bool = False,
     ) -> Outcome:
+        """Send ``messages`` to the chat's topic ``thread_id``; cursors advance as each goes.
+
+        Raises:
+            TopicUnavailable: Telegram refused the topic; the cursors of what was not sent stay.
+        """
         target = chat_id
         for message in messages:
             if self._stopping:
                 return "retry"  # shutting down: the rest goes out after the restart
             try:
-                target = await self._send_one(target, message)
+                target = await self._send_one(target, message, thread_id)
             except Forbidden as exc:
                 return await self._gone(target, str(exc))
             except BadRequest as exc:
                 if _is_chat_gone(exc):
                     return await self._gone(target, str(exc))
+                trouble = topic_trouble(exc)
+                if trouble == "closed" or (trouble == "deleted" and thread_id is not None):
+                    raise TopicUnavailable(trouble) from exc
                 self._metrics.delivery_failures.labels(reason="rejected").inc()
                 logger.error(
                     "Telegram rejected a delivery; skipping it",
@@ -344,6 +424,7 @@ class Dispatcher:
                     self._retry_later(target, compact)
                 return "retry"
             else:
+                self._topics.open(target, thread_id)
                 self._metrics.messages_delivered.labels(mode=mode).inc()
                 self._metrics.items_sent.inc(len(message.item_ids))
                 self._storage.count("items_sent", target, len(message.item_ids))
@@ -354,10 +435,12 @@ class Dispatcher:
             self._storage.count("digests_posted", target)
         return "done"
 
-    async def _send_one(self, chat_id: int, message: OutMessage) -> int:
+    async def _send_one(
+        self, chat_id: int, message: OutMessage, thread_id: int | None = None
+    ) -> int:
         """Send one message; returns the chat id it went to (changed by a migration)."""
         try:
-            await self._post(chat_id, message)
+            await self._post(chat_id, message, thread_id)
             return chat_id
         except ChatMigrated as moved:
             new_id = int(moved.new_chat_id)
@@ -365,13 +448,13 @@ class Dispatcher:
             await self._post(new_id, message)
             return new_id
 
-    async def _post(self, chat_id: int, message: OutMessage) -> None:
+    async def _post(self, chat_id: int, message: OutMessage, thread_id: int | None = None) -> None:
         """Send ``message`` as a photo with a caption or as text (see the module docstring)."""
         if message.photo is not None:
             try:
                 await self._bot.send_photo(
                     chat_id, message.photo, caption=message.text, parse_mode=ParseMode.HTML,
-                    rate_limit_args=BULK,
+                    message_thread_id=thread_id, rate_limit_args=BULK,
                 )  # fmt: skip
                 return
             except BadRequest as exc:
@@ -384,11 +467,13 @@ class Dispatcher:
                 )  # fmt: skip
         await self._bot.send_message(
             chat_id, message.text, parse_mode=ParseMode.HTML,
-            link_preview_options=_preview_options(message), rate_limit_args=BULK,
+            link_preview_options=_preview_options(message), message_thread_id=thread_id,
+            rate_limit_args=BULK,
         )  # fmt: skip
 
     async def _gone(self, chat_id: int, why: str) -> Outcome:
         self._metrics.delivery_failures.labels(reason="gone").inc()
+        self._topics.forget_chat(chat_id)
         with contextlib.suppress(Exception):
             await deactivate_chat(chat_id, why, self._on_chat_moved)
         return "gone"

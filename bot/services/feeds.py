@@ -30,6 +30,7 @@ from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from bot import heap
+from bot.i18n import N_
 from bot.models import FeedItem, FeedState, LogEntry, ParsedFeed
 from bot.services.feed_errors import FeedError, NotAFeedError, ParseError
 from bot.services.feed_parser import discover_feed_links, looks_like_html, parse_feed
@@ -357,7 +358,7 @@ class FeedService:
         # A page can be megabytes of HTML: find its feed links off the event loop.
         links = await self._off_loop(discover_feed_links, result.body or b"", result.url)
         if not links:
-            raise NotAFeedError("that page links to no RSS or Atom feed")
+            raise NotAFeedError(N_("that page links to no RSS or Atom feed"))
         view = await self.refresh(links[0], manual=True)
         return links[0], view.title
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
+from bot.config import DEFAULT_MAX_FEEDS_PER_CHAT as MAX_FEEDS_PER_CHAT
 from bot.config import Settings
-from bot.handlers.feeds import MAX_FEEDS_PER_CHAT
 from bot.storage import get_storage_service
 from tests.helpers.bot_runner import running_bot
 from tests.helpers.conversation import poll_now, say

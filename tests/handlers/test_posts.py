@@ -127,3 +127,24 @@ async def test_group_members_may_look_but_only_admins_change_posts(
     assert allowed[0].startswith("✅ Post format: title")
     assert allowed[1].startswith("✅ Link previews: off")
     assert (changed.format, changed.previews) == ("title", False)
+
+
+async def test_a_channel_format_is_set_from_a_private_chat(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory
+) -> None:
+    user, channel = 601, -1001234500001
+    fake_api.set_chat(channel, "channel", title="My Channel", username="mychannel")
+    fake_api.set_admin(channel, fake_api.bot_id, "administrator")
+    fake_api.set_admin(channel, user, "creator")
+    async with running_bot(bot_settings()):
+        changed = await say(fake_api, "/format @mychannel full", user)
+        previews = await say(fake_api, "/previews @mychannel off", user)
+        shown = await say(fake_api, "/format @mychannel", user)
+        remote, own = stored(channel), get_storage_service().chat(user)
+        in_channel = fake_api.sent_messages(channel)
+    assert changed == "@mychannel\n✅ Post format: full — as summary, with the item's first image"
+    assert previews == "@mychannel\n✅ Link previews: off. Posts show no preview of the article."
+    assert shown.startswith("@mychannel\nPost format: full")
+    assert (remote.format, remote.previews) == ("full", False)
+    assert own is None or (own.format, own.previews) == ("summary", True)  # untouched
+    assert in_channel == []  # nothing is posted in the channel itself

@@ -109,8 +109,29 @@ _RESTRICTED_PERMISSIONS = [
     "can_send_video_notes",
     "can_send_voice_notes",
     "can_edit_tag",
+    "can_react_to_messages",
 ]
 _MEMBER_STATUSES = frozenset({"creator", "administrator", "member", "restricted", "left", "kicked"})
+# ChatMemberAdministrator's rights: the common ones, then those only channels or only groups
+# have (Telegram leaves the others out of the object).
+_COMMON_ADMIN_RIGHTS = (
+    "can_manage_chat",
+    "can_delete_messages",
+    "can_manage_video_chats",
+    "can_restrict_members",
+    "can_promote_members",
+    "can_change_info",
+    "can_invite_users",
+    "can_post_stories",
+    "can_edit_stories",
+    "can_delete_stories",
+)
+_CHANNEL_ADMIN_RIGHTS = ("can_post_messages", "can_edit_messages")
+_GROUP_ADMIN_RIGHTS = ("can_pin_messages",)
+_SUPERGROUP_ADMIN_RIGHTS = ("can_manage_topics",)
+_ADMIN_RIGHTS = frozenset(
+    _COMMON_ADMIN_RIGHTS + _CHANNEL_ADMIN_RIGHTS + _GROUP_ADMIN_RIGHTS + _SUPERGROUP_ADMIN_RIGHTS
+)
 # Statuses answered by Telegram's nginx front end (an HTML page) rather than the Bot API server.
 _FRONT_END_STATUSES = frozenset({502, 503, 504})
 _NGINX_PAGE = (
@@ -305,6 +326,23 @@ class _Failure:
     html: bool = False
 
 
+TopicState = Literal["open", "closed", "deleted"]
+# What supergroups answer for a deleted topic (tdlib/telegram-bot-api#854); Telegram has also
+# been seen answering "Bad Request: TOPIC_DELETED" (set FakeBotAPI.deleted_topic_error).
+THREAD_NOT_FOUND = "Bad Request: message thread not found"
+TOPIC_CLOSED = "Bad Request: TOPIC_CLOSED"
+
+
+@dataclass
+class ForumTopic:
+    """A topic of a forum supergroup; its id is that of its "topic created" service message."""
+
+    thread_id: int
+    name: str
+    state: TopicState = "open"
+    icon_color: int = 0x6FB9F0
+
+
 @dataclass(frozen=True)
 class FloodLimits:
     """Telegram's flood limits as the fake enforces them (when enabled).
@@ -469,6 +507,16 @@ class FakeBotAPI(LocalServer):
     (:meth:`set_admin`, :meth:`fail_next`, :meth:`set_delay`, :meth:`hang`,
     :meth:`set_limits`). With ``enforce_limits=True`` it answers 429 like Telegram when the
     bot goes over the flood limits (:class:`FloodLimits`); ``limit_hits`` counts those 429s.
+
+    Forum supergroups: :meth:`make_forum`, :meth:`create_topic`, :meth:`close_topic`,
+    :meth:`reopen_topic`, :meth:`delete_topic`; ``send_command(..., thread_id=)`` sends into a
+    topic. sendMessage places a message like Telegram: in ``message_thread_id``, else in the
+    topic of the message it replies to, else General, and refuses a closed topic
+    ("TOPIC_CLOSED"), a deleted or unknown one ("message thread not found"; also for any
+    thread id in a chat without topics — Telegram accepts reply-thread ids in plain
+    supergroups, which the bot never sends). The bot is treated as an admin without
+    ``can_manage_topics`` (those may post into closed topics). Sent messages record their
+    ``thread_id`` (None: General or a chat without topics).
     """
 
     def __init__(
@@ -502,9 +550,16 @@ class FakeBotAPI(LocalServer):
         self.unknown_chats: set[int] = set()
         self.left_chats: list[int] = []
         self.chats: dict[int, dict[str, Any]] = {}
+        # Forum supergroups: chat id -> thread id -> topic; General is not in it.
+        self.forums: dict[int, dict[int, ForumTopic]] = {}
+        self.closed_general: set[int] = set()
+        self.deleted_topic_error = THREAD_NOT_FOUND
+        # (forum chat, message id) -> its topic (None: General), for replies without a thread.
+        self._message_topics: dict[tuple[int, int], int | None] = {}
         # Photo URL → the 400 description sendPhoto answers for it (see break_photo()).
         self.photo_errors: dict[str, str] = {}
         self._members: dict[tuple[int, int], str] = {}
+        self._rights: dict[tuple[int, int], dict[str, bool]] = {}
         self._commands: dict[str, list[Any]] = {}
         self._updates: list[dict[str, Any]] = []
         self._next_update_id = 1
@@ -568,11 +623,24 @@ class FakeBotAPI(LocalServer):
 
     # ------------------------------------------------------------------ behaviour knobs
 
-    def set_admin(self, chat_id: int, user_id: int, status: str = "administrator") -> None:
-        """Set what getChatMember answers for ``user_id`` in ``chat_id`` (default "member")."""
+    def set_admin(
+        self, chat_id: int, user_id: int, status: str = "administrator", **rights: bool
+    ) -> None:
+        """Set what getChatMember answers for ``user_id`` in ``chat_id`` (default "member").
+
+        ``rights`` override the flags of an "administrator" (every right is granted unless
+        given here, e.g. ``can_post_messages=False``) or a "restricted" member (every
+        permission is denied unless given, e.g. ``can_send_messages=True``). Use
+        ``fake.bot_id`` as ``user_id`` to set the bot's own status.
+        """
         if status not in _MEMBER_STATUSES:
             raise ValueError(f"unknown chat member status {status!r}")
+        known = _ADMIN_RIGHTS if status == "administrator" else set(_RESTRICTED_PERMISSIONS)
+        unknown = set(rights) - known if status in ("administrator", "restricted") else set(rights)
+        if unknown:
+            raise ValueError(f"flags {sorted(unknown)} do not apply to status {status!r}")
         self._members[(chat_id, user_id)] = status
+        self._rights[(chat_id, user_id)] = dict(rights)
 
     def set_chat(
         self,
@@ -590,8 +658,105 @@ class FakeBotAPI(LocalServer):
             chat["title"] = title or f"Chat {chat_id}"
         if username:
             chat["username"] = username
+        if chat_id in self.forums and chat_type == "supergroup":
+            chat["is_forum"] = True
         self.chats[chat_id] = chat
         return dict(chat)
+
+    def make_forum(self, chat_id: int, *, title: str | None = None) -> dict[str, Any]:
+        """Make ``chat_id`` a supergroup with topics enabled (``is_forum``); return the chat."""
+        if chat_id > _SUPERGROUP_ID_LIMIT:
+            raise ValueError("forums are supergroups: use a -100… id")
+        chat = self.set_chat(chat_id, "supergroup", title=title)
+        self.chats[chat_id]["is_forum"] = True
+        if chat_id not in self.forums:
+            self.forums[chat_id] = {}
+            self._next_message_id(chat_id)  # id 1 is General's; topics never get it
+        return chat | {"is_forum": True}
+
+    def create_topic(self, chat_id: int, name: str) -> int:
+        """Create a topic in a forum (as ``createForumTopic`` does); return its thread id."""
+        topics = self.forums.get(chat_id)
+        if topics is None:
+            raise ValueError(f"chat {chat_id} is not a forum (make_forum first)")
+        thread_id = self._next_message_id(chat_id)
+        topics[thread_id] = ForumTopic(thread_id, name)
+        self._message_topics[(chat_id, thread_id)] = thread_id
+        return thread_id
+
+    def close_topic(
+        self, chat_id: int, thread_id: int | None, *, by: int = 1, announce: bool = True
+    ) -> None:
+        """Close a topic (None: General); ``announce`` queues the service message bots get."""
+        self._set_topic_state(chat_id, thread_id, "closed", by, announce)
+
+    def reopen_topic(
+        self, chat_id: int, thread_id: int | None, *, by: int = 1, announce: bool = True
+    ) -> None:
+        """Reopen a closed topic (None: General), announcing it like Telegram."""
+        self._set_topic_state(chat_id, thread_id, "open", by, announce)
+
+    def delete_topic(self, chat_id: int, thread_id: int) -> None:
+        """Delete a topic with its messages (Telegram sends bots no update for this)."""
+        self._topic(chat_id, thread_id).state = "deleted"
+
+    def delete_message(self, chat_id: int, message_id: int) -> None:
+        """A user deleted a message: replies to it no longer find its topic."""
+        self._message_topics.pop((chat_id, message_id), None)
+
+    def topic_messages(self, chat_id: int, thread_id: int | None) -> list[dict[str, Any]]:
+        """Messages the bot posted in one topic of ``chat_id`` (None: General), oldest first."""
+        return [m for m in self.sent_messages(chat_id) if m["thread_id"] == thread_id]
+
+    def _topic(self, chat_id: int, thread_id: int) -> ForumTopic:
+        topic = self.forums.get(chat_id, {}).get(thread_id)
+        if topic is None:
+            raise ValueError(f"no topic {thread_id} in chat {chat_id}")
+        return topic
+
+    def _set_topic_state(
+        self, chat_id: int, thread_id: int | None, state: TopicState, by: int, announce: bool
+    ) -> None:
+        if thread_id is None:
+            if chat_id not in self.forums:
+                raise ValueError(f"chat {chat_id} is not a forum")
+            if state == "closed":
+                self.closed_general.add(chat_id)
+            else:
+                self.closed_general.discard(chat_id)
+            return
+        topic = self._topic(chat_id, thread_id)
+        if topic.state == "deleted":
+            raise ValueError(f"topic {thread_id} was deleted")
+        topic.state = state
+        if announce:
+            event = "forum_topic_closed" if state == "closed" else "forum_topic_reopened"
+            message = self._topic_message(chat_id, thread_id, by)
+            message[event] = {}
+            self.add_update({"message": message})
+
+    def _topic_message(self, chat_id: int, thread_id: int, user_id: int) -> dict[str, Any]:
+        """A new message in a topic, as Telegram shows it to bots (without its content)."""
+        topic = self._topic(chat_id, thread_id)
+        message_id = self._next_message_id(chat_id)
+        self._message_topics[(chat_id, message_id)] = thread_id
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": self._chat(chat_id),
+            "from": self._user(user_id, None),
+            "message_thread_id": thread_id,
+            "is_topic_message": True,
+            # Every topic message that replies to nothing replies to the topic's creation.
+            "reply_to_message": {
+                "message_id": thread_id,
+                "date": int(time.time()),
+                "chat": self._chat(chat_id),
+                "message_thread_id": thread_id,
+                "is_topic_message": True,
+                "forum_topic_created": {"name": topic.name, "icon_color": topic.icon_color},
+            },
+        }
 
     def break_photo(self, url: str, description: str = PHOTO_UNREACHABLE) -> None:
         """Make sendPhoto with ``url`` fail as Telegram does for an image it cannot use.
@@ -697,13 +862,30 @@ class FakeBotAPI(LocalServer):
         chat_type: str = "private",
         username: str | None = None,
         chat_title: str | None = None,
+        thread_id: int | None = None,
+        language_code: str | None = "en",
     ) -> int:
-        """Queue a user's text message; a leading ``/cmd[@bot]`` gets its bot_command entity."""
-        message: dict[str, Any] = {
-            "message_id": self._next_message_id(chat_id),
+        """Queue a user's text message; a leading ``/cmd[@bot]`` gets its bot_command entity.
+
+        ``thread_id``: a forum topic of ``chat_id`` to send it in (:meth:`create_topic`), or
+        any other id for a reply thread (a reply in General or in a chat without topics
+        carries its thread's id, but is no topic message). ``language_code`` is the sender's
+        Telegram language (an IETF tag); ``None`` leaves the field out, as Telegram does for
+        some users.
+        """
+        chat = self._chat_for_update(chat_id, chat_type, chat_title, username, user_id)
+        if thread_id is not None and thread_id in self.forums.get(chat_id, {}):
+            message = self._topic_message(chat_id, thread_id, user_id)
+        else:
+            message = {"message_id": self._next_message_id(chat_id)}
+            if thread_id is not None:
+                message["message_thread_id"] = thread_id
+            if chat_id in self.forums:
+                self._message_topics[(chat_id, message["message_id"])] = None
+        message |= {
             "date": int(time.time()),
-            "chat": self._chat_for_update(chat_id, chat_type, chat_title, username, user_id),
-            "from": self._user(user_id, username),
+            "chat": chat,
+            "from": self._user(user_id, username, language_code),
             "text": text,
         }
         entities = self._command_entities(text)
@@ -742,12 +924,13 @@ class FakeBotAPI(LocalServer):
         """
         chat = self._chat_for_update(chat_id, chat_type, chat_title, None, user_id)
         self._members[(chat_id, self.bot_id)] = new_status
+        self._rights.pop((chat_id, self.bot_id), None)
         update = {
             "chat": chat,
             "from": self._user(user_id, None),
             "date": int(time.time()),
-            "old_chat_member": self._member(self.bot_user, old_status),
-            "new_chat_member": self._member(self.bot_user, new_status),
+            "old_chat_member": self._member(self.bot_user, old_status, chat_type),
+            "new_chat_member": self._member(self.bot_user, new_status, chat_type),
         }
         return self.add_update({"my_chat_member": update})
 
@@ -781,7 +964,8 @@ class FakeBotAPI(LocalServer):
 
         Each is a dict: ``method``, ``chat_id``, ``message_id``, ``text`` (as sent; a photo's
         caption), ``plain`` (what the user reads), ``parse_mode``, ``photo`` (sendPhoto's URL,
-        else None), ``link_preview_options`` (decoded, or None), ``reply_markup``, ``params``.
+        else None), ``link_preview_options`` (decoded, or None), ``reply_markup``, ``params``,
+        ``thread_id`` (the forum topic, None: General or not a forum).
         """
         return [m for m in self.sent if chat_id is None or m["chat_id"] == chat_id]
 
@@ -887,13 +1071,12 @@ class FakeBotAPI(LocalServer):
         return self.set_chat(chat_id, chat_type, title=title)
 
     @staticmethod
-    def _user(user_id: int, username: str | None) -> dict[str, Any]:
-        user: dict[str, Any] = {
-            "id": user_id,
-            "is_bot": False,
-            "first_name": f"User{user_id}",
-            "language_code": "en",
-        }
+    def _user(
+        user_id: int, username: str | None, language_code: str | None = "en"
+    ) -> dict[str, Any]:
+        user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"}
+        if language_code is not None:
+            user["language_code"] = language_code
         if username:
             user["username"] = username
         return user
@@ -906,40 +1089,68 @@ class FakeBotAPI(LocalServer):
         return [{"type": "bot_command", "offset": 0, "length": _utf16_len(command)}]
 
     @staticmethod
-    def _member(user: dict[str, Any], status: str) -> dict[str, Any]:
-        """A ChatMember object with every field PTB requires for ``status``."""
+    def _member(
+        user: dict[str, Any],
+        status: str,
+        chat_type: str | None = None,
+        rights: dict[str, bool] | None = None,
+    ) -> dict[str, Any]:
+        """A ChatMember object shaped as Telegram sends it for ``status``.
+
+        ``chat_type`` picks the administrator rights that exist in that kind of chat
+        (``can_post_messages`` in channels, ``can_pin_messages`` in groups...); None gives
+        them all. ``rights`` override the defaults (see :meth:`set_admin`).
+        """
         member: dict[str, Any] = {"status": status, "user": dict(user)}
+        rights = rights or {}
         if status == "creator":
             member["is_anonymous"] = False
         elif status == "administrator":
-            member |= {
-                "can_be_edited": False,
-                "is_anonymous": False,
-                "can_manage_chat": True,
-                "can_delete_messages": True,
-                "can_manage_video_chats": True,
-                "can_restrict_members": True,
-                "can_promote_members": False,
-                "can_change_info": True,
-                "can_invite_users": True,
-                "can_post_messages": True,
-                "can_edit_messages": True,
-                "can_pin_messages": True,
-                "can_post_stories": False,
-                "can_edit_stories": False,
-                "can_delete_stories": False,
-            }
+            names = list(_COMMON_ADMIN_RIGHTS)
+            if chat_type in (None, "channel"):
+                names += _CHANNEL_ADMIN_RIGHTS
+            if chat_type in (None, "group", "supergroup"):
+                names += _GROUP_ADMIN_RIGHTS
+            if chat_type in (None, "supergroup"):
+                names += _SUPERGROUP_ADMIN_RIGHTS
+            defaults = dict.fromkeys(names, True)
+            defaults |= {"can_promote_members": False} | dict.fromkeys(
+                ("can_post_stories", "can_edit_stories", "can_delete_stories"), False
+            )
+            member |= {"can_be_edited": False, "is_anonymous": False}
+            member |= {name: bool(rights.get(name, defaults[name])) for name in names}
         elif status == "kicked":
             member["until_date"] = 0
         elif status == "restricted":
             member |= {
                 "is_member": True,
                 "until_date": 0,
-                **dict.fromkeys(_RESTRICTED_PERMISSIONS, False),
+                **{name: bool(rights.get(name, False)) for name in _RESTRICTED_PERMISSIONS},
             }
         elif status not in _MEMBER_STATUSES:
             raise ValueError(f"unknown chat member status {status!r}")
         return member
+
+    def _is_known(self, chat_id: int) -> bool:
+        """Whether Telegram would know this chat to the bot (seen, registered or configured)."""
+        return chat_id in self.chats or any(chat == chat_id for chat, _ in self._members)
+
+    def _other_chat(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The chat getChat/getChatMember ask about, refused as Telegram refuses it.
+
+        Unknown chats and private chats the bot is not in are "chat not found"; a chat the
+        bot was kicked from answers 403. Public chats (with a username) are found either way.
+        """
+        chat_id = self._resolve_chat_id(params)
+        if not self._is_known(chat_id):
+            raise _ApiError(400, "Bad Request: chat not found")
+        chat = self._chat(chat_id)
+        bot_status = self._members.get((chat_id, self.bot_id))
+        if bot_status == "kicked" and chat["type"] != "private":
+            raise _ApiError(403, self._forbidden_description(chat["type"]))
+        if bot_status == "left" and not chat.get("username"):
+            raise _ApiError(400, "Bad Request: chat not found")
+        return chat
 
     def _resolve_chat_id(self, params: dict[str, Any]) -> int:
         """Turn the ``chat_id`` parameter into a known chat id, like Telegram does."""
@@ -1248,12 +1459,17 @@ class FakeBotAPI(LocalServer):
     ) -> dict[str, Any]:
         """Store an accepted message (``sent``) and return Telegram's Message object."""
         chat_id = int(chat["id"])
+        thread_id = self._place_in_topic(chat_id, params)
         message: dict[str, Any] = {
             "message_id": self._next_message_id(chat_id),
             "from": dict(self.bot_user),
             "date": int(time.time()),
             "chat": chat,
         }
+        if thread_id is not None:
+            message |= {"message_thread_id": thread_id, "is_topic_message": True}
+        if chat_id in self.forums:
+            self._message_topics[(chat_id, message["message_id"])] = thread_id
         if isinstance(params.get("reply_markup"), dict):
             message["reply_markup"] = params["reply_markup"]
         self.sent.append(
@@ -1269,6 +1485,7 @@ class FakeBotAPI(LocalServer):
                 "photo": params.get("photo") if method == "sendPhoto" else None,
                 "link_preview_options": params.get("link_preview_options"),
                 "params": params,
+                "thread_id": thread_id,
             }
         )
         return message
@@ -1314,6 +1531,36 @@ class FakeBotAPI(LocalServer):
             message["caption"] = plain
         return message
 
+    def _place_in_topic(self, chat_id: int, params: dict[str, Any]) -> int | None:
+        """The topic a new message goes to (None: General), or Telegram's refusal.
+
+        ``message_thread_id`` wins; without it a reply goes to the topic of the message it
+        answers (a missing one, with ``allow_sending_without_reply``, leaves it in General).
+        """
+        raw = params.get("message_thread_id")
+        thread_id: int | None
+        if raw is not None:
+            if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
+                raise _ApiError(400, THREAD_NOT_FOUND)
+            thread_id = raw
+        else:
+            reply = params.get("reply_parameters")
+            replied = _as_int(reply.get("message_id"), 0) if isinstance(reply, dict) else 0
+            thread_id = self._message_topics.get((chat_id, replied))
+        topics = self.forums.get(chat_id)
+        if thread_id is None:
+            if chat_id in self.closed_general:
+                raise _ApiError(400, TOPIC_CLOSED)
+            return None
+        topic = topics.get(thread_id) if topics is not None else None
+        if topic is None:
+            raise _ApiError(400, THREAD_NOT_FOUND)
+        if topic.state == "deleted":
+            raise _ApiError(400, self.deleted_topic_error)
+        if topic.state == "closed":
+            raise _ApiError(400, TOPIC_CLOSED)
+        return thread_id
+
     @staticmethod
     def _forbidden_description(chat_type: str) -> str:
         if chat_type == "group":
@@ -1325,7 +1572,7 @@ class FakeBotAPI(LocalServer):
         return "Forbidden: bot was blocked by the user"
 
     async def _get_chat(self, params: dict[str, Any]) -> dict[str, Any]:
-        chat = self._chat(self._resolve_chat_id(params))
+        chat = self._other_chat(params)
         return chat | {
             "accent_color_id": 0,
             "max_reaction_count": 11,
@@ -1342,17 +1589,30 @@ class FakeBotAPI(LocalServer):
         return dict(self.bot_user) if user_id == self.bot_id else self._user(user_id, None)
 
     async def _get_chat_member(self, params: dict[str, Any]) -> dict[str, Any]:
-        chat_id = self._resolve_chat_id(params)
+        chat = self._other_chat(params)
+        chat_id = int(chat["id"])
         user_id = _as_int(params.get("user_id"), 0)
         if user_id <= 0:
             raise _ApiError(400, "Bad Request: invalid user_id specified")
+        bot_status = self._members.get((chat_id, self.bot_id), "member")
+        if (
+            chat["type"] == "channel"
+            and user_id != self.bot_id
+            and bot_status not in ("creator", "administrator")
+        ):
+            # Only a channel's administrators may see who else is in it.
+            raise _ApiError(400, "Bad Request: member list is inaccessible")
         status = self._members.get((chat_id, user_id), "member")
-        return self._member(self._user_for_member(user_id), status)
+        rights = self._rights.get((chat_id, user_id))
+        return self._member(self._user_for_member(user_id), status, chat["type"], rights)
 
     async def _get_chat_administrators(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         chat_id = self._resolve_chat_id(params)
+        chat_type = self._chat(chat_id)["type"]
         return [
-            self._member(self._user_for_member(user_id), status)
+            self._member(
+                self._user_for_member(user_id), status, chat_type, self._rights.get((chat, user_id))
+            )
             for (chat, user_id), status in self._members.items()
             if chat == chat_id and status in ("creator", "administrator")
         ]

@@ -155,3 +155,20 @@ async def test_a_plain_request_posts_each_item_in_the_chat_format(
     await settle(dispatcher)
     assert len(bot.sent) == 2
     assert all("Text" in s.text for s in bot.sent)
+
+
+async def test_photo_and_text_posts_go_to_the_subscription_topic(
+    dispatcher: Dispatcher, bot: RecordingBot, storage: StorageService
+) -> None:
+    forum, topic = -1001234500009, 7
+    await storage.ensure_chat(forum, "supergroup", "Forum")
+    await storage.update_chat(forum, lambda c: setattr(c, "format", "full"))
+    state = FeedState(url=URL, title="Stories")
+    await storage.record_fetch(URL, [item(0)], state)
+    assert await storage.subscribe(forum, URL, limit=10, options={"thread_id": topic}) == "added"
+    await storage.record_fetch(URL, [item(2, image=None), item(1)], state)
+    assert await dispatcher.deliver(forum, digest=False) == "done"
+    assert [(s.kwargs.get("photo"), s.kwargs["message_thread_id"]) for s in bot.sent] == [
+        (IMAGE, topic),
+        (None, topic),
+    ]
