@@ -34,6 +34,7 @@ from bot.handlers import (
     feeds,
     language,
     news,
+    opml,
     posts,
     topics,
 )
@@ -69,6 +70,8 @@ COMMANDS = [
     BotCommand("add", N_("Follow a feed: /add <url>")),
     BotCommand("list", N_("This chat's feeds")),
     BotCommand("remove", N_("Stop following a feed: /remove <number>")),
+    BotCommand("import", N_("Follow the feeds of an OPML file (reply to it)")),
+    BotCommand("export", N_("This chat's feeds as an OPML file")),
     BotCommand("digest", N_("Instant delivery or a digest: every 2h, at 08:00, off")),
     BotCommand("pause", N_("Stop posting new items for now")),
     BotCommand("resume", N_("Post new items again")),
@@ -105,6 +108,7 @@ def build_application(
         metrics=metrics,
         health=health,
         rate_limiter=NewsRateLimiter(settings.news_rate_count, settings.news_rate_window_s),
+        add_rate_limiter=NewsRateLimiter(settings.add_rate_count, settings.add_rate_window_s),
     )
     storage = configure_storage(settings.data_dir, settings.backup_dir, settings.backup_keep)
     storage.write_observer = metrics.storage_write_seconds.observe
@@ -139,8 +143,8 @@ def build_application(
     # conflict before errors: its error handler stops 409s reaching the generic one.
     # access first: its gate (handler group -1) stops refused updates before any handler.
     for module in (
-        access, basic, news, feeds, delivery, posts, language, channels, admin, chats, topics,
-        conflict, errors,
+        access, basic, news, feeds, opml, delivery, posts, language, channels, admin, chats,
+        topics, conflict, errors,
     ):  # fmt: skip
         module.register(app)
     return app

@@ -65,6 +65,9 @@ class Settings:
     feed_poll_interval_s: int = 600
     news_rate_count: int = 5
     news_rate_window_s: int = 60
+    # /add and /import share one per-user budget: each command costs fetches.
+    add_rate_count: int = 10
+    add_rate_window_s: int = 600
     allow_private_feeds: bool = False
     feed_max_bytes: int = 5 * 1024 * 1024
     feed_timeout_s: int = 20
@@ -117,6 +120,15 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
     if not lo <= value <= hi:
         raise ConfigError(f"{name}: must be between {lo} and {hi}, got {value}")
     return value
+
+
+def _rate(env: Mapping[str, str], name: str, default: str) -> tuple[int, int]:
+    """A per-user budget ``COUNT/SECONDS`` (at least 1 request, a window of 1 s to 1 day)."""
+    raw = env.get(name, "").strip() or default
+    rate = _RATE_RE.match(raw)
+    if not rate or int(rate.group(1)) < 1 or not 1 <= int(rate.group(2)) <= 86400:
+        raise ConfigError(f"{name}: expected COUNT/SECONDS like {default}, got {raw!r}")
+    return int(rate.group(1)), int(rate.group(2))
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:
@@ -262,10 +274,8 @@ def load_settings(
         _url("DEFAULT_FEEDS", p)
         for p in filter(None, (p.strip() for p in env.get("DEFAULT_FEEDS", "").split(",")))
     )
-    rate_raw = env.get("NEWS_RATE_LIMIT", "").strip() or "5/60"
-    rate = _RATE_RE.match(rate_raw)
-    if not rate or int(rate.group(1)) < 1 or not 1 <= int(rate.group(2)) <= 86400:
-        raise ConfigError(f"NEWS_RATE_LIMIT: expected COUNT/SECONDS like 5/60, got {rate_raw!r}")
+    news_rate = _rate(env, "NEWS_RATE_LIMIT", "5/60")
+    add_rate = _rate(env, "ADD_RATE_LIMIT", "10/600")
     log_level = env.get("LOG_LEVEL", "").strip().upper() or "INFO"
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ConfigError(
@@ -312,8 +322,10 @@ def load_settings(
         backup_interval_s=_int(env, "BACKUP_INTERVAL", 6 * 3600, 60, 7 * 86400),
         default_feeds=feeds,
         feed_poll_interval_s=_int(env, "FEED_POLL_INTERVAL", 600, MIN_POLL_INTERVAL_S, 86400),
-        news_rate_count=int(rate.group(1)),
-        news_rate_window_s=int(rate.group(2)),
+        news_rate_count=news_rate[0],
+        news_rate_window_s=news_rate[1],
+        add_rate_count=add_rate[0],
+        add_rate_window_s=add_rate[1],
         allow_private_feeds=_bool(env, "ALLOW_PRIVATE_FEEDS"),
         feed_max_bytes=_size(env, "FEED_MAX_BYTES", 5 * 1024 * 1024),
         feed_timeout_s=_int(env, "FEED_TIMEOUT", 20, 1, 300),

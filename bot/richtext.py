@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 SUMMARY_LIMIT: Final = 1000
 ELLIPSIS: Final = "…"
 
-_FEED_CHUNK: Final = 8192  # feed the parser this much at a time, stopping once past the limit
+_FEED_CHUNK: Final = 4096  # feed the parser this much at a time, stopping once past the limit
 
 # Telegram's tags that a converted summary may contain, by what an input tag becomes.
 _FORMAT: Final = {
@@ -75,6 +75,7 @@ _VOID: Final = frozenset({
 # other; a blockquote holds no blockquote. Bold/italic/underline/strike go anywhere else.
 _LEAF: Final = frozenset({"code", "pre"})
 _HTML_SPACE: Final = re.compile(r"[ \t\n\r\f]+")  # HTML's whitespace (not NBSP) on plain text
+_BLANK_LINES: Final = re.compile(r"\n{3,}")  # on plain text, inside <pre>
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
 # What may not start a cut: joiners, variation selectors and skin-tone modifiers belong to
@@ -82,7 +83,7 @@ _SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
 _GLUE: Final = frozenset({"\u200d", "\ufe0e", "\ufe0f"} | {chr(c) for c in range(0x1F3FB, 0x1F400)})
 _MAX_DEPTH: Final = 64  # deeper input nesting is ignored (bounds the work per tag)
 _MAX_INDENT: Final = 4  # list levels shown by indentation
-_IMAGE_SCAN: Final = 65536  # past the limit, keep reading this far only to find an image
+_IMAGE_SCAN: Final = 32768  # past the limit, keep reading this far only to find an image
 _TRACKING_SIZES: Final = frozenset({"0", "1", "1px", "0px"})
 _EMOJI_CLASSES: Final = frozenset({"emoji", "wp-smiley"})
 
@@ -130,19 +131,23 @@ class RichText:
     image: str | None
 
 
-def convert(html_text: str, base_url: str | None, *, limit: int = SUMMARY_LIMIT) -> RichText:
+def convert(
+    html_text: str, base_url: str | None, *, limit: int = SUMMARY_LIMIT, find_image: bool = True
+) -> RichText:
     """Convert feed HTML (or plain text) and find its first image, in one parse.
 
     Parsers call this once per item (the body is read once for both answers); the two
-    single-purpose functions below are this, halved.
+    single-purpose functions below are this, halved. ``find_image=False`` (the feed already
+    declares the item's image) lets the parse stop as soon as the text is past ``limit``.
     """
-    text = _clean_chars(html_text)
+    text = clean_text(html_text)
     # Plain text (no markup at all) keeps its line breaks; in HTML they are just spaces.
     converter = _Converter(base_url, plain="<" not in text)
+    converter.image_done = not find_image
     for start in range(0, len(text), _FEED_CHUNK):
         converter.feed(text[start : start + _FEED_CHUNK])
         if converter.visible > limit and (converter.image_done or start >= _IMAGE_SCAN):
-            break  # the rest would be cut anyway: a megabyte body costs what 64 KiB does
+            break  # the rest would be cut anyway: a megabyte body costs what 32 KiB does
     else:
         converter.close()
     return RichText(_render(converter.finish(), limit, ELLIPSIS), converter.image)
@@ -166,13 +171,24 @@ def to_telegram_html(html_text: str, base_url: str | None, *, limit: int = SUMMA
     return convert(html_text, base_url, limit=limit).html
 
 
+def html_to_text(html_text: str, *, limit: int = SUMMARY_LIMIT) -> str:
+    """The visible text of feed HTML, without markup: what :func:`to_telegram_html` shows.
+
+    For plain-text uses of HTML (an HTML-typed title, a title made from a body): the same
+    rules decide what is text (scripts dropped, blocks become line breaks, entities decoded),
+    so a title and a summary never disagree about it.
+    """
+    rendered = to_telegram_html(html_text, None, limit=limit)
+    return "".join(text for kind, text, _ in _parse_telegram(rendered) if kind == _TEXT)
+
+
 def first_image(html_text: str, base_url: str | None) -> str | None:
     """The first ``<img>`` of a body as an absolute http(s) URL, if there is one.
 
     ``data:`` URIs, non-http(s) sources, emoji images and 1×1 tracking pixels are skipped.
     """
     finder = _Converter(base_url, images_only=True)
-    text = _clean_chars(html_text)
+    text = clean_text(html_text)
     for start in range(0, len(text), _FEED_CHUNK):
         finder.feed(text[start : start + _FEED_CHUNK])
         if finder.image_done:
@@ -198,8 +214,13 @@ def absolute_http_url(url: str | None, base_url: str | None) -> str | None:
     return parts.geturl()
 
 
-def _clean_chars(text: str) -> str:
-    """Drop control characters Telegram rejects and replace lone surrogates (from JSON)."""
+def clean_text(text: str) -> str:
+    r"""Text that can be stored and sent: controls dropped, lone surrogates replaced.
+
+    C0 controls other than tab and line breaks go (never text in a post); a lone surrogate
+    (JSON can carry one, ``"\ud800"``; XML cannot) becomes U+FFFD, because UTF-8 cannot
+    encode it and it would fail the whole message.
+    """
     text = _CONTROL.sub("", text)
     return _SURROGATE.sub("\ufffd", text) if _has_surrogate(text) else text
 
@@ -212,8 +233,9 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
-# Events: (kind, text or tag, attributes already serialised) — the form both the converter
-# and the Telegram-HTML reader produce, so one renderer does the truncation for both.
+# Events: (kind, text or tag name, the tag as written: "<a href=…>", "</a>"; "" for text) —
+# the form both the converter and the Telegram-HTML reader produce, so one renderer does the
+# truncation for both.
 _TEXT: Final = 0
 _OPEN: Final = 1
 _CLOSE: Final = 2
@@ -230,7 +252,20 @@ class _Open:
     emitted: bool = False  # False while no text followed yet: empty tags are never written
 
 
-class _Converter(HTMLParser):
+class LenientHTMLParser(HTMLParser):
+    """HTMLParser that never raises on input.
+
+    The stdlib parser hands ``<![…`` to ``_markupbase``, which raises ``AssertionError`` on an
+    unknown keyword (``<![foo[``). HTML5 reads any ``<![…>`` outside SVG/MathML as a bogus
+    comment ending at the first ``>``, so that is what this does.
+    """
+
+    def parse_marked_section(self, i: int, report: bool = True) -> int:
+        """``<![CDATA[…``, ``<![if …]>`` and any other marked section: a bogus comment."""
+        return self.parse_bogus_comment(i, report=False)
+
+
+class _Converter(LenientHTMLParser):
     """HTMLParser callbacks → Telegram events, with HTML's whitespace and block rules."""
 
     def __init__(
@@ -252,6 +287,7 @@ class _Converter(HTMLParser):
         self._prefix = ""  # a list bullet owed before the next text
         self._trailing_newlines = 0  # how many "\n" end the output (caps blank lines)
         self._pre = 0
+        self._unwritten = 0  # tags on the stack not written yet (they wait for text)
 
     # ---------------------------------------------------------------- HTMLParser callbacks
 
@@ -301,7 +337,8 @@ class _Converter(HTMLParser):
         """Close what this end tag opened (and reopen what it wrongly enclosed)."""
         if self._skip:
             if tag in self._skip:
-                del self._skip[self._skip.index(tag) :]  # also ends skips it left open
+                # the innermost of that name; skips left open inside it end with it
+                del self._skip[len(self._skip) - 1 - self._skip[::-1].index(tag) :]
             return
         if self.images_only or tag in _VOID:
             return
@@ -320,7 +357,13 @@ class _Converter(HTMLParser):
         if self._skip or self.images_only:
             return
         if self._pre:
-            text = data.replace("\r\n", "\n").replace("\r", "\n")
+            text = _BLANK_LINES.sub("\n\n", data.replace("\r\n", "\n").replace("\r", "\n"))
+            if not self.visible:  # nothing before it: no blank lines, and no blank text
+                text = text.lstrip("\n") if text.strip() else ""
+            else:  # at most one blank line, counting the breaks already there or owed
+                newlines = len(text) - len(text.lstrip("\n"))
+                room = max(0, 2 - max(self._trailing_newlines, self._newlines))
+                text = text[newlines - min(newlines, room) :]
             if text:
                 self._emit_text(text, collapse=False)
             return
@@ -334,14 +377,17 @@ class _Converter(HTMLParser):
         self._words(data)
 
     def _words(self, data: str) -> None:
-        words = _HTML_SPACE.split(data)
-        if words[0] == "":
+        """Collapsed text: one event per run (per word would triple the cost of a body)."""
+        text = _HTML_SPACE.sub(" ", data)
+        if text[:1] == " ":
             self._space = True
-        for index, word in enumerate(w for w in words if w):
-            if index:
-                self._space = True
-            self._emit_text(word, collapse=True)
-        if words[-1] == "" and len(words) > 1:
+            text = text[1:]
+        trailing = text[-1:] == " "
+        if trailing:
+            text = text[:-1]
+        if text:
+            self._emit_text(text, collapse=True)
+        if trailing:
             self._space = True
 
     # ---------------------------------------------------------------- building blocks
@@ -405,6 +451,7 @@ class _Converter(HTMLParser):
         if len(self._stack) < _MAX_DEPTH:
             written = tag if allow and self._allowed(tag) else ""
             self._stack.append(_Open(tag, written, attrs, source))
+            self._unwritten += bool(written)
 
     def _close(self, source: str) -> None:
         for index in range(len(self._stack) - 1, -1, -1):
@@ -421,7 +468,9 @@ class _Converter(HTMLParser):
     def _pop(self) -> None:
         entry = self._stack.pop()
         if entry.emitted:
-            self.events.append((_CLOSE, entry.tag, ""))
+            self.events.append((_CLOSE, entry.tag, f"</{entry.tag}>"))
+        elif entry.tag:
+            self._unwritten -= 1
 
     def _emit_text(self, text: str, *, collapse: bool) -> None:
         if self.events:
@@ -431,17 +480,26 @@ class _Converter(HTMLParser):
                 self._add(" ")
         self._newlines, self._space = 0, False
         if self._prefix:
-            self._add(self._prefix)
+            self._add(self._prefix if self.visible else self._prefix.lstrip())
             self._prefix = ""
-        for entry in self._stack:
-            if entry.tag and not entry.emitted:
-                entry.emitted = True
-                self.events.append((_OPEN, entry.tag, entry.attrs))
+        if self._unwritten:
+            for entry in self._stack:
+                if entry.tag and not entry.emitted:
+                    entry.emitted = True
+                    self.events.append((_OPEN, entry.tag, f"<{entry.tag}{entry.attrs}>"))
+            self._unwritten = 0
         self._add(text)
 
     def _add(self, text: str) -> None:
-        self.events.append((_TEXT, text, ""))
+        events = self.events
+        if events and events[-1][0] == _TEXT:  # one event per run of text: less to render
+            events[-1] = (_TEXT, events[-1][1] + text, "")
+        else:
+            events.append((_TEXT, text, ""))
         self.visible += len(text)
+        if "\n" not in text:
+            self._trailing_newlines = 0
+            return
         stripped = text.rstrip("\n")
         if stripped:
             self._trailing_newlines = len(text) - len(stripped)
@@ -452,7 +510,7 @@ class _Converter(HTMLParser):
 # --------------------------------------------------------------------------- Telegram HTML
 
 
-class _TelegramReader(HTMLParser):
+class _TelegramReader(LenientHTMLParser):
     """Telegram HTML (already valid) → events, keeping attributes as written."""
 
     def __init__(self) -> None:
@@ -465,11 +523,11 @@ class _TelegramReader(HTMLParser):
             f" {name}" if value is None else f' {name}="{_escape_attr(value)}"'
             for name, value in attrs
         )
-        self.events.append((_OPEN, tag, rendered))
+        self.events.append((_OPEN, tag, f"<{tag}{rendered}>"))
 
     def handle_endtag(self, tag: str) -> None:
         """Keep the end tag."""
-        self.events.append((_CLOSE, tag, ""))
+        self.events.append((_CLOSE, tag, f"</{tag}>"))
 
     def handle_data(self, data: str) -> None:
         """Keep decoded text (the renderer escapes it again)."""
@@ -494,14 +552,9 @@ def _escape_attr(text: str) -> str:
     return _escape_text(text).replace('"', "&quot;")
 
 
-def _serialise(events: Iterable[Event]) -> Iterator[str]:
-    for kind, value, attrs in events:
-        if kind == _TEXT:
-            yield _escape_text(value)
-        elif kind == _OPEN:
-            yield f"<{value}{attrs}>"
-        else:
-            yield f"</{value}>"
+def _serialise(events: Iterable[Event]) -> str:
+    return "".join([_escape_text(value) if kind == _TEXT else markup
+                    for kind, value, markup in events])  # fmt: skip
 
 
 def _cut_point(plain: str, budget: int) -> int:
@@ -522,16 +575,25 @@ def _cut_point(plain: str, budget: int) -> int:
         plain[index] in _GLUE or plain[index - 1] == "\u200d" or unicodedata.combining(plain[index])
     ):
         index -= 1  # do not split a joined emoji, a flag's selector or a combining accent
+    if 0 < index < len(plain) and _is_flag_half(plain[index]):
+        run = index
+        while run and _is_flag_half(plain[run - 1]):
+            run -= 1
+        index -= (index - run) % 2  # regional indicators pair up into flags from the left
     while index and plain[index - 1].isspace():
         index -= 1
     return index
+
+
+def _is_flag_half(char: str) -> bool:
+    return "\U0001f1e6" <= char <= "\U0001f1ff"
 
 
 def _render(events: list[Event], limit: int, ellipsis: str) -> str:
     """Serialise events, cut to ``limit`` visible UTF-16 units with ``ellipsis`` if longer."""
     plain = "".join(value for kind, value, _ in events if kind == _TEXT)
     if utf16_len(plain) <= limit:
-        return "".join(_serialise(events))
+        return _serialise(events)
     if limit < utf16_len(ellipsis):
         return ""
     cut = _cut_point(plain, limit - utf16_len(ellipsis))
@@ -539,13 +601,13 @@ def _render(events: list[Event], limit: int, ellipsis: str) -> str:
     open_tags: list[str] = []
     position = 0
     for kind, value, attrs in events:
+        if position >= cut:
+            break  # what is still open closes after the ellipsis, so "…" stays inside it
         if kind == _CLOSE:
             if open_tags and open_tags[-1] == value:
                 open_tags.pop()
                 kept.append((kind, value, attrs))
             continue
-        if position >= cut:
-            break
         if kind == _OPEN:
             open_tags.append(value)
             kept.append((kind, value, attrs))
@@ -554,5 +616,5 @@ def _render(events: list[Event], limit: int, ellipsis: str) -> str:
         position += len(value)
         kept.append((_TEXT, piece, ""))
     kept.append((_TEXT, ellipsis, ""))
-    kept.extend((_CLOSE, tag, "") for tag in reversed(open_tags))
-    return "".join(_serialise(kept))
+    kept.extend((_CLOSE, tag, f"</{tag}>") for tag in reversed(open_tags))
+    return _serialise(kept)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from telegram import Bot, ReplyParameters
 
-from benchmarks import bench_fanout, bench_news, bench_poll, bench_storage, load
+from benchmarks import bench_fanout, bench_news, bench_parse, bench_poll, bench_storage, load
 from benchmarks._common import median_by, percentiles, pinned_to_one_core, process_cpu_s
 from benchmarks._telegram import BOT_USER, TOKEN, InMemoryRequest
 
@@ -272,3 +272,12 @@ def test_bench_fanout_compares_post_formats_on_the_same_item(tmp_path: Path) -> 
         assert run["formatting_us"] > 0
     # The summary post carries the item's text: several times the title post's HTML.
     assert summary["message_chars"] > 3 * title["message_chars"]
+
+
+def test_bench_parse_converts_every_item_of_every_reader() -> None:
+    result = bench_parse.main(["--items", "3", "--rounds", "2", "--no-pin", "--quiet"])
+    assert set(result["readers"]) == {"rss", "rss-feedparser", "json"}
+    for figures in result["readers"].values():
+        assert (figures["summaries"], figures["images"]) == (3, 3)
+        assert 0 < figures["summary_chars"] <= 1000
+        assert figures["document_bytes"] > 3 * 1500

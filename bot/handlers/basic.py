@@ -15,6 +15,9 @@ HELP_TEXT = """<b>newsbot</b> — news from the feeds you choose, posted here as
 
 <b>Feeds</b> (in groups and channels: administrators only)
 /add https://example.com/feed.xml — follow a feed (a web page that links a feed works too)
+/add https://a.example/rss https://b.example/atom — several at once (spaces or new lines, up to 20)
+/import — as the caption of an OPML file from your feed reader (or in reply to one)
+/export — this chat's feeds as an OPML file, for any feed reader
 /list — this chat's feeds, numbered
 /remove 2 — stop following feed number 2 (or give its URL)
 Groups with topics: /add inside a topic posts the feed there (/add it elsewhere to move it)

@@ -8,9 +8,11 @@ from telegram import Update
 from telegram.ext import Application, CommandHandler
 
 from bot.formatting import esc, format_feed_list
+from bot.handlers.budget import charge_add
 from bot.handlers.common import (
     COMMAND_UPDATES,
     Context,
+    Target,
     args_of,
     deny,
     may_change,
@@ -18,79 +20,86 @@ from bot.handlers.common import (
     reply,
     reply_about,
     resolve_target,
+    tr,
 )
 from bot.handlers.topics import move_here, options_for
-from bot.services.feed_errors import FeedError
-from bot.services.feeds import FeedBackingOff
+from bot.services.add_report import add_reply
+from bot.services.subscriptions import (
+    MAX_ADD_URLS,
+    MAX_URL_LEN,
+    TooManyUrlsError,
+    add_feeds,
+    check_url_count,
+)
 
 logger = logging.getLogger(__name__)
 
-MAX_URL_LEN = 2048
 ADD_USAGE = "Usage: /add &lt;feed or page URL&gt;, e.g. /add https://example.com/feed.xml"
 REMOVE_USAGE = "Usage: /remove &lt;number from /list, or the feed URL&gt;, e.g. /remove 2"
 
 
 async def add(update: Update, context: Context) -> None:
-    """Follow a feed after checking that it really is one; new items are sent from now on."""
+    """Follow one or more feeds after checking that each really is one.
+
+    New items are sent from now on; one answer says what became of every address.
+    """
     target = await resolve_target(update, context, args_of(context))
     if target is None:
         return
     args = list(target.args)
-    if len(args) != 1 or len(args[0]) > MAX_URL_LEN:
+    if not args or any(len(arg) > MAX_URL_LEN for arg in args):
         await reply(update, context, ADD_USAGE)
         return
     if not await may_change(update, context, target):
         await deny(update, context)
         return
-    url = args[0].strip("<>")
-    if "://" not in url:
-        url = "https://" + url
-    services, storage = context.services, context.storage
-    chat_id = target.chat_id
     await register_target(update, context, target)
-    max_feeds = services.settings.max_feeds_per_chat
-    state = services.feeds.state_of(url)
-    if url in storage.feed_urls(chat_id) and not (state and state.paused):
-        moved = await move_here(update, context, chat_id, url)  # /add in another topic
-        await reply(update, context, moved or f"Already following <code>{esc(url)}</code>.")
-        return
+    await add_urls(update, context, target, args)
+
+
+def feed_limit(context: Context) -> int:
+    """The most feeds one chat may follow (``MAX_FEEDS_PER_CHAT``): /add and /import."""
+    return context.services.settings.max_feeds_per_chat
+
+
+async def add_urls(update: Update, context: Context, target: Target, urls: list[str]) -> None:
+    """The body of /add once the arguments and rights are checked: check, follow, answer once.
+
+    Charged to the sender's /add budget (:mod:`bot.handlers.budget`) before any fetch; more
+    than :data:`MAX_ADD_URLS` addresses are refused whole, costing nothing.
+    """
+    t = tr(update, context)
+    _ = t.gettext
+    limit = feed_limit(context)
+    chat_id = target.chat_id
     try:
-        feed_url, title = await services.feeds.validate(url)
-    except FeedBackingOff as exc:
+        check_url_count(urls, MAX_ADD_URLS)
+    except TooManyUrlsError as exc:
         await reply(
             update,
             context,
-            f"❌ That feed failed a moment ago ({esc(exc.reason)}). Try again in a minute.",
+            _(
+                "That's %(count)d addresses; one /add takes at most %(cap)d. "
+                "Send them in several /add commands, or as an OPML file with /import."
+            )
+            % {"count": exc.count, "cap": exc.cap},
         )
         return
-    except FeedError as exc:
-        await reply(update, context, f"❌ Couldn't add that feed: {esc(exc.reason)}.")
+    if not await charge_add(update, context, "add"):
         return
     options = options_for(update, chat_id)  # the forum topic /add was sent in
-    outcome = await storage.subscribe(chat_id, feed_url, limit=max_feeds, options=options)
-    if outcome == "full":
-        await storage.drop_feed(feed_url)  # validated but not followed: keep nothing
-        services.feeds.forget(feed_url)
-        await reply(
-            update,
-            context,
-            f"This chat already follows {max_feeds} feeds; /remove one first.",
-        )
-        return
-    services.feeds.track(feed_url)
-    if outcome == "added":
-        storage.count("feeds_added", chat_id)
-    verb = "Now following" if outcome == "added" else "Already following (resumed)"
-    found = "" if feed_url == url else f"\n(found the feed at <code>{esc(feed_url)}</code>)"
-    chat = storage.chat(chat_id)
-    when = (
-        "New items will come in this chat's digest."
-        if chat and chat.delivery.is_digest
-        else "New items will be posted here as soon as they appear."
+    outcomes = await add_feeds(
+        context.services.feeds, context.storage, chat_id, urls, limit=limit, options=options
     )
-    moved = await move_here(update, context, chat_id, feed_url) if outcome == "already" else None
-    when += f"\n{moved}" if moved else ""
-    await reply(update, context, f"✅ {verb} <b>{esc(title or feed_url)}</b>.{found}\n{when}")
+    moved: dict[str, str] = {}  # a feed followed elsewhere moves to where /add was sent
+    for outcome in outcomes:
+        if outcome.kind in ("already", "resumed"):
+            note = await move_here(update, context, chat_id, outcome.feed_url or outcome.url)
+            if note:
+                moved[outcome.url] = note
+    chat = context.storage.chat(chat_id)
+    digest = bool(chat and chat.delivery.is_digest)
+    await reply(update, context, add_reply(outcomes, t, limit=limit, digest=digest, moved=moved))
 
 
 async def remove(update: Update, context: Context) -> None:

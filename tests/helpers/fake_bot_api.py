@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from tests.helpers.fake_files import FILE_URL_PREFIX, FakeFiles
 from tests.helpers.fake_webhook import GET_UPDATES_CONFLICT, FakeWebhook
 from tests.helpers.local_server import LocalServer
 
@@ -437,6 +438,17 @@ def _decode_field(name: str, value: str) -> Any:
         return value
 
 
+def _dumps_control(value: Any) -> str:
+    """JSON for the control API; uploaded file bytes are summarised, not dumped."""
+
+    def summarise(obj: Any) -> Any:
+        if isinstance(obj, bytes | bytearray):
+            return f"<{len(obj)} bytes>"
+        raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+    return json.dumps(value, default=summarise)
+
+
 def _error_body(status: int, description: str, parameters: dict[str, Any] | None) -> web.Response:
     body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
     if parameters:
@@ -580,6 +592,10 @@ class FakeBotAPI(LocalServer):
         self._changed = asyncio.Event()
         # setWebhook/getWebhookInfo and pushing updates to the bot (tests/helpers/fake_webhook.py).
         self.webhook = FakeWebhook(self)
+        # Documents, getFile, downloads and sendDocument (tests/helpers/fake_files.py).
+        self.files = FakeFiles(self)
+        # Messages users sent that a later message may reply to, by (chat_id, message_id).
+        self.user_messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
             "getme": self._get_me,
             "getupdates": self._get_updates,
@@ -598,6 +614,8 @@ class FakeBotAPI(LocalServer):
             "getchatadministrators": self._get_chat_administrators,
             "leavechat": self._leave_chat,
             "answercallbackquery": self._true,
+            "getfile": self.files.get_file,
+            "senddocument": self.files.send_document,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -893,6 +911,37 @@ class FakeBotAPI(LocalServer):
             message["entities"] = entities
         return self.add_update({"message": message})
 
+    def send_reply(
+        self,
+        text: str,
+        *,
+        reply_to: int,
+        chat_id: int,
+        user_id: int,
+        chat_type: str = "private",
+        chat_title: str | None = None,
+    ) -> int:
+        """Queue a user's text message replying to their earlier message ``reply_to``.
+
+        Telegram puts the whole replied-to message in ``reply_to_message``; only messages
+        recorded in :attr:`user_messages` (documents, see :class:`FakeFiles`) can be replied to.
+        """
+        replied = self.user_messages.get((chat_id, reply_to))
+        if replied is None:
+            raise ValueError(f"no recorded message {reply_to} in chat {chat_id}")
+        message: dict[str, Any] = {
+            "message_id": self._next_message_id(chat_id),
+            "date": int(time.time()),
+            "chat": self._chat_for_update(chat_id, chat_type, chat_title, None, user_id),
+            "from": self._user(user_id, None),
+            "text": text,
+            "reply_to_message": dict(replied),
+        }
+        entities = self._command_entities(text)
+        if entities:
+            message["entities"] = entities
+        return self.add_update({"message": message})
+
     def channel_post(self, text: str, *, chat_id: int, chat_title: str = "News channel") -> int:
         """Queue a channel post: ``sender_chat`` is the channel and there is no ``from``."""
         chat = self._chat_for_update(chat_id, "channel", chat_title, None, None)
@@ -1012,7 +1061,11 @@ class FakeBotAPI(LocalServer):
         recent = self.calls[-20:]
         lines.append(f"last {len(recent)} of {len(self.calls)} calls:")
         for call in recent:
-            brief = {k: v for k, v in call.params.items() if k != "text"}
+            brief = {
+                k: {**v, "data": "…"} if isinstance(v, dict) and "data" in v else v
+                for k, v in call.params.items()
+                if k != "text"
+            }
             lines.append(f"  {call.method} -> {call.status or 'pending'} {brief}")
         return "\n".join(lines)
 
@@ -1191,6 +1244,7 @@ class FakeBotAPI(LocalServer):
                     "filename": value.filename,
                     "content_type": value.content_type,
                     "size": len(data),
+                    "data": data,  # sendDocument keeps it (tests/helpers/fake_files.py)
                 }
             elif isinstance(value, str):
                 params[key] = _decode_field(key, value)
@@ -1201,6 +1255,8 @@ class FakeBotAPI(LocalServer):
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         if request.path.startswith("/_control/"):
             return await self._control(request)
+        if request.path.startswith(FILE_URL_PREFIX) and request.method == "GET":
+            return self.files.serve(request.path)
         match = _PATH_RE.fullmatch(request.path)
         if match is None or match.group(1) != self.token:
             return _not_found()
@@ -1322,7 +1378,7 @@ class FakeBotAPI(LocalServer):
             return web.json_response({"ok": False, "error": str(exc)}, status=400)
         if result is None:
             return web.json_response({"ok": False, "error": "unknown control"}, status=404)
-        return web.json_response({"ok": True, "result": result})
+        return web.json_response({"ok": True, "result": result}, dumps=_dumps_control)
 
     def _control_action(
         self, action: str, method: str, body: Any, query: Any
