@@ -12,7 +12,7 @@ does in a worker process, not in the fan-out — and ``dispatcher.feed_updated``
 follower, as the poll does. The run ends when the dispatcher is idle; messages are counted
 at the fake.
 
-Two modes (``--mode``):
+Modes (``--mode``):
 
 * ``limited``: the fake enforces Telegram's flood limits (answers 429 above 30 messages/s,
   1/s per chat) and the bot paces as in production. Figures: time to deliver against the
@@ -21,6 +21,11 @@ Two modes (``--mode``):
   queue behind it).
 * ``unlimited``: no limits at the fake, ``build_application(rate_limit_outgoing=False)``:
   the bot's own throughput in messages/s and CPU per message.
+* ``filtered``: as ``unlimited``, but the chats have keyword filters (:func:`filter_mix`):
+  a quarter none, a quarter a chat-wide include list the item matches, a quarter an exclude
+  list of their own (2,500 distinct filters at 10,000 chats), a quarter an include list plus
+  a subscription exclude list that drops the item (not sent; cursor advanced). CPU per chat
+  against ``unlimited`` is the cost of filtering.
 
 Post formats (``--format``, default ``summary`` — the bot's default): every chat posts the
 item in that format. ``--format title,summary`` runs each mode once per format and prints
@@ -28,7 +33,7 @@ what a ``summary`` post costs against a ``title`` one (CPU per message, message 
 
 The 10,000-chat limited run takes about 6 minutes by design (10,000 / 30 s).
 
-Run: ``python -m benchmarks.bench_fanout [--chats 10000] [--mode limited,unlimited]
+Run: ``python -m benchmarks.bench_fanout [--chats 10000] [--mode limited,unlimited,filtered]
 [--format title,summary]``.
 """
 
@@ -46,7 +51,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks._common import (
     feed_document,
@@ -64,9 +69,12 @@ from benchmarks._common import (
 )
 from benchmarks._telegram import NEWS_MARK, TOKEN, FakeBotProcess, group_title
 
+if TYPE_CHECKING:
+    from bot.models import Filters
+
 logger = logging.getLogger(__name__)
 
-MODES = ("limited", "unlimited")
+MODES = ("limited", "unlimited", "filtered")
 FORMATS = ("title", "summary", "full")
 TELEGRAM_RATE = 30.0  # messages per second per bot
 TARGET_RATIO = 1.1
@@ -77,9 +85,32 @@ PROBE_CHAT_BASE = 3_000_000  # /news probes come from groups -(PROBE_CHAT_BASE +
 PROBE_USER_BASE = 4_000_000
 IDLE_PROBES = 10  # /news sent before the fan-out, for comparison
 SETUP_BATCH = 2000  # storage calls started at once while creating the chats
+# A summary as long as richtext keeps them, for timing one item's normalisation when the
+# parsed item has none yet.
+_LONG_SUMMARY = "<p>Story <b>of</b> the day: " + "Lorem ipsum dolor sit amet, " * 60 + "</p>"
 
 
-async def _create_chats(storage: Any, url: str, chats: int, fmt: str) -> None:
+def filter_mix(n: int) -> tuple[Filters, Filters, bool]:
+    """Chat ``n``'s (chat filters, subscription filters, whether the new item gets through).
+
+    The new item is titled "Feed 0 story: council approves…" (:func:`_new_item`; its summary
+    is about a transit plan); the words below match or miss it on purpose.
+    """
+    from bot.models import NO_FILTERS, Filters  # noqa: PLC0415 - bot modules load per run
+
+    kind = n % 4
+    if kind == 1:  # the same include list for a quarter of the chats: one compiled matcher
+        return Filters(include=("python", "story", "machine learning")), NO_FILTERS, True
+    if kind == 2:  # an exclude list of its own: a distinct filter per chat
+        return Filters(exclude=("sponsored", f"promo{n}", "crypto news")), NO_FILTERS, True
+    if kind == 3:  # passes the chat's include list, dropped by the subscription's exclude list
+        return Filters(include=("story",)), Filters(exclude=("story",)), False
+    return NO_FILTERS, NO_FILTERS, True
+
+
+async def _create_chats(
+    storage: Any, url: str, chats: int, *, filtered: bool, fmt: str = "summary"
+) -> None:
     """Instant private chats posting in ``fmt`` and following ``url``, in batches."""
     ids = [CHAT_BASE + n for n in range(chats)]
 
@@ -91,6 +122,8 @@ async def _create_chats(storage: Any, url: str, chats: int, fmt: str) -> None:
         await asyncio.gather(*(storage.ensure_chat(c, "private", f"U{c}") for c in batch))
         await asyncio.gather(*(storage.update_chat(c, choose) for c in batch))
         await asyncio.gather(*(storage.subscribe(c, url, limit=100) for c in batch))
+        if filtered:
+            await asyncio.gather(*(_set_filters(storage, url, c) for c in batch))
 
 
 def _article_html() -> str:
@@ -111,10 +144,20 @@ def _new_item(url: str) -> Any:
     link = "https://news.example/fanout/1"
     body = convert(_article_html(), link)
     return FeedItem(
-        id="urn:newsbot-bench:fanout:new", title="Council approves the transit plan after "
-        "a long debate; first lines open next spring", link=link, published=None,
+        id="urn:newsbot-bench:fanout:new", title="Feed 0 story: council approves the transit "
+        "plan after a long debate", link=link, published=None,
         source_title="Bench feed", feed_url=url, summary=body.html, image=body.image,
     )  # fmt: skip
+
+
+async def _set_filters(storage: Any, url: str, chat_id: int) -> None:
+    chat_filters, sub_filters, _ = filter_mix(chat_id - CHAT_BASE)
+    if chat_filters:
+        await storage.update_chat(chat_id, lambda c: setattr(c, "filters", chat_filters))
+    if sub_filters:
+        await storage.update_subscription(
+            chat_id, url, lambda s: setattr(s, "filters", sub_filters)
+        )
 
 
 def probe_pool(args: argparse.Namespace, limited: bool) -> int:
@@ -184,7 +227,7 @@ async def run_mode(
                 services = services_of(app)
                 storage = get_storage_service()
                 setup_started = time.perf_counter()
-                await _create_chats(storage, url, args.chats, fmt)
+                await _create_chats(storage, url, args.chats, filtered=mode == "filtered", fmt=fmt)
                 # Probe groups are known chats (they have used the bot before), so /news is
                 # answered from memory as for any returning user.
                 pool = IDLE_PROBES + probe_pool(args, limited)
@@ -230,6 +273,7 @@ async def run_mode(
                 calls = await fake.control("calls", method="sendMessage")
                 calls += await fake.control("calls", method="sendPhoto")
                 hits = (await fake.control("limits"))["hits"]
+                screening = screen_cost(storage, url, args.chats) if mode == "filtered" else None
     finally:
         await feeds.stop()
     cpu_s = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
@@ -239,7 +283,43 @@ async def run_mode(
         baseline_sends=baseline_sends, new_items=len(entries), fmt=fmt,
     )  # fmt: skip
     figures["profile"] = profile_summary(profiler, 20) if profiler is not None else None
+    figures["screening"] = screening
     return figures
+
+
+def screen_cost(storage: Any, url: str, chats: int) -> dict[str, float]:
+    """CPU of the filtering step alone, out of the fan-out: ``screen()`` for every chat.
+
+    The same backlog (the feed's newest item, as the fan-out delivered it) is screened for
+    each chat with its :func:`filter_mix` filters and a fresh text cache, then again with no
+    filters (what every chat pays anyway); also one item's normalisation.
+    """
+    from bot.models import NO_FILTERS, Backlog, Subscription  # noqa: PLC0415
+    from bot.services.filters import TextCache, item_text, screen  # noqa: PLC0415
+
+    entry = storage.feed_log(url)[-1]
+    mixes = [filter_mix(n) for n in range(chats)]
+
+    def run(filtered: bool) -> float:
+        texts = TextCache()
+        started = time.process_time()
+        for n, (chat_filters, sub_filters, _) in enumerate(mixes):
+            sub = Subscription(CHAT_BASE + n, url, filters=sub_filters if filtered else NO_FILTERS)
+            backlog = Backlog(url, "t", [entry], 0, entry.seq, sub)
+            screen([backlog], chat_filters if filtered else NO_FILTERS, texts)
+        return time.process_time() - started
+
+    run(True)  # warm the matcher cache, as a running bot has it
+    with_filters, without = run(True), run(False)
+    started = time.process_time()
+    for _ in range(100):
+        item_text(entry.item.title, entry.item.summary or _LONG_SUMMARY)
+    normalise = (time.process_time() - started) / 100
+    return {
+        "us_per_chat": with_filters * 1e6 / chats,
+        "us_per_chat_unfiltered": without * 1e6 / chats,
+        "normalise_us": normalise * 1e6,
+    }
 
 
 def _figures(
@@ -253,6 +333,9 @@ def _figures(
 ) -> dict[str, Any]:
     """Count deliveries and replies at the fake; latency of each probe's reply."""
     fanout = range(CHAT_BASE, CHAT_BASE + args.chats)
+    wanted = args.chats
+    if mode == "filtered":
+        wanted = sum(1 for n in range(args.chats) if filter_mix(n)[2])
     delivered: Counter[int] = Counter()
     last_delivery = run["started"]
     statuses: Counter[int] = Counter()
@@ -286,6 +369,7 @@ def _figures(
         "baseline_sends": run["baseline_sends"],
         "idle": run["idle"],
         "delivered_chats": len(delivered),
+        "wanted_chats": wanted,  # chats whose filters let the item through
         "messages": sent,
         "duplicates": sent - len(delivered),
         "deliver_s": elapsed,
@@ -295,6 +379,7 @@ def _figures(
         "throughput": sent / elapsed if elapsed > 0 else 0.0,
         "cpu_s": run["cpu_s"],
         "cpu_ms_per_message": run["cpu_s"] * 1000 / max(1, sent),
+        "cpu_ms_per_chat": run["cpu_s"] * 1000 / max(1, args.chats),
         "statuses": dict(statuses),
         "limit_hits": sum(hits.values()),
         "limit_hits_by_scope": hits,
@@ -316,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--chats", type=positive_int, default=10_000, help="instant chats following the feed"
     )
     parser.add_argument(
-        "--mode", default=",".join(MODES), help="comma list: limited, unlimited (both)"
+        "--mode", default=",".join(MODES), help="comma list: limited, unlimited, filtered (all)"
     )
     parser.add_argument(
         "--format", default="summary", help="comma list of post formats: title, summary, full"
@@ -350,7 +435,8 @@ def _report(args: argparse.Namespace, cpu: str, runs: list[dict[str, Any]]) -> N
             ("set-up", f"{r['chats']} chats + subscriptions in {r['setup_s']:.1f} s (not timed)"),
             (
                 "delivered",
-                f"{r['delivered_chats']}/{r['chats']} chats, {r['messages']} messages, "
+                f"{r['delivered_chats']}/{r['chats']} chats ({r['wanted_chats']} wanted it), "
+                f"{r['messages']} messages, "
                 f"{r['duplicates']} duplicates, {r['baseline_sends']} sent for the baseline; "
                 f"idle: {r['idle']}",
             ),
@@ -361,7 +447,7 @@ def _report(args: argparse.Namespace, cpu: str, runs: list[dict[str, Any]]) -> N
             (
                 "throughput",
                 f"{r['throughput']:.0f} messages/s; bot CPU {r['cpu_ms_per_message']:.2f} ms "
-                "per message",
+                f"per message, {r['cpu_ms_per_chat']:.2f} ms per chat",
             ),
             ("answers", ", ".join(f"{k}×{v}" for k, v in sorted(r["statuses"].items()))),
             ("/news before it", f"{fmt_ms(r['idle_news_latency'])} (the harness's round trip)"),
@@ -394,6 +480,38 @@ def _report(args: argparse.Namespace, cpu: str, runs: list[dict[str, Any]]) -> N
         if r["profile"]:
             print(r["profile"])
     _compare_formats(runs)
+    by_mode = {r["mode"]: r for r in runs}  # with several formats: each mode's last run
+    if "unlimited" in by_mode and "filtered" in by_mode:
+        plain, filtered = by_mode["unlimited"], by_mode["filtered"]
+        print_table(
+            "keyword filters (filtered vs unlimited, same sizes)",
+            [
+                (
+                    "CPU per chat",
+                    f"{filtered['cpu_ms_per_chat']:.3f} ms vs {plain['cpu_ms_per_chat']:.3f} ms"
+                    f" = {filtered['cpu_ms_per_chat'] / plain['cpu_ms_per_chat']:.2f}× "
+                    f"({args.chats} chats, {filtered['wanted_chats']} wanted the item)",
+                ),
+                (
+                    "CPU per message",
+                    f"{filtered['cpu_ms_per_message']:.3f} ms vs "
+                    f"{plain['cpu_ms_per_message']:.3f} ms",
+                ),
+            ],
+        )
+    screening = by_mode.get("filtered", {}).get("screening")
+    if screening:
+        print_table(
+            "filtering alone (screen() over the filtered mode's chats, out of the fan-out)",
+            [
+                (
+                    "per chat",
+                    f"{screening['us_per_chat']:.1f} µs with its filters vs "
+                    f"{screening['us_per_chat_unfiltered']:.1f} µs with none",
+                ),
+                ("one item", f"{screening['normalise_us']:.0f} µs to normalise (once per item)"),
+            ],
+        )
 
 
 def formatting_us(fmt: str, rounds: int = 2000) -> float:

@@ -33,6 +33,7 @@ from bot.handlers import (
     errors,
     feeds,
     language,
+    manage,
     news,
     opml,
     posts,
@@ -70,6 +71,8 @@ COMMANDS = [
     BotCommand("add", N_("Follow a feed: /add <url>")),
     BotCommand("list", N_("This chat's feeds")),
     BotCommand("remove", N_("Stop following a feed: /remove <number>")),
+    BotCommand("rename", N_("Your own title for a feed: /rename <number> <title>")),
+    BotCommand("filter", N_("Keyword filters: /filter include python, rust")),
     BotCommand("import", N_("Follow the feeds of an OPML file (reply to it)")),
     BotCommand("export", N_("This chat's feeds as an OPML file")),
     BotCommand("digest", N_("Instant delivery or a digest: every 2h, at 08:00, off")),
@@ -143,8 +146,8 @@ def build_application(
     # conflict before errors: its error handler stops 409s reaching the generic one.
     # access first: its gate (handler group -1) stops refused updates before any handler.
     for module in (
-        access, basic, news, feeds, opml, delivery, posts, language, channels, admin, chats,
-        topics, conflict, errors,
+        access, basic, news, feeds, manage, opml, delivery, posts, language, channels, admin,
+        chats, topics, conflict, errors,
     ):  # fmt: skip
         module.register(app)
     return app

@@ -134,21 +134,6 @@ def format_news(
     return pack_blocks(header, (format_item(i, now, t=t) for i in items))
 
 
-def format_feed_list(
-    feeds: Sequence[str], titles: Mapping[str, str], paused: set[str]
-) -> list[str]:
-    """Numbered list of a chat's feeds, as /remove understands the numbers (split as needed)."""
-    if not feeds:
-        return ["No feeds yet. Add one with /add &lt;url&gt;."]
-    blocks = []
-    for n, url in enumerate(feeds, 1):
-        title = titles.get(url) or host_of(url)
-        flag = " ⏸ paused" if url in paused else ""
-        shown = esc(_shorten(url, 200))
-        blocks.append(f"{n}. {esc(_shorten(title, 80))}{flag}\n   <code>{shown}</code>")
-    return pack_blocks("<b>Your feeds</b>", blocks, separator="\n")
-
-
 @dataclass(frozen=True, slots=True)
 class OutMessage:
     """One message of a delivery and the cursors it advances once Telegram accepts it."""

@@ -153,7 +153,7 @@ def test_bench_storage_needs_more_feeds_than_subscriptions() -> None:
     assert exc.value.code == 2
 
 
-def test_bench_fanout_delivers_once_to_every_chat_with_and_without_limits(
+def test_bench_fanout_delivers_once_to_every_chat_with_and_without_limits_and_filters(
     tmp_path: Path,
 ) -> None:
     result = bench_fanout.main(
@@ -162,14 +162,14 @@ def test_bench_fanout_delivers_once_to_every_chat_with_and_without_limits(
             "--no-pin", "--quiet", "--data-root", str(tmp_path),
         ]
     )  # fmt: skip
-    limited, unlimited = result["runs"]
-    assert (limited["mode"], unlimited["mode"]) == ("limited", "unlimited")
-    for run in (limited, unlimited):
+    limited, unlimited, filtered = result["runs"]
+    assert [r["mode"] for r in result["runs"]] == ["limited", "unlimited", "filtered"]
+    for run in (limited, unlimited, filtered):
         assert run["idle"] is True
         assert run["new_items"] == 1
         assert run["baseline_sends"] == 0  # the first fetch is history: nothing pushed
-        assert run["delivered_chats"] == 40
-        assert run["messages"] == 40
+        wanted = 30 if run is filtered else 40  # a quarter of the filters drop the item
+        assert run["wanted_chats"] == run["delivered_chats"] == run["messages"] == wanted
         assert run["duplicates"] == 0
         assert run["probe_replies"] == run["probes"] > 0
         assert run["idle_news_latency"]["count"] == bench_fanout.IDLE_PROBES

@@ -13,7 +13,6 @@ from bot.formatting import (
     format_age,
     format_backlogs,
     format_counters,
-    format_feed_list,
     format_item,
     format_news,
     format_when,
@@ -113,27 +112,6 @@ def test_item_source_can_be_left_out() -> None:
     assert text.endswith("\n2 hr. ago")
     bare = format_item(item("t", published=None), NOW, t=EN, show_source=False)
     assert "\n" not in bare
-
-
-def test_feed_list_numbers_and_marks_paused() -> None:
-    [text] = format_feed_list(
-        ["https://a.example/rss", "https://b.example/feed"],
-        {"https://a.example/rss": "A & B"},
-        {"https://b.example/feed"},
-    )
-    assert "1. A &amp; B" in text
-    assert "2. b.example ⏸ paused" in text
-    [empty] = format_feed_list([], {}, set())
-    assert "No feeds" in empty
-
-
-def test_a_long_feed_list_is_split_and_keeps_its_numbering() -> None:
-    urls = [f"https://feed{n}.example/" + "p" * 150 for n in range(1, 61)]
-    messages = format_feed_list(urls, {}, set())
-    assert len(messages) > 1
-    assert all(len(m) <= MAX_MESSAGE_LEN for m in messages)
-    numbers = [int(n) for m in messages for n in re.findall(r"^(\d+)\. ", m, re.M)]
-    assert numbers == list(range(1, 61))
 
 
 def test_counters_view() -> None:

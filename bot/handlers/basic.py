@@ -18,13 +18,23 @@ HELP_TEXT = """<b>newsbot</b> — news from the feeds you choose, posted here as
 /add https://a.example/rss https://b.example/atom — several at once (spaces or new lines, up to 20)
 /import — as the caption of an OPML file from your feed reader (or in reply to one)
 /export — this chat's feeds as an OPML file, for any feed reader
-/list — this chat's feeds, numbered
+/list — this chat's feeds, 10 a page, with buttons: 🔇 mute, 🔎 filters, ✏️ rename, 🗑 remove
+/list 2 — page 2 of the list
 /remove 2 — stop following feed number 2 (or give its URL)
+/rename 2 Morning news — your own title for feed 2 (/rename 2 - takes it back)
 Groups with topics: /add inside a topic posts the feed there (/add it elsewhere to move it)
+
+<b>Keyword filters</b> — whole words in any case, or phrases; titles and summaries are searched
+/filter — this chat's filters
+/filter include python, rust — only items that mention python or rust
+/filter exclude ads, sponsored post — never items that mention these
+/filter clear — no filters
+/filter 2 exclude ads — the same for feed 2 only (the chat's filters apply too)
 
 <b>Channels and groups</b> — manage them from this private chat, unseen by their readers
 /add @mychannel https://example.com/feed.xml — name the chat first: @username or -100… id
-/list @mychannel — likewise /remove, /digest, /pause, /resume, /timezone, /format, /previews
+/list @mychannel — the same for /remove, /rename, /filter, /digest, /pause, /resume,
+and /timezone, /format, /previews
 /channels — the groups and channels you manage through me
 (I must be a channel admin who may post, or a group member; you: its creator or an admin.)
 

@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from telegram import Chat, Update
+from telegram import Chat, ForceReply, InlineKeyboardMarkup, Update
 from telegram.error import TelegramError
 from telegram.ext import filters
 
@@ -66,8 +66,17 @@ class Target:
         return chat_label(self.chat_id, self.title, self.username)
 
 
-async def reply(update: Update, context: Context, texts: str | Sequence[str]) -> int:
-    """Answer in the chat (and forum topic) the command came from, quoting it in groups."""
+async def reply(
+    update: Update,
+    context: Context,
+    texts: str | Sequence[str],
+    *,
+    reply_markup: InlineKeyboardMarkup | ForceReply | None = None,
+) -> int:
+    """Answer in the chat (and forum topic) the command came from, quoting it in groups.
+
+    ``reply_markup`` (buttons, a reply prompt) goes on the last message.
+    """
     chat, message = update.effective_chat, update.effective_message
     if chat is None:
         return 0
@@ -79,6 +88,7 @@ async def reply(update: Update, context: Context, texts: str | Sequence[str]) ->
         reply_to=quote,
         on_chat_moved=on_chat_moved(context.application),
         thread_id=thread_of(update),
+        reply_markup=reply_markup,
     )
 
 
@@ -307,10 +317,15 @@ async def register_target(update: Update, context: Context, target: Target) -> S
 
 
 async def reply_about(
-    update: Update, context: Context, target: Target, texts: str | Sequence[str]
+    update: Update,
+    context: Context,
+    target: Target,
+    texts: str | Sequence[str],
+    *,
+    reply_markup: InlineKeyboardMarkup | ForceReply | None = None,
 ) -> int:
     """:func:`reply`, naming the chat first when the command acted on another chat."""
     parts = [texts] if isinstance(texts, str) else list(texts)
     if target.remote and parts:
         parts[0] = f"<b>{esc(target.label)}</b>\n{parts[0]}"
-    return await reply(update, context, parts)
+    return await reply(update, context, parts, reply_markup=reply_markup)

@@ -1,4 +1,4 @@
-"""/add, /remove and /list: which feeds a chat follows."""
+"""/add and /remove: which feeds a chat follows (/list is in :mod:`bot.handlers.manage`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 from telegram import Update
 from telegram.ext import Application, CommandHandler
 
-from bot.formatting import esc, format_feed_list
+from bot.formatting import esc
 from bot.handlers.budget import charge_add
 from bot.handlers.common import (
     COMMAND_UPDATES,
@@ -130,30 +130,7 @@ async def remove(update: Update, context: Context) -> None:
     await reply_about(update, context, target, f"🗑 Removed <code>{esc(url)}</code>.")
 
 
-async def list_feeds(update: Update, context: Context) -> None:
-    """Show the chat's feeds, numbered as /remove expects."""
-    target = await resolve_target(update, context, args_of(context))
-    if target is None:
-        return
-    services, storage = context.services, context.storage
-    await register_target(update, context, target)
-    feeds = storage.feed_urls(target.chat_id)
-    titles: dict[str, str] = {}
-    paused: set[str] = set()
-    for url in feeds:
-        state = storage.feed_state(url)
-        if state is not None:
-            titles[url] = state.title
-            if state.paused:
-                paused.add(url)
-    texts = format_feed_list(feeds, titles, paused)
-    if not feeds and services.settings.default_feeds:
-        texts[-1] += "\n(/news shows the bot's default feeds until you add your own.)"
-    await reply_about(update, context, target, texts)
-
-
 def register(app: Application) -> None:
     """Add this module's handlers."""
     app.add_handler(CommandHandler("add", add, filters=COMMAND_UPDATES))
     app.add_handler(CommandHandler("remove", remove, filters=COMMAND_UPDATES))
-    app.add_handler(CommandHandler("list", list_feeds, filters=COMMAND_UPDATES))

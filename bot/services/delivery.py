@@ -7,7 +7,9 @@ Two paths share the rules below:
 * :class:`Dispatcher` — items from feeds. ``deliver(chat)`` sends what the chat's cursors
   have not covered yet, one message at a time, and advances the cursors only after Telegram
   accepted each message (durable, group-committed). Instant chats are queued the moment a
-  poll logs new items; digest chats are delivered by the digest scheduler.
+  poll logs new items; digest chats are delivered by the digest scheduler. Items of muted
+  subscriptions and items the keyword filters reject are not sent, and their cursors move
+  exactly as if they had been (:func:`bot.services.filters.screen`).
 
 Instant posts follow the chat's ``/format`` (or the subscription's): ``title`` packs several
 items of a feed into one message; ``summary`` and ``full`` send one message per item. A
@@ -41,14 +43,15 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
-from telegram import Bot, LinkPreviewOptions, ReplyParameters
+from telegram import Bot, ForceReply, InlineKeyboardMarkup, LinkPreviewOptions, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 from telegram.ext import ExtBot
 
 from bot.formatting import OutMessage, format_backlogs, format_instant
 from bot.i18n import Translator, chat_translator
-from bot.models import Backlog, Chat, LogEntry
+from bot.models import NO_FILTERS, Backlog, Chat, Filters, LogEntry
+from bot.services.filters import TextCache, screen
 from bot.services.metrics import Metrics
 from bot.services.telegram_limits import BULK
 from bot.services.topics import TopicKeeper, TopicTrouble, group_by_topic, topic_trouble
@@ -121,20 +124,24 @@ async def send_html(
     on_chat_moved: ChatMoved | None = None,
     bulk: bool = False,
     thread_id: int | None = None,
+    reply_markup: InlineKeyboardMarkup | ForceReply | None = None,
 ) -> int:
     """Send each text as an HTML reply (or a bulk notice); return how many were delivered.
 
     ``thread_id`` is the forum topic to answer in: every part goes there, not only the one
     quoting the command (and not General when the command was deleted meanwhile).
+    ``reply_markup`` (buttons, or a reply prompt) goes on the last message.
 
     Never raises for a chat-level problem (gone, moved, bad request): those are handled and
     logged here, because a user's chat going away must not crash a handler.
     """
     sent = 0
     target = chat_id
-    # Bulk notices queue behind replies in the rate limiter (a plain Bot has no limiter).
-    extra: dict[str, Any] = {"rate_limit_args": BULK} if bulk else {}
     for n, text in enumerate(texts):
+        # Bulk notices queue behind replies in the rate limiter (a plain Bot has no limiter).
+        extra: dict[str, Any] = {"rate_limit_args": BULK} if bulk else {}
+        if reply_markup is not None and n == len(texts) - 1:
+            extra["reply_markup"] = reply_markup
         reply = (
             ReplyParameters(reply_to, allow_sending_without_reply=True)
             if reply_to is not None and n == 0
@@ -227,6 +234,8 @@ class Dispatcher:
         # read by one delivery while another is sending from the same position. The lock
         # object lives only while someone holds or waits for it.
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        # Items normalised for keyword filters once per fan-out, not once per chat.
+        self._texts = TextCache()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -332,8 +341,22 @@ class Dispatcher:
                 return "skipped"
             if chat.delivery.is_digest != digest:
                 return "skipped"
-            pending = self._storage.pending(chat_id)
-            return await self._deliver_topics(chat_id, pending, digest, compact=compact)
+            backlogs = await self._screened(chat_id, chat.filters, self._storage.pending(chat_id))
+            return await self._deliver_topics(chat_id, backlogs, digest, compact=compact)
+
+    async def _screened(
+        self, chat_id: int, chat_filters: Filters, backlogs: list[Backlog]
+    ) -> list[Backlog]:
+        """Drop muted and filtered-out items, moving their cursors as if they were sent.
+
+        Held-back items are never sent later: not after an unmute or a filter change.
+        """
+        screened = screen(backlogs, chat_filters, self._texts)
+        if screened.advances:
+            await self._storage.advance(chat_id, screened.advances)
+        if screened.dropped:
+            self._storage.count("items_filtered", chat_id, screened.dropped)
+        return screened.backlogs
 
     async def _deliver_topics(
         self, chat_id: int, backlogs: list[Backlog], digest: bool, *, compact: bool = False
@@ -362,7 +385,11 @@ class Dispatcher:
                     await self._topics.closed(chat_id, thread_id)
                     continue
                 moved = await self._topics.deleted(chat_id, thread_id)
-                again = [b for b in self._storage.pending(chat_id) if b.url in moved]
+                again = await self._screened(
+                    chat_id,
+                    chat.filters if chat else NO_FILTERS,
+                    [b for b in self._storage.pending(chat_id) if b.url in moved],
+                )
                 todo += group_by_topic(again)
                 continue
             if result in ("gone", "retry"):

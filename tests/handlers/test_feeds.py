@@ -60,7 +60,10 @@ async def test_add_list_remove_roundtrip(
     assert added_one == f"✅ Now following One Times.\n{INSTANT}"
     assert added_two == f"✅ Now following Two Times.\n{INSTANT}"
     assert again == f"Already following {one}."
-    assert listing == f"Your feeds\n1. One Times\n   {one}\n2. Two Times\n   {two}"
+    assert listing == (
+        f"Your feeds\n1. One Times\n   {one}\n2. Two Times\n   {two}\n\n"
+        "Buttons: 🔇 mute · 🔔 unmute · 🔎 filters · ✏️ rename · 🗑 remove"
+    )
     assert "one story 0" in news
     assert "two story 0" in news
     assert followed == [one, two]

@@ -77,7 +77,10 @@ async def test_a_channel_is_managed_from_a_private_chat(
         removed = await say(fake_api, f"/remove @mychannel {url}", USER)
         after = storage.feed_urls(CHANNEL)
     assert added == f"✅ Now following One Times.\n{INSTANT}"
-    assert listing == f"@mychannel\nYour feeds\n1. One Times\n   {url}"
+    assert listing == (
+        f"@mychannel\nYour feeds\n1. One Times\n   {url}\n\n"
+        "Buttons: 🔇 mute · 🔔 unmute · 🔎 filters · ✏️ rename · 🗑 remove"
+    )
     assert by_id == listing
     assert own_list == "No feeds yet. Add one with /add <url>."
     assert followed == [url]

@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from tests.helpers.fake_buttons import FakeButtons, check_reply_markup
 from tests.helpers.fake_files import FILE_URL_PREFIX, FakeFiles
 from tests.helpers.fake_webhook import GET_UPDATES_CONFLICT, FakeWebhook
 from tests.helpers.local_server import LocalServer
@@ -592,6 +593,8 @@ class FakeBotAPI(LocalServer):
         self._changed = asyncio.Event()
         # setWebhook/getWebhookInfo and pushing updates to the bot (tests/helpers/fake_webhook.py).
         self.webhook = FakeWebhook(self)
+        # Inline keyboards: editing messages, answering and pressing buttons (fake_buttons.py).
+        self.buttons = FakeButtons(self)
         # Documents, getFile, downloads and sendDocument (tests/helpers/fake_files.py).
         self.files = FakeFiles(self)
         # Messages users sent that a later message may reply to, by (chat_id, message_id).
@@ -613,7 +616,9 @@ class FakeBotAPI(LocalServer):
             "getchatmember": self._get_chat_member,
             "getchatadministrators": self._get_chat_administrators,
             "leavechat": self._leave_chat,
-            "answercallbackquery": self._true,
+            "answercallbackquery": self.buttons.answer_callback_query,
+            "editmessagetext": self.buttons.edit_message_text,
+            "editmessagereplymarkup": self.buttons.edit_message_reply_markup,
             "getfile": self.files.get_file,
             "senddocument": self.files.send_document,
         }
@@ -882,6 +887,7 @@ class FakeBotAPI(LocalServer):
         chat_title: str | None = None,
         thread_id: int | None = None,
         language_code: str | None = "en",
+        reply_to: int | None = None,
     ) -> int:
         """Queue a user's text message; a leading ``/cmd[@bot]`` gets its bot_command entity.
 
@@ -889,7 +895,8 @@ class FakeBotAPI(LocalServer):
         any other id for a reply thread (a reply in General or in a chat without topics
         carries its thread's id, but is no topic message). ``language_code`` is the sender's
         Telegram language (an IETF tag); ``None`` leaves the field out, as Telegram does for
-        some users.
+        some users. ``reply_to``: the id of a message in this chat (one the bot sent, or one
+        in :attr:`user_messages`) that this one replies to.
         """
         chat = self._chat_for_update(chat_id, chat_type, chat_title, username, user_id)
         if thread_id is not None and thread_id in self.forums.get(chat_id, {}):
@@ -906,6 +913,9 @@ class FakeBotAPI(LocalServer):
             "from": self._user(user_id, username, language_code),
             "text": text,
         }
+        if reply_to is not None:
+            replied = self.user_messages.get((chat_id, reply_to))
+            message["reply_to_message"] = dict(replied or self.buttons.message(chat_id, reply_to))
         entities = self._command_entities(text)
         if entities:
             message["entities"] = entities
@@ -1016,6 +1026,7 @@ class FakeBotAPI(LocalServer):
         else None), ``link_preview_options`` (decoded, or None), ``reply_markup``, ``params``,
         ``thread_id`` (the forum topic, None: General or not a forum).
         """
+
         return [m for m in self.sent if chat_id is None or m["chat_id"] == chat_id]
 
     async def wait_for_messages(
@@ -1496,20 +1507,6 @@ class FakeBotAPI(LocalServer):
             raise _ApiError(403, self._forbidden_description(chat["type"]))
         return chat
 
-    @staticmethod
-    def _visible_text(text: str, parse_mode: Any) -> str:
-        """The text a user reads (entities parsed, surrounding whitespace trimmed)."""
-        if parse_mode is not None and str(parse_mode).lower() == "html":
-            try:
-                plain = telegram_html_to_plain(text)
-            except TelegramHTMLError as err:
-                raise _ApiError(400, f"Bad Request: can't parse entities: {err}") from err
-        elif parse_mode in (None, "", "Markdown", "MarkdownV2"):
-            plain = text  # Markdown is not validated by this fake
-        else:
-            raise _ApiError(400, "Bad Request: unsupported parse_mode")
-        return plain.strip()  # Telegram trims surrounding whitespace
-
     def _record(
         self, method: str, chat: dict[str, Any], params: dict[str, Any], text: str, plain: str
     ) -> dict[str, Any]:
@@ -1522,12 +1519,15 @@ class FakeBotAPI(LocalServer):
             "date": int(time.time()),
             "chat": chat,
         }
+        if method == "sendMessage":
+            message["text"] = plain
         if thread_id is not None:
             message |= {"message_thread_id": thread_id, "is_topic_message": True}
         if chat_id in self.forums:
             self._message_topics[(chat_id, message["message_id"])] = thread_id
-        if isinstance(params.get("reply_markup"), dict):
-            message["reply_markup"] = params["reply_markup"]
+        markup = params.get("reply_markup")
+        if isinstance(markup, dict) and "inline_keyboard" in markup:
+            message["reply_markup"] = markup  # a Message only ever shows inline keyboards
         self.sent.append(
             {
                 "method": method,
@@ -1542,21 +1542,47 @@ class FakeBotAPI(LocalServer):
                 "link_preview_options": params.get("link_preview_options"),
                 "params": params,
                 "thread_id": thread_id,
+                "message": message,  # as Telegram holds it now (edits change it)
             }
         )
         return message
 
     async def _send_message(self, params: dict[str, Any]) -> dict[str, Any]:
         chat = self._target_chat(params)
+        text, plain, _parse_mode = self._message_text(params)
+        check_reply_markup(params.get("reply_markup"))
+        return self._record("sendMessage", chat, params, text, plain)
+
+    @staticmethod
+    def _visible_text(text: str, parse_mode: Any) -> str:
+        """The text a user reads (entities parsed, surrounding whitespace trimmed)."""
+        if parse_mode is not None and str(parse_mode).lower() == "html":
+            try:
+                plain = telegram_html_to_plain(text)
+            except TelegramHTMLError as err:
+                raise _ApiError(400, f"Bad Request: can't parse entities: {err}") from err
+        elif parse_mode in (None, "", "Markdown", "MarkdownV2"):
+            plain = text  # Markdown is not validated by this fake
+        else:
+            raise _ApiError(400, "Bad Request: unsupported parse_mode")
+        return plain.strip()  # Telegram trims surrounding whitespace
+
+    @classmethod
+    def _message_text(cls, params: dict[str, Any]) -> tuple[str, str, Any]:
+        """The text, its visible form and parse_mode, validated as Telegram does.
+
+        Also the message's ``link_preview_options`` (sendMessage and editMessageText take them).
+        """
         _check_link_preview_options(params.get("link_preview_options"))
         raw_text = params.get("text")
         text = "" if raw_text is None else str(raw_text)
-        plain = self._visible_text(text, params.get("parse_mode"))
+        parse_mode = params.get("parse_mode")
+        plain = cls._visible_text(text, parse_mode)
         if not plain:
             raise _ApiError(400, "Bad Request: message text is empty")
         if _utf16_len(plain) > MAX_MESSAGE_LENGTH:
             raise _ApiError(400, "Bad Request: message is too long")
-        return self._record("sendMessage", chat, params, text, plain) | {"text": plain}
+        return text, plain, parse_mode
 
     async def _send_photo(self, params: dict[str, Any]) -> dict[str, Any]:
         """sendPhoto with the photo as an HTTP URL (uploads are stored but not inspected).
@@ -1578,6 +1604,7 @@ class FakeBotAPI(LocalServer):
         plain = self._visible_text(caption, params.get("parse_mode"))
         if _utf16_len(plain) > MAX_CAPTION_LENGTH:
             raise _ApiError(400, "Bad Request: message caption is too long")
+        check_reply_markup(params.get("reply_markup"))
         message = self._record("sendPhoto", chat, params, caption, plain)
         message["photo"] = [
             {"file_id": f"photo-{message['message_id']}", "file_unique_id":
