@@ -36,6 +36,7 @@ from bot.handlers import (
     manage,
     news,
     opml,
+    posts,
     topics,
 )
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, N_, translator
@@ -78,6 +79,8 @@ COMMANDS = [
     BotCommand("pause", N_("Stop posting new items for now")),
     BotCommand("resume", N_("Post new items again")),
     BotCommand("timezone", N_("Time zone for daily digests")),
+    BotCommand("format", N_("How posts look: title, summary or full")),
+    BotCommand("previews", N_("Link previews under posts: on or off")),
     BotCommand("language", N_("The bot's language in this chat")),
     BotCommand("channels", N_("Groups and channels you manage from here")),
     BotCommand("help", N_("All commands")),
@@ -143,9 +146,8 @@ def build_application(
     # conflict before errors: its error handler stops 409s reaching the generic one.
     # access first: its gate (handler group -1) stops refused updates before any handler.
     for module in (
-        access, basic, news, feeds, manage, opml, delivery, language, channels, admin, chats,
-        topics,
-        conflict, errors,
+        access, basic, news, feeds, manage, opml, delivery, posts, language, channels, admin,
+        chats, topics, conflict, errors,
     ):  # fmt: skip
         module.register(app)
     return app
