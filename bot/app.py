@@ -37,6 +37,7 @@ from bot.handlers import (
     manage,
     news,
     opml,
+    posts,
     rename,
     topics,
 )
@@ -80,6 +81,8 @@ COMMANDS = [
     BotCommand("pause", N_("Stop posting new items for now")),
     BotCommand("resume", N_("Post new items again")),
     BotCommand("timezone", N_("Time zone for daily digests")),
+    BotCommand("format", N_("How posts look: title, summary or full")),
+    BotCommand("previews", N_("Link previews under posts: on or off")),
     BotCommand("language", N_("The bot's language in this chat")),
     BotCommand("channels", N_("Groups and channels you manage from here")),
     BotCommand("help", N_("All commands")),
@@ -146,9 +149,8 @@ def build_application(
     # access first: its gate (handler group -1) stops refused updates before any handler.
     # rename adds the prompt-answer catch-all in a group of its own (RENAME_HANDLER_GROUP).
     for module in (
-        access, basic, news, feeds, manage, rename, filters, opml, delivery, language, channels,
-        admin, chats, topics,
-        conflict, errors,
+        access, basic, news, feeds, manage, rename, filters, opml, delivery, posts, language,
+        channels, admin, chats, topics, conflict, errors,
     ):  # fmt: skip
         module.register(app)
     return app

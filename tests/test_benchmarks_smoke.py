@@ -257,6 +257,23 @@ def test_load_against_a_real_bot_process(tmp_path: Path) -> None:
     assert figures["counters_consistent"] is True
 
 
+def test_bench_fanout_compares_post_formats_on_the_same_item(tmp_path: Path) -> None:
+    result = bench_fanout.main(
+        [
+            "--chats", "20", "--items", "3", "--mode", "unlimited", "--format", "title,summary",
+            "--probe-rate", "20", "--settle", "0.3", "--no-pin", "--quiet",
+            "--data-root", str(tmp_path),
+        ]
+    )  # fmt: skip
+    title, summary = result["runs"]
+    assert (title["format"], summary["format"]) == ("title", "summary")
+    for run in (title, summary):
+        assert (run["delivered_chats"], run["messages"], run["duplicates"]) == (20, 20, 0)
+        assert run["formatting_us"] > 0
+    # The summary post carries the item's text: several times the title post's HTML.
+    assert summary["message_chars"] > 3 * title["message_chars"]
+
+
 def test_bench_parse_converts_every_item_of_every_reader() -> None:
     result = bench_parse.main(["--items", "3", "--rounds", "2", "--no-pin", "--quiet"])
     assert set(result["readers"]) == {"rss", "rss-feedparser", "json"}

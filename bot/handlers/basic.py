@@ -33,8 +33,8 @@ Groups with topics: /add inside a topic posts the feed there (/add it elsewhere 
 
 <b>Channels and groups</b> — manage them from this private chat, unseen by their readers
 /add @mychannel https://example.com/feed.xml — name the chat first: @username or -100… id
-/list @mychannel — the same for /list, /remove, /rename, /filter, /digest, /pause, /resume
-and /timezone
+/list @mychannel — the same for /remove, /rename, /filter, /digest, /pause, /resume,
+and /timezone, /format, /previews
 /channels — the groups and channels you manage through me
 (I must be a channel admin who may post, or a group member; you: its creator or an admin.)
 
@@ -46,6 +46,13 @@ and /timezone
 /timezone Europe/Berlin — the time zone for daily digests (default UTC)
 /pause — stop posting for now (items are kept)
 /resume — post again, starting with what was kept
+
+<b>Posts</b> — how new items look here
+/format — show the post format
+/format summary — the headline, the source and the item's text (the default)
+/format full — as summary, with the item's first image
+/format title — just the headline
+/previews off — no link previews under posts (/previews on to show them)
 
 /language — this chat's language: /language en, /language ru, /language auto
 

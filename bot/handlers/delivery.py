@@ -114,8 +114,8 @@ async def _set_delivery(context: Context, chat_id: int, delivery: Delivery) -> N
         if chat is not None:
             await digests.update(chat)
     if switching_to_instant and not delivery.is_digest:
-        # What waited for the digest goes out now rather than never.
-        context.services.dispatcher.request(chat_id)
+        # What waited for the digest goes out now rather than never (as a list: a backlog).
+        context.services.dispatcher.request(chat_id, compact=True)
 
 
 async def pause(update: Update, context: Context) -> None:
@@ -153,7 +153,7 @@ async def resume(update: Update, context: Context) -> None:
     if chat is not None and chat.delivery.is_digest:
         text = _("▶️ Resumed. Items found while paused come in the next digest.")
     else:
-        context.services.dispatcher.request(chat_id)
+        context.services.dispatcher.request(chat_id, compact=True)  # a backlog: titles only
         text = _("▶️ Resumed. Items found while paused follow now.")
     await reply_about(update, context, target, text)
 

@@ -60,8 +60,9 @@ async def test_filters_deliver_only_matching_items_and_never_the_rest_later(
         "✅ Saved. Filters of this chat (every feed):\n"
         "Only items that mention: python, machine learning"
     )
-    assert filtered == [  # oldest first, as instant posts go
-        "Advances in Machine Learning\nTech Times\n\nPython 3.14 released\nTech Times"
+    assert filtered == [  # oldest first, one post each (the default "summary" format)
+        "Advances in Machine Learning\nTech Times",
+        "Python 3.14 released\nTech Times",
     ]
     assert sub is not None
     assert sub.cursor == head  # past "Go 1.30 released" too

@@ -99,8 +99,8 @@ async def test_add_in_a_topic_posts_there_and_add_in_general_posts_to_general(
     assert added_in_general["thread_id"] is None
     assert tech_sub is not None and tech_sub.thread_id == tech
     assert gen_sub is not None and gen_sub.thread_id is None
-    both = "\n\n".join(post(i, "Tech Wire") for i in tech_new)
-    assert posts(fake_api, tech)[1:] == [both]
+    # One post per item: the default "summary" format.
+    assert posts(fake_api, tech)[1:] == [post(i, "Tech Wire") for i in tech_new]
     assert posts(fake_api, None)[1:] == [post(gen_new[0], "Town Crier")]
 
 
@@ -205,7 +205,7 @@ async def test_closed_topic_holds_items_with_one_note_until_reopened(
     assert posts(fake_api, sport)[1:] == [post(sport_new[0], "Sport Daily")]
     assert notes_while_closed == [CLOSED_NOTE]
     assert in_topic_while_closed == []
-    assert after_reopen == ["\n\n".join(post(i, "Tech Wire") for i in held + more)]
+    assert after_reopen == [post(i, "Tech Wire") for i in held + more]
     assert notes_at_the_end == [CLOSED_NOTE, CLOSED_NOTE]
     assert posts(fake_api, tech)[1:] == after_reopen  # the last item waits again
 
@@ -228,7 +228,7 @@ async def test_closed_topic_reopened_silently_gets_its_items_with_the_next_deliv
         serve_feed(feed_server, "/tech.xml", old + held + new, "Tech Wire")
         await poll_now(app, feed_server, "/tech.xml", url)
     assert posts(fake_api, None) == [CLOSED_NOTE]
-    assert posts(fake_api, tech)[1:] == ["\n\n".join(post(i, "Tech Wire") for i in held + new)]
+    assert posts(fake_api, tech)[1:] == [post(i, "Tech Wire") for i in held + new]
 
 
 @pytest.mark.parametrize(

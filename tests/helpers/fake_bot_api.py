@@ -49,6 +49,20 @@ DEFAULT_TOKEN = "123456789:" + "A" * 35
 BOT_USERNAME = "newsbot_test_bot"
 BOT_FIRST_NAME = "NewsBot Test"
 MAX_MESSAGE_LENGTH = 4096
+MAX_CAPTION_LENGTH = 1024  # both in UTF-16 code units of the text after entity parsing
+# What Telegram answers when it cannot use a photo given by URL (the URL is malformed or
+# unreachable, or what it serves is not an image).
+PHOTO_BAD_URL = "Bad Request: wrong file identifier/HTTP URL specified"
+PHOTO_UNREACHABLE = "Bad Request: failed to get HTTP URL content"
+PHOTO_NOT_IMAGE = "Bad Request: wrong type of the web page content"
+# LinkPreviewOptions fields and their JSON types (Bot API 7.0).
+_LINK_PREVIEW_FIELDS: dict[str, tuple[type, str]] = {
+    "is_disabled": (bool, "Boolean"),
+    "url": (str, "String"),
+    "prefer_small_media": (bool, "Boolean"),
+    "prefer_large_media": (bool, "Boolean"),
+    "show_above_text": (bool, "Boolean"),
+}
 # Telegram ids at or below this are supergroups/channels ("-100…").
 _SUPERGROUP_ID_LIMIT = -1_000_000_000_000
 _TOKEN_RE = re.compile(r"\d+:[A-Za-z0-9_-]+")
@@ -77,6 +91,7 @@ _STRING_FIELDS = frozenset(
         "inline_message_id",
         "message_effect_id",
         "emoji",
+        "photo",
     ]
 )
 # Every permission flag PTB's ChatMemberRestricted requires.
@@ -469,7 +484,29 @@ def _as_int(value: Any, default: int) -> int:
 
 
 def _utf16_len(text: str) -> int:
+    """Telegram's length of ``text``: UTF-16 code units (the fake's own count, an oracle)."""
     return len(text.encode("utf-16-le")) // 2
+
+
+def _check_link_preview_options(value: Any) -> None:
+    """Refuse ``link_preview_options`` that are not a LinkPreviewOptions JSON object.
+
+    Telegram's wording for a non-JSON value, a non-object and a field of the wrong type.
+    Stricter than Telegram in one way: an unknown field is refused (Telegram ignores it), so a
+    misspelt option in the bot is caught rather than silently having no effect.
+    """
+    if value is None:
+        return
+    if isinstance(value, str):  # still a string: the form field was not valid JSON
+        raise _ApiError(400, "Bad Request: can't parse link preview options JSON object")
+    if not isinstance(value, dict):
+        raise _ApiError(400, "Bad Request: object expected as link preview options")
+    for name, field in value.items():
+        if name not in _LINK_PREVIEW_FIELDS:
+            raise _ApiError(400, f'Bad Request: unknown field "{name}" in link preview options')
+        kind, kind_name = _LINK_PREVIEW_FIELDS[name]
+        if not isinstance(field, kind):
+            raise _ApiError(400, f'Bad Request: field "{name}" must be of type {kind_name}')
 
 
 # --------------------------------------------------------------------------- the server
@@ -532,6 +569,8 @@ class FakeBotAPI(LocalServer):
         self.deleted_topic_error = THREAD_NOT_FOUND
         # (forum chat, message id) -> its topic (None: General), for replies without a thread.
         self._message_topics: dict[tuple[int, int], int | None] = {}
+        # Photo URL → the 400 description sendPhoto answers for it (see break_photo()).
+        self.photo_errors: dict[str, str] = {}
         self._members: dict[tuple[int, int], str] = {}
         self._rights: dict[tuple[int, int], dict[str, bool]] = {}
         self._commands: dict[str, list[Any]] = {}
@@ -572,6 +611,7 @@ class FakeBotAPI(LocalServer):
             "logout": self._true,
             "close": self._true,
             "sendmessage": self._send_message,
+            "sendphoto": self._send_photo,
             "getchat": self._get_chat,
             "getchatmember": self._get_chat_member,
             "getchatadministrators": self._get_chat_administrators,
@@ -740,6 +780,15 @@ class FakeBotAPI(LocalServer):
                 "forum_topic_created": {"name": topic.name, "icon_color": topic.icon_color},
             },
         }
+
+    def break_photo(self, url: str, description: str = PHOTO_UNREACHABLE) -> None:
+        """Make sendPhoto with ``url`` fail as Telegram does for an image it cannot use.
+
+        ``description`` is one of :data:`PHOTO_UNREACHABLE` (the default),
+        :data:`PHOTO_BAD_URL` or :data:`PHOTO_NOT_IMAGE`; sendMessage link previews of the URL
+        are unaffected (Telegram then shows no preview, it does not refuse the message).
+        """
+        self.photo_errors[url] = description
 
     def fail_next(
         self,
@@ -970,7 +1019,14 @@ class FakeBotAPI(LocalServer):
         return [call for call in self.calls if call.method.lower() == wanted]
 
     def sent_messages(self, chat_id: int | None = None) -> list[dict[str, Any]]:
-        """Messages accepted by sendMessage, oldest first, optionally for one chat."""
+        """Messages accepted by sendMessage and sendPhoto, oldest first, optionally for one chat.
+
+        Each is a dict: ``method``, ``chat_id``, ``message_id``, ``text`` (as sent; a photo's
+        caption), ``plain`` (what the user reads), ``parse_mode``, ``photo`` (sendPhoto's URL,
+        else None), ``link_preview_options`` (decoded, or None), ``reply_markup``, ``params``,
+        ``thread_id`` (the forum topic, None: General or not a forum).
+        """
+
         return [m for m in self.sent if chat_id is None or m["chat_id"] == chat_id]
 
     async def wait_for_messages(
@@ -1008,7 +1064,10 @@ class FakeBotAPI(LocalServer):
         """A human summary of sent messages and recent calls, for assertion messages."""
         lines = [f"sent messages ({len(self.sent)}):"]
         lines += [
-            f"  chat {m['chat_id']} #{m['message_id']}: {m['plain'][:120]!r}" for m in self.sent
+            f"  chat {m['chat_id']} #{m['message_id']}: "
+            + (f"[photo {m['photo']}] " if m.get("photo") else "")
+            + repr(m["plain"][:120])
+            for m in self.sent
         ]
         recent = self.calls[-20:]
         lines.append(f"last {len(recent)} of {len(self.calls)} calls:")
@@ -1434,7 +1493,8 @@ class FakeBotAPI(LocalServer):
         self._commands.pop(self._commands_key(params), None)
         return True
 
-    async def _send_message(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _target_chat(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The chat a message goes to, or the error Telegram gives for it (moved, blocked)."""
         chat_id = self._resolve_chat_id(params)
         if chat_id in self.migrated_chats:
             raise _ApiError(
@@ -1445,16 +1505,22 @@ class FakeBotAPI(LocalServer):
         chat = self._chat(chat_id)
         if chat_id in self.blocked_chats:
             raise _ApiError(403, self._forbidden_description(chat["type"]))
-        text, plain, parse_mode = self._message_text(params)
-        check_reply_markup(params.get("reply_markup"))
+        return chat
+
+    def _record(
+        self, method: str, chat: dict[str, Any], params: dict[str, Any], text: str, plain: str
+    ) -> dict[str, Any]:
+        """Store an accepted message (``sent``) and return Telegram's Message object."""
+        chat_id = int(chat["id"])
         thread_id = self._place_in_topic(chat_id, params)
         message: dict[str, Any] = {
             "message_id": self._next_message_id(chat_id),
             "from": dict(self.bot_user),
             "date": int(time.time()),
             "chat": chat,
-            "text": plain,
         }
+        if method == "sendMessage":
+            message["text"] = plain
         if thread_id is not None:
             message |= {"message_thread_id": thread_id, "is_topic_message": True}
         if chat_id in self.forums:
@@ -1464,13 +1530,16 @@ class FakeBotAPI(LocalServer):
             message["reply_markup"] = markup  # a Message only ever shows inline keyboards
         self.sent.append(
             {
+                "method": method,
                 "chat_id": chat_id,
                 "message_id": message["message_id"],
                 "text": text,
                 "plain": plain,
-                "parse_mode": parse_mode,
+                "parse_mode": params.get("parse_mode"),
                 "date": message["date"],
                 "reply_markup": params.get("reply_markup"),
+                "photo": params.get("photo") if method == "sendPhoto" else None,
+                "link_preview_options": params.get("link_preview_options"),
                 "params": params,
                 "thread_id": thread_id,
                 "message": message,  # as Telegram holds it now (edits change it)
@@ -1478,12 +1547,15 @@ class FakeBotAPI(LocalServer):
         )
         return message
 
+    async def _send_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat = self._target_chat(params)
+        text, plain, _parse_mode = self._message_text(params)
+        check_reply_markup(params.get("reply_markup"))
+        return self._record("sendMessage", chat, params, text, plain)
+
     @staticmethod
-    def _message_text(params: dict[str, Any]) -> tuple[str, str, Any]:
-        """The text, its visible form and parse_mode, validated as Telegram does."""
-        raw_text = params.get("text")
-        text = "" if raw_text is None else str(raw_text)
-        parse_mode = params.get("parse_mode")
+    def _visible_text(text: str, parse_mode: Any) -> str:
+        """The text a user reads (entities parsed, surrounding whitespace trimmed)."""
         if parse_mode is not None and str(parse_mode).lower() == "html":
             try:
                 plain = telegram_html_to_plain(text)
@@ -1493,12 +1565,54 @@ class FakeBotAPI(LocalServer):
             plain = text  # Markdown is not validated by this fake
         else:
             raise _ApiError(400, "Bad Request: unsupported parse_mode")
-        plain = plain.strip()  # Telegram trims surrounding whitespace
+        return plain.strip()  # Telegram trims surrounding whitespace
+
+    @classmethod
+    def _message_text(cls, params: dict[str, Any]) -> tuple[str, str, Any]:
+        """The text, its visible form and parse_mode, validated as Telegram does.
+
+        Also the message's ``link_preview_options`` (sendMessage and editMessageText take them).
+        """
+        _check_link_preview_options(params.get("link_preview_options"))
+        raw_text = params.get("text")
+        text = "" if raw_text is None else str(raw_text)
+        parse_mode = params.get("parse_mode")
+        plain = cls._visible_text(text, parse_mode)
         if not plain:
             raise _ApiError(400, "Bad Request: message text is empty")
-        if len(plain) > MAX_MESSAGE_LENGTH:
+        if _utf16_len(plain) > MAX_MESSAGE_LENGTH:
             raise _ApiError(400, "Bad Request: message is too long")
         return text, plain, parse_mode
+
+    async def _send_photo(self, params: dict[str, Any]) -> dict[str, Any]:
+        """sendPhoto with the photo as an HTTP URL (uploads are stored but not inspected).
+
+        Telegram fetches the URL itself: a URL in :attr:`photo_errors` gets the answer stored
+        there, and anything but an ``http(s)://`` URL is refused as Telegram refuses it.
+        """
+        chat = self._target_chat(params)
+        photo = params.get("photo")
+        if photo is None or photo == "":
+            raise _ApiError(400, "Bad Request: there is no photo in the request")
+        if isinstance(photo, str):
+            if photo in self.photo_errors:
+                raise _ApiError(400, self.photo_errors[photo])
+            if not re.match(r"https?://[^\s/]+", photo, re.IGNORECASE):
+                raise _ApiError(400, PHOTO_BAD_URL)
+        raw = params.get("caption")
+        caption = "" if raw is None else str(raw)
+        plain = self._visible_text(caption, params.get("parse_mode"))
+        if _utf16_len(plain) > MAX_CAPTION_LENGTH:
+            raise _ApiError(400, "Bad Request: message caption is too long")
+        check_reply_markup(params.get("reply_markup"))
+        message = self._record("sendPhoto", chat, params, caption, plain)
+        message["photo"] = [
+            {"file_id": f"photo-{message['message_id']}", "file_unique_id":
+             f"u{message['message_id']}", "width": 800, "height": 600, "file_size": 1}
+        ]  # fmt: skip
+        if plain:
+            message["caption"] = plain
+        return message
 
     def _place_in_topic(self, chat_id: int, params: dict[str, Any]) -> int | None:
         """The topic a new message goes to (None: General), or Telegram's refusal.

@@ -20,7 +20,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Time
 
 from bot.formatting import format_backlogs
 from bot.i18n import translator
-from bot.models import Delivery, FeedItem, FeedState, LogEntry
+from bot.models import Chat, Delivery, FeedItem, FeedState, LogEntry
 from bot.services.delivery import Dispatcher, send_html
 from bot.services.metrics import Metrics
 from bot.services.telegram_limits import BULK
@@ -66,7 +66,17 @@ async def follower(
     delivery: Delivery | None = None,
     chat_type: str = "private",
 ) -> None:
+    """A chat following ``urls`` in the compact ``title`` format without link previews.
+
+    The guarantees here are about messages, and the compact format packs many items into
+    few of them; per-item formats are tested in ``test_delivery_posts.py``.
+    """
     await storage.ensure_chat(chat_id, chat_type, f"chat {chat_id}", delivery=delivery)
+
+    def compact(chat: Chat) -> None:
+        chat.format, chat.previews = "title", False
+
+    await storage.update_chat(chat_id, compact)
     for url in urls or (URL,):
         assert await storage.subscribe(chat_id, url, limit=50) == "added"
 

@@ -54,8 +54,13 @@ async def publish(storage: StorageService, numbers: range, url: str = URL) -> No
 
 
 async def forum_follower(storage: StorageService, thread_id: int | None, url: str = URL) -> None:
-    """FORUM follows ``url`` in ``thread_id`` (None: General), from the feed's baseline."""
+    """FORUM follows ``url`` in ``thread_id`` (None: General), from the feed's baseline.
+
+    In the compact ``title`` format: these tests count messages per topic, and the default
+    format posts one message per item.
+    """
     await storage.ensure_chat(FORUM, "supergroup", "Readers")
+    await storage.update_chat(FORUM, lambda c: setattr(c, "format", "title"))
     await publish(storage, range(0, 1), url)  # first fetch: history, not news
     options = {} if thread_id is None else {"thread_id": thread_id}
     assert await storage.subscribe(FORUM, url, limit=50, options=options) == "added"
