@@ -371,6 +371,7 @@ class Dispatcher:
         t = chat_translator(chat.language if chat else None)  # posts have no sender
         outcome: Outcome = "nothing"
         held = False
+        posted = False  # some topic's digest went out: the chat's digest counts once
         todo = group_by_topic(backlogs)
         while todo:
             thread_id, group = todo.pop(0)
@@ -393,14 +394,23 @@ class Dispatcher:
                 todo += group_by_topic(again)
                 continue
             if result in ("gone", "retry"):
+                self._count_digest(chat_id, posted)
                 return result
             outcome = result
+            posted = posted or digest
+        self._count_digest(chat_id, posted)
         if held and not digest:
             self._retry_later(chat_id, compact)  # until the topic is reopened (or reported so)
             return "retry"
         # A digest leaves a closed topic's items for its next digest: retrying every few
         # minutes would turn the other topics' digests into a stream of small ones.
         return "done" if held else outcome
+
+    def _count_digest(self, chat_id: int, posted: bool) -> None:
+        """Count one digest per chat digest, however many topics and messages it took."""
+        if posted:
+            self._metrics.digests_sent.inc()
+            self._storage.count("digests_posted", chat_id)  # follows a migration
 
     async def _note(self, chat_id: int, text: str) -> None:
         """A note to the chat itself (General in a forum); failures are logged, not raised."""
@@ -457,9 +467,6 @@ class Dispatcher:
                 self._storage.count("items_sent", target, len(message.item_ids))
             # After Telegram's answer: the only window for a duplicate is a crash right here.
             await self._storage.advance(target, message.advances)
-        if mode == "digest":
-            self._metrics.digests_sent.inc()
-            self._storage.count("digests_posted", target)
         return "done"
 
     async def _send_one(

@@ -452,9 +452,14 @@ class StorageService:
 
     # ================================================================== counters
     def count(self, name: str, chat_id: int | None = None, by: int = 1) -> None:
-        """Add to a global counter and, if given, the chat's; deferred, never waits."""
+        """Add to a global counter and, if given, the chat's; deferred, never waits.
+
+        A chat migrated meanwhile counts under its new id, as :meth:`advance` does.
+        """
         if not name:
             raise ValueError("counter name must not be empty")
+        if chat_id is not None:
+            chat_id = self._state.moved.get(chat_id, chat_id)
         self._commit.count(name, chat_id, by)
 
     # ================================================================== backups

@@ -15,7 +15,7 @@ import pytest
 from telegram.error import BadRequest
 
 from bot.i18n import translator
-from bot.models import Backlog, FeedItem, FeedState, Subscription
+from bot.models import Backlog, Delivery, FeedItem, FeedState, Subscription
 from bot.services.delivery import Dispatcher
 from bot.services.metrics import Metrics
 from bot.services.topics import (
@@ -212,3 +212,25 @@ async def test_a_deleted_topic_reported_for_general_is_an_ordinary_rejection(
     assert storage.pending(FORUM) == []
     sub = storage.subscription(FORUM, URL)
     assert sub is not None and sub.thread_id is None
+
+
+async def test_a_digest_split_over_topics_counts_as_one_digest(
+    bot: RecordingBot, storage: StorageService
+) -> None:
+    """Each topic gets its own digest message, but the chat had one digest."""
+    other = "https://other.example/rss"
+    await forum_follower(storage, TOPIC)
+    await forum_follower(storage, None, other)
+    await storage.update_chat(
+        FORUM, lambda c: setattr(c, "delivery", Delivery("every", interval_s=3600))
+    )
+    await publish(storage, range(1, 3))
+    await publish(storage, range(1, 3), other)
+    metrics = Metrics(process_metrics=False)
+    dispatcher = Dispatcher(bot, storage, metrics)  # type: ignore[arg-type]  # stand-in bot
+    assert await dispatcher.deliver(FORUM, digest=True) == "done"
+    assert [s.kwargs["message_thread_id"] for s in bot.sent] == [TOPIC, None]
+    assert all(s.text.startswith("<b>📰 Digest</b>") for s in bot.sent)
+    assert metrics.registry.get_sample_value("newsbot_digests_sent_total") == 1.0
+    await storage.flush()
+    assert storage.counters()["chats"][str(FORUM)]["digests_posted"] == 1
