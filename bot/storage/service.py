@@ -308,7 +308,11 @@ class StorageService:
         return True
 
     async def migrate_chat(self, old_id: int, new_id: int) -> bool:
-        """Move a chat to its new id (group → supergroup) with subscriptions and counters."""
+        """Move a chat to its new id (group → supergroup) with subscriptions and counters.
+
+        A target registered meanwhile takes the old chat's settings wherever it still has
+        the defaults (see ``State._migrate``).
+        """
         if old_id == new_id or old_id not in self._state.chats:
             return False
         await self._commit.durable({"op": "migrate", "old": old_id, "new": new_id})

@@ -523,6 +523,28 @@ async def test_advance_for_a_chat_migrated_meanwhile_moves_the_new_chats_cursor(
     assert storage.subscriptions(-1005)[0].cursor == 3
 
 
+async def test_migrating_onto_a_known_supergroup_keeps_the_groups_settings_after_replay(
+    storage: StorageService, copies: Callable[[StorageService], Awaitable[StorageService]]
+) -> None:
+    await storage.ensure_chat(-5, "group", "g")
+
+    def choose(chat: Chat) -> None:
+        chat.format, chat.previews, chat.language, chat.tz = "full", False, "ru", "Asia/Tokyo"
+        chat.delivery, chat.paused = Delivery("at", at="07:30"), True
+
+    await storage.update_chat(-5, choose)
+    await storage.ensure_chat(-1005, "supergroup", "g")  # a command seen there first
+    assert await storage.migrate_chat(-5, -1005)
+    replayed = await copies(storage)
+    for service in (storage, replayed):
+        chat = chat_of(service, -1005)
+        assert (chat.format, chat.previews, chat.language, chat.tz, chat.paused) == (
+            "full", False, "ru", "Asia/Tokyo", True
+        )  # fmt: skip
+        assert chat.delivery == Delivery("at", at="07:30")
+        assert service.chat(-5) is None
+
+
 async def test_a_count_for_a_chat_migrated_meanwhile_lands_on_the_new_chat(
     storage: StorageService,
 ) -> None:
