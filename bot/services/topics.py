@@ -38,7 +38,7 @@ from telegram.error import BadRequest
 
 from bot.formatting import esc
 from bot.i18n import Translator, pick_language, translator
-from bot.models import Backlog, Subscription
+from bot.models import Backlog, Subscription, display_title
 from bot.services.metrics import Metrics
 from bot.storage import StorageService
 
@@ -138,7 +138,7 @@ def feed_titles(storage: StorageService, subs: Sequence[Subscription], t: Transl
     names = []
     for sub in subs[:NOTE_TITLES_MAX]:
         state = storage.feed_state(sub.url)
-        title = sub.title or (state.title if state is not None else "") or sub.url
+        title = display_title(sub.title, state.title if state is not None else "", sub.url)
         names.append(f"<b>{esc(title[:120])}</b>")
     text = ", ".join(names)
     rest = len(subs) - NOTE_TITLES_MAX

@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 from bot import heap
-from bot.models import Backlog, Chat, Delivery, FeedItem, FeedState, LogEntry, Subscription
+from bot.models import (
+    Backlog,
+    Chat,
+    Delivery,
+    FeedItem,
+    FeedState,
+    LogEntry,
+    Subscription,
+    display_title,
+)
 from bot.storage.backups import save_backup
 from bot.storage.commit import COMPACT_MIN_BYTES, Committer
 from bot.storage.files import SchemaVersionError, StorageError
@@ -214,7 +223,7 @@ class StorageService:
                 continue
             entries, skipped = record.entries_after(sub.cursor)
             if entries or skipped:
-                title = sub.title or record.state.title or sub.url
+                title = display_title(sub.title, record.state.title, sub.url)
                 out.append(Backlog(sub.url, title, entries, skipped, record.head, copy.copy(sub)))
         return out
 

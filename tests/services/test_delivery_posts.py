@@ -147,6 +147,20 @@ async def test_a_compact_request_lists_titles_and_survives_a_retry(
     assert storage.pending(1) == []
 
 
+async def test_a_compact_backlog_names_the_feed_by_its_custom_title(
+    dispatcher: Dispatcher, bot: RecordingBot, storage: StorageService
+) -> None:
+    """/resume and /digest off list the backlog compactly: the chat's /rename still shows."""
+    await chat_with_items(storage, "summary", 2)
+    await storage.update_subscription(1, URL, lambda sub: setattr(sub, "title", "My <news>"))
+    assert await dispatcher.deliver(1, digest=False, compact=True) == "done"
+    [sent] = bot.sent
+    assert sent.text == (
+        '<b><a href="https://s.example/1">Story 1</a></b>\nMy &lt;news&gt;\n\n'
+        '<b><a href="https://s.example/2">Story 2</a></b>\nMy &lt;news&gt;'
+    )
+
+
 async def test_a_plain_request_posts_each_item_in_the_chat_format(
     dispatcher: Dispatcher, bot: RecordingBot, storage: StorageService
 ) -> None:
