@@ -17,10 +17,14 @@ items of a feed into one message; ``summary`` and ``full`` send one message per 
 fits 1,024 units; a longer one is a single text message with the image as a large link
 preview above it (one message, so "Telegram accepted it" still means the whole item went out
 and one cursor advance covers it; a photo followed by a text message could be cut in two by a
-failure between them). An image Telegram cannot use (a broken URL, not an image, no right to
-send photos in the chat) falls back to the same post as text: the item is neither lost nor
-skipped. Link previews of the article follow the chat's ``/previews``. Digests, backlogs
-after ``/resume`` (``request(chat, compact=True)``) and ``/news`` keep compact title lists.
+failure between them). Any 400 to ``sendPhoto`` (a broken URL, not an image, no right to
+send photos in the chat, ...) falls back to the same post as text, except those the text
+would meet too (the chat vanished, the topic is closed or deleted): the item is neither lost
+nor skipped unless the text post itself is refused. An image Telegram refused is remembered
+for an hour (:mod:`bot.services.image_verdicts`), so the rest of a fan-out goes straight to
+text: one ``sendPhoto`` per broken image, not one per chat. Link previews of the article
+follow the chat's ``/previews``. Digests, backlogs after ``/resume`` (``request(chat,
+compact=True)``) and ``/news`` keep compact title lists.
 
 Telegram's answers: 403 (blocked, kicked) or "chat not found" deactivate the chat; "group
 upgraded to a supergroup" moves its settings and sends to the new id; 400 for one message is
@@ -52,6 +56,7 @@ from bot.formatting import OutMessage, format_backlogs, format_instant
 from bot.i18n import Translator, chat_translator
 from bot.models import NO_FILTERS, Backlog, Chat, Filters, LogEntry
 from bot.services.filters import TextCache, screen
+from bot.services.image_verdicts import ImageVerdicts
 from bot.services.metrics import Metrics
 from bot.services.telegram_limits import BULK
 from bot.services.topics import TopicKeeper, TopicTrouble, group_by_topic, topic_trouble
@@ -60,17 +65,9 @@ from bot.storage import StorageService, get_storage_service
 logger = logging.getLogger(__name__)
 
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
-# What Telegram answers (lower-cased) when it cannot use a photo: the URL is malformed or
-# unreachable, serves no image, the image is unusable, or the chat forbids photos. The post
-# then goes out as text.
-_PHOTO_REFUSALS = (
-    "wrong file identifier/http url specified",
-    "failed to get http url content",
-    "wrong type of the web page content",
-    "image_process_failed",
-    "photo_invalid_dimensions",
-    "not enough rights to send photos",
-)
+# What Telegram answers (lower-cased) to sendPhoto when the chat, not the image, forbids
+# photos: the post goes out as text, but the image is not remembered as refused.
+_CHAT_PHOTO_REFUSALS = ("not enough rights to send photos", "chat_send_photos_forbidden")
 DELIVERY_WORKERS = 16  # chats delivered concurrently; the rate limiter paces the sends
 RETRY_LATER_S = 60.0  # a chat whose send failed after all retries is tried again this late
 STOP_GRACE_S = 5.0  # at shutdown, how long sends already in flight may take to finish
@@ -84,9 +81,18 @@ def _is_chat_gone(exc: BadRequest) -> bool:
     return "chat not found" in exc.message.lower()
 
 
-def _is_photo_refused(exc: BadRequest) -> bool:
+def _photo_fallback(exc: BadRequest) -> Literal["image", "chat"] | None:
+    """Whether a sendPhoto 400 falls back to text: for the image, for the chat, or not at all.
+
+    Every 400 does except those the text post would meet too: the chat vanished, or its
+    topic is closed or deleted. Telegram words its image refusals in many ways (unreachable
+    URL, not an image, unprocessable, too large, ...), and a refusal of the caption alone
+    shows up when the text post is refused in turn.
+    """
+    if _is_chat_gone(exc) or topic_trouble(exc) is not None:
+        return None
     message = exc.message.lower()
-    return any(refusal in message for refusal in _PHOTO_REFUSALS)
+    return "chat" if any(r in message for r in _CHAT_PHOTO_REFUSALS) else "image"
 
 
 def _preview_options(message: OutMessage) -> LinkPreviewOptions | None:
@@ -236,6 +242,8 @@ class Dispatcher:
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         # Items normalised for keyword filters once per fan-out, not once per chat.
         self._texts = TextCache()
+        # Images Telegram accepted or refused lately: one sendPhoto per fan-out of a broken one.
+        self._images = ImageVerdicts()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -483,27 +491,44 @@ class Dispatcher:
             return new_id
 
     async def _post(self, chat_id: int, message: OutMessage, thread_id: int | None = None) -> None:
-        """Send ``message`` as a photo with a caption or as text (see the module docstring)."""
-        if message.photo is not None:
-            try:
-                await self._bot.send_photo(
-                    chat_id, message.photo, caption=message.text, parse_mode=ParseMode.HTML,
-                    message_thread_id=thread_id, rate_limit_args=BULK,
-                )  # fmt: skip
-                return
-            except BadRequest as exc:
-                if not _is_photo_refused(exc):
-                    raise
-                logger.warning(
-                    "Telegram refused an item's image; posting its text alone",
-                    extra={"event": "photo_fallback", "chat_id": chat_id, "error": str(exc),
-                           "image": message.photo, "items": list(message.item_ids)},
-                )  # fmt: skip
-        await self._bot.send_message(
-            chat_id, message.text, parse_mode=ParseMode.HTML,
-            link_preview_options=_preview_options(message), message_thread_id=thread_id,
-            rate_limit_args=BULK,
-        )  # fmt: skip
+        """Send ``message`` as a photo with a caption or as text (see the module docstring).
+
+        An image Telegram refused lately goes straight to text (:mod:`image_verdicts`).
+        """
+        photo = message.photo
+        turn = "text" if photo is None else await self._images.turn(photo)
+        accepted: bool | None = None  # what Telegram's answers say about the image
+        try:
+            refused = False
+            if photo is not None and turn != "text":
+                try:
+                    await self._bot.send_photo(
+                        chat_id, photo, caption=message.text, parse_mode=ParseMode.HTML,
+                        message_thread_id=thread_id, rate_limit_args=BULK,
+                    )  # fmt: skip
+                    accepted = True
+                    return
+                except BadRequest as exc:
+                    why = _photo_fallback(exc)
+                    if why is None:
+                        raise
+                    refused = why == "image"
+                    logger.warning(
+                        "Telegram refused an item's image; posting its text alone",
+                        extra={"event": "photo_fallback", "chat_id": chat_id,
+                               "error": str(exc), "image": photo,
+                               "items": list(message.item_ids)},
+                    )  # fmt: skip
+            await self._bot.send_message(
+                chat_id, message.text, parse_mode=ParseMode.HTML,
+                link_preview_options=_preview_options(message), message_thread_id=thread_id,
+                rate_limit_args=BULK,
+            )  # fmt: skip
+            if refused:
+                accepted = False  # the text went through: the image, not the caption, was bad
+        finally:
+            if photo is not None and (turn == "ask" or accepted is False):
+                self._images.settle(photo, accepted)  # the asker, or news of a known image
 
     async def _gone(self, chat_id: int, why: str) -> Outcome:
         self._metrics.delivery_failures.labels(reason="gone").inc()
