@@ -34,8 +34,8 @@ chat is tried again later.
 
 Forum topics (:mod:`bot.services.topics`): each subscription's items go to its topic, one
 message stream (and one digest) per topic. A closed topic holds its items (cursor kept, one
-note to the chat, retried later); a deleted topic's subscriptions move to General and their
-items are delivered there.
+note to the chat — or to its managers privately when General is closed — retried later); a
+deleted topic's subscriptions move to General and their items are delivered there.
 """
 
 from __future__ import annotations
@@ -59,7 +59,13 @@ from bot.services.filters import TextCache, screen
 from bot.services.image_verdicts import ImageVerdicts
 from bot.services.metrics import Metrics
 from bot.services.telegram_limits import BULK
-from bot.services.topics import TopicKeeper, TopicTrouble, group_by_topic, topic_trouble
+from bot.services.topics import (
+    NoteOutcome,
+    TopicKeeper,
+    TopicTrouble,
+    group_by_topic,
+    topic_trouble,
+)
 from bot.storage import StorageService, get_storage_service
 
 logger = logging.getLogger(__name__)
@@ -235,7 +241,7 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._retry_handles: dict[int, asyncio.TimerHandle] = {}
         self._stopping = False
-        self._topics = TopicKeeper(storage, metrics, self._note)
+        self._topics = TopicKeeper(storage, metrics, self._note, self._private_note)
         # One delivery per chat at a time (instant and digest alike), so a cursor is never
         # read by one delivery while another is sending from the same position. The lock
         # object lives only while someone holds or waits for it.
@@ -420,9 +426,48 @@ class Dispatcher:
             self._metrics.digests_sent.inc()
             self._storage.count("digests_posted", chat_id)  # follows a migration
 
-    async def _note(self, chat_id: int, text: str) -> None:
-        """A note to the chat itself (General in a forum); failures are logged, not raised."""
-        await send_html(self._bot, chat_id, [text], bulk=True, on_chat_moved=self._on_chat_moved)
+    async def _note(self, chat_id: int, text: str) -> NoteOutcome:
+        """Post a note in the chat itself (General in a forum); see :meth:`_send_note`."""
+        return await self._send_note(chat_id, text, private=False)
+
+    async def _private_note(self, user_id: int, text: str) -> NoteOutcome:
+        """A note to a user's private chat about a chat they manage; see :meth:`_send_note`."""
+        return await self._send_note(user_id, text, private=True)
+
+    async def _send_note(self, chat_id: int, text: str, *, private: bool) -> NoteOutcome:
+        """Send a note; failures are logged, never raised.
+
+        A chat the note was about that went away is deactivated as for any send, and a
+        migrated one is followed. A user who never started the bot or blocked it cannot be
+        written to privately (403): that is expected of some managers, so it changes nothing
+        stored.
+        """
+        message = OutMessage(text, {}, ())
+        try:
+            if private:
+                await self._post(chat_id, message)
+            else:
+                await self._send_one(chat_id, message)
+        except Forbidden as exc:
+            if not private:
+                await self._gone(chat_id, str(exc))
+            return "refused"
+        except BadRequest as exc:
+            if not _is_chat_gone(exc):
+                logger.warning(
+                    "Telegram refused a note",
+                    extra={"event": "note_refused", "chat_id": chat_id, "error": str(exc)},
+                )
+            elif not private:
+                await self._gone(chat_id, str(exc))
+            return "refused"
+        except TelegramError as exc:
+            logger.warning(
+                "a note failed; it is tried again with the next delivery",
+                extra={"event": "note_failed", "chat_id": chat_id, "error": str(exc)},
+            )
+            return "failed"
+        return "sent"
 
     async def _send_all(
         self,
