@@ -247,6 +247,30 @@ def test_skipped_items_are_announced_with_their_number(digest: bool) -> None:
     assert message.advances == {URL_A: 44}
 
 
+@pytest.mark.parametrize(
+    ("skipped", "expected"),
+    [
+        (1, "1 более ранняя новость из ленты Альфа пропущена: лента ушла вперёд, прежде чем её"),
+        (3, "3 более ранние новости из ленты Альфа пропущены: лента ушла вперёд, прежде чем их"),
+        (11, "11 более ранних новостей из ленты Альфа пропущено: лента ушла вперёд, прежде чем"),
+        (22, "22 более ранние новости из ленты Альфа пропущены"),
+    ],
+)
+def test_a_russian_digest_has_a_russian_header_and_skip_note(skipped: int, expected: str) -> None:
+    [message] = format_backlogs(
+        [backlog(URL_A, range(50, 51), title="Альфа", skipped=skipped)],
+        t=translator("ru"),
+        digest=True,
+        now=NOW,
+    )
+    assert message.text.startswith("<b>📰 Дайджест</b>\n\n<b>Альфа</b>\n\n<i>… " + expected)
+
+
+def test_the_too_long_note_is_in_the_chats_language() -> None:
+    [message] = pack_blocks("", ["y" * 5000], t=translator("ru"))
+    assert message == "<i>(новость слишком длинная для показа и пропущена)</i>"
+
+
 def test_hostile_titles_are_escaped_everywhere() -> None:
     evil = '<script>alert("x")</script> & <b>'
     messages = format_backlogs(
