@@ -38,7 +38,9 @@ HELP_FIRST_RU = (
     "/news 10 — 10 свежих (до 20)\n\n"
     "Ленты (в группах и каналах — только администраторы)\n"
 )
-LEGEND_RU = "Кнопки: 🔇 заглушить · 🔔 вернуть · 🔎 фильтры · ✏️ переименовать · 🗑 удалить"
+LEGEND_RU = (
+    "Кнопки: 🔇 заглушить · 🔔 вернуть · 🔎 фильтры · 📝 формат · ✏️ переименовать · 🗑 удалить"
+)
 FILTER_USAGE_RU = (
     "Как изменить:\n"
     "/filter include python, rust — только новости, где упоминается одно из них\n"
@@ -166,6 +168,7 @@ async def test_list_pages_and_buttons_in_russian(
         message_id = fake_api.sent_messages(620)[-1]["message_id"]
         labels = fake_api.buttons.labels(620, message_id)
         # Presses carry no language of their own here: the chat's (recorded by /list) counts.
+        own_format = await press(fake_api, 620, message_id, "1 📝")
         await press(fake_api, 620, message_id, "1 🔎")
         filters_view = fake_api.buttons.record(620, message_id)["plain"]
         filters_labels = fake_api.buttons.labels(620, message_id)
@@ -177,7 +180,7 @@ async def test_list_pages_and_buttons_in_russian(
         left = storage.feed_urls(620)
     rows = "\n".join(f"{n}. Лента {n:02d}\n   {urls[n - 1]}" for n in range(1, 11))
     assert page == f"Ваши ленты · 1–10 из 12\n{rows}\n\nСтраница 1 из 2. {LEGEND_RU}"
-    assert labels[0] == ["1 🔇", "1 🔎", "1 ✏️", "1 🗑"]
+    assert labels[0] == ["1 🔇", "1 🔎", "1 📝", "1 ✏️", "1 🗑"]
     assert labels[-1] == ["2 ▶"]
     assert filters_view == (
         "🔎 Фильтры ленты 1. Лента 01\nСвоих фильтров нет: публикуются все новости.\n\n"
@@ -186,6 +189,7 @@ async def test_list_pages_and_buttons_in_russian(
     assert filters_labels == [["◀ К списку"]]
     assert confirm == f"🗑 Отписаться от ленты 1. Лента 01?\n{urls[0]}"
     assert confirm_labels == [["🗑 Да, удалить", "◀ Назад"]]
+    assert own_format["text"] == "📝 Лента «Лента 01» публикуется в формате title."
     assert toast["text"] == "🗑 Лента «Лента 01» удалена."
     assert left == urls[1:]
 
@@ -232,6 +236,7 @@ async def test_format_and_previews_in_russian(
         "/format title — только заголовок (несколько новостей одной ленты — в одной публикации)\n"
         "/format summary — заголовок, источник, затем текст новости\n"
         "/format full — как summary, плюс первая картинка новости\n"
+        "/format 2 title — свой формат для ленты 2 из /list (chat — снова формат чата)\n"
         "/previews on|off — превью статьи под каждой публикацией\n"
         "В дайджестах, /news и том, что присылает /resume, всегда только заголовки."
     )
