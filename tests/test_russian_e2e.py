@@ -83,7 +83,7 @@ async def test_help_and_start_in_russian_teach_every_command_and_english_stays_d
         nobody = await say(fake_api, "/help", 603, language_code=None)
     assert russian.startswith(HELP_FIRST_RU)
     assert started == (
-        "👋 Привет! Я собираю новости из RSS- и Atom-лент и публикую их здесь.\n"
+        "👋 Привет! Я собираю новости из RSS-, Atom- и JSON-лент и публикую их здесь.\n"
         "Попробуйте /news прямо сейчас или добавьте свою ленту через /add.\n\n" + russian
     )
     # The Russian /help, like the English one, names every command with what it does.

@@ -25,8 +25,8 @@ HELP_SECTIONS: tuple[str, ...] = (
         "lines, up to 20)\n"
         "/import — as the caption of an OPML file from your feed reader (or in reply to one)\n"
         "/export — this chat's feeds as an OPML file, for any feed reader\n"
-        "/list — this chat's feeds, 10 a page, with buttons: 🔇 mute, 🔎 filters, ✏️ rename, "
-        "🗑 remove\n"
+        "/list — this chat's feeds, 10 a page, with buttons: 🔇 mute, 🔎 filters, 📝 post "
+        "format, ✏️ rename, 🗑 remove\n"
         "/list 2 — page 2 of the list\n"
         "/remove 2 — stop following feed number 2 (or give its URL)\n"
         "/rename 2 Morning news — your own title for feed 2 (/rename 2 - takes it back)\n"
@@ -48,7 +48,7 @@ HELP_SECTIONS: tuple[str, ...] = (
         "/add @mychannel https://example.com/feed.xml — name the chat first: @username or "
         "-100… id\n"
         "/list @mychannel — the same for /remove, /rename, /filter, /digest, /pause, /resume,\n"
-        "and /timezone, /format, /previews\n"
+        "and /timezone, /format, /previews, /language, /import, /export\n"
         "/channels — the groups and channels you manage through me\n"
         "(I must be a channel admin who may post, or a group member; you: its creator or an "
         "admin.)"
@@ -70,6 +70,7 @@ HELP_SECTIONS: tuple[str, ...] = (
         "/format summary — the headline, the source and the item's text (the default)\n"
         "/format full — as summary, with the item's first image\n"
         "/format title — just the headline\n"
+        "/format 2 title — feed 2 in a format of its own (/format 2 chat: the chat's again)\n"
         "/previews off — no link previews under posts (/previews on to show them)"
     ),
     N_("/language — this chat's language: /language en, /language ru, /language auto"),
@@ -79,7 +80,7 @@ HELP_SECTIONS: tuple[str, ...] = (
 )
 
 START_TEXT = N_(
-    "👋 Hi! I collect news from RSS and Atom feeds and post it here.\n"
+    "👋 Hi! I collect news from RSS, Atom and JSON feeds and post it here.\n"
     "Try /news now, or /add a feed of your own."
 )
 
