@@ -5,11 +5,14 @@ TelegramRateLimiter, StorageService with fsync'd group commits on a temp dir) ag
 fake Bot API **in its own process** (pinned to the other CPU, so its work is not counted
 against the bot, which is pinned to one core). The chats and their subscriptions are created
 through the storage service; the feed is served by the tests' FeedServer. One poll logs the
-feed's baseline (nothing is sent), the feed then gets one new item, and ``poll_soon`` +
-``poll_due()`` find it: the dispatcher queues every follower. The run ends when the
-dispatcher is idle; messages are counted at the fake.
+feed's baseline (nothing is sent); then one new item is logged through
+``storage.record_fetch`` exactly as the poll's parse step logs it — with a summary of about
+1,000 UTF-16 units converted by ``bot.richtext`` from a realistic article, which feed parsing
+does in a worker process, not in the fan-out — and ``dispatcher.feed_updated`` queues every
+follower, as the poll does. The run ends when the dispatcher is idle; messages are counted
+at the fake.
 
-Two modes (``--mode``):
+Modes (``--mode``):
 
 * ``limited``: the fake enforces Telegram's flood limits (answers 429 above 30 messages/s,
   1/s per chat) and the bot paces as in production. Figures: time to deliver against the
@@ -18,10 +21,20 @@ Two modes (``--mode``):
   queue behind it).
 * ``unlimited``: no limits at the fake, ``build_application(rate_limit_outgoing=False)``:
   the bot's own throughput in messages/s and CPU per message.
+* ``filtered``: as ``unlimited``, but the chats have keyword filters (:func:`filter_mix`):
+  a quarter none, a quarter a chat-wide include list the item matches, a quarter an exclude
+  list of their own (2,500 distinct filters at 10,000 chats), a quarter an include list plus
+  a subscription exclude list that drops the item (not sent; cursor advanced). CPU per chat
+  against ``unlimited`` is the cost of filtering.
+
+Post formats (``--format``, default ``summary`` — the bot's default): every chat posts the
+item in that format. ``--format title,summary`` runs each mode once per format and prints
+what a ``summary`` post costs against a ``title`` one (CPU per message, message size).
 
 The 10,000-chat limited run takes about 6 minutes by design (10,000 / 30 s).
 
-Run: ``python -m benchmarks.bench_fanout [--chats 10000] [--mode limited,unlimited]``.
+Run: ``python -m benchmarks.bench_fanout [--chats 10000] [--mode limited,unlimited,filtered]
+[--format title,summary]``.
 """
 
 from __future__ import annotations
@@ -38,7 +51,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks._common import (
     feed_document,
@@ -56,9 +69,13 @@ from benchmarks._common import (
 )
 from benchmarks._telegram import NEWS_MARK, TOKEN, FakeBotProcess, group_title
 
+if TYPE_CHECKING:
+    from bot.models import Filters
+
 logger = logging.getLogger(__name__)
 
-MODES = ("limited", "unlimited")
+MODES = ("limited", "unlimited", "filtered")
+FORMATS = ("title", "summary", "full")
 TELEGRAM_RATE = 30.0  # messages per second per bot
 TARGET_RATIO = 1.1
 TARGET_NEWS_P99_MS = 50.0
@@ -68,15 +85,79 @@ PROBE_CHAT_BASE = 3_000_000  # /news probes come from groups -(PROBE_CHAT_BASE +
 PROBE_USER_BASE = 4_000_000
 IDLE_PROBES = 10  # /news sent before the fan-out, for comparison
 SETUP_BATCH = 2000  # storage calls started at once while creating the chats
+# A summary as long as richtext keeps them, for timing one item's normalisation when the
+# parsed item has none yet.
+_LONG_SUMMARY = "<p>Story <b>of</b> the day: " + "Lorem ipsum dolor sit amet, " * 60 + "</p>"
 
 
-async def _create_chats(storage: Any, url: str, chats: int) -> None:
-    """Instant private chats following ``url``, in batches (group-committed writes)."""
+def filter_mix(n: int) -> tuple[Filters, Filters, bool]:
+    """Chat ``n``'s (chat filters, subscription filters, whether the new item gets through).
+
+    The new item is titled "Feed 0 story: council approves…" (:func:`_new_item`; its summary
+    is about a transit plan); the words below match or miss it on purpose.
+    """
+    from bot.models import NO_FILTERS, Filters  # noqa: PLC0415 - bot modules load per run
+
+    kind = n % 4
+    if kind == 1:  # the same include list for a quarter of the chats: one compiled matcher
+        return Filters(include=("python", "story", "machine learning")), NO_FILTERS, True
+    if kind == 2:  # an exclude list of its own: a distinct filter per chat
+        return Filters(exclude=("sponsored", f"promo{n}", "crypto news")), NO_FILTERS, True
+    if kind == 3:  # passes the chat's include list, dropped by the subscription's exclude list
+        return Filters(include=("story",)), Filters(exclude=("story",)), False
+    return NO_FILTERS, NO_FILTERS, True
+
+
+async def _create_chats(
+    storage: Any, url: str, chats: int, *, filtered: bool, fmt: str = "summary"
+) -> None:
+    """Instant private chats posting in ``fmt`` and following ``url``, in batches."""
     ids = [CHAT_BASE + n for n in range(chats)]
+
+    def choose(chat: Any) -> None:
+        chat.format = fmt
+
     for start in range(0, chats, SETUP_BATCH):
         batch = ids[start : start + SETUP_BATCH]
         await asyncio.gather(*(storage.ensure_chat(c, "private", f"U{c}") for c in batch))
+        await asyncio.gather(*(storage.update_chat(c, choose) for c in batch))
         await asyncio.gather(*(storage.subscribe(c, url, limit=100) for c in batch))
+        if filtered:
+            await asyncio.gather(*(_set_filters(storage, url, c) for c in batch))
+
+
+def _article_html() -> str:
+    """A news article's body as feeds carry it: paragraphs, links, emphasis, an image."""
+    paragraph = (
+        "<p>The city council <b>approved</b> the new transit plan on Tuesday after a "
+        'long debate, <a href="/transit/plan">the documents show</a>. Officials said the '
+        "first lines would open next spring, with <i>more frequent</i> buses at night.</p>"
+    )
+    return '<img src="https://img.example/lead.jpg" alt="">' + paragraph * 12
+
+
+def _new_item(url: str) -> Any:
+    """The fan-out's new item, with its summary converted as the feed parser does it."""
+    from bot.models import FeedItem  # noqa: PLC0415
+    from bot.richtext import convert  # noqa: PLC0415
+
+    link = "https://news.example/fanout/1"
+    body = convert(_article_html(), link)
+    return FeedItem(
+        id="urn:newsbot-bench:fanout:new", title="Feed 0 story: council approves the transit "
+        "plan after a long debate", link=link, published=None,
+        source_title="Bench feed", feed_url=url, summary=body.html, image=body.image,
+    )  # fmt: skip
+
+
+async def _set_filters(storage: Any, url: str, chat_id: int) -> None:
+    chat_filters, sub_filters, _ = filter_mix(chat_id - CHAT_BASE)
+    if chat_filters:
+        await storage.update_chat(chat_id, lambda c: setattr(c, "filters", chat_filters))
+    if sub_filters:
+        await storage.update_subscription(
+            chat_id, url, lambda s: setattr(s, "filters", sub_filters)
+        )
 
 
 def probe_pool(args: argparse.Namespace, limited: bool) -> int:
@@ -119,8 +200,10 @@ async def _wait_idle(dispatcher: Any, timeout_s: float) -> bool:
     return True
 
 
-async def run_mode(args: argparse.Namespace, root: Path, mode: str) -> dict[str, Any]:
-    """One bot lifecycle: set up the chats, find one new item, deliver it to every chat."""
+async def run_mode(
+    args: argparse.Namespace, root: Path, mode: str, fmt: str = "summary"
+) -> dict[str, Any]:
+    """One bot lifecycle: set up the chats, log one new item, deliver it to every chat."""
     # Imported here: the bot's modules are only needed once a run really starts.
     from bot.context import services_of  # noqa: PLC0415
     from bot.storage import get_storage_service  # noqa: PLC0415
@@ -144,7 +227,7 @@ async def run_mode(args: argparse.Namespace, root: Path, mode: str) -> dict[str,
                 services = services_of(app)
                 storage = get_storage_service()
                 setup_started = time.perf_counter()
-                await _create_chats(storage, url, args.chats)
+                await _create_chats(storage, url, args.chats, filtered=mode == "filtered", fmt=fmt)
                 # Probe groups are known chats (they have used the bot before), so /news is
                 # answered from memory as for any returning user.
                 pool = IDLE_PROBES + probe_pool(args, limited)
@@ -159,7 +242,9 @@ async def run_mode(args: argparse.Namespace, root: Path, mode: str) -> dict[str,
                 services.feeds.poll_soon(url)
                 await services.feeds.poll_due()  # the baseline: nothing is sent
                 baseline_sends = len(await fake.control("calls", method="sendMessage"))
-                feeds.serve(FEED_PATH, feed_document(0, 1, args.items), etag=feed_etag(0, 1))
+                new_item = _new_item(url)  # converted before the clock starts, as in a parser
+                state = storage.feed_state(url)
+                assert state is not None, "the baseline poll records the feed's state"
 
                 # /news while nothing else happens: the harness's own round trip.
                 idle_posts: dict[int, float] = {}
@@ -172,8 +257,8 @@ async def run_mode(args: argparse.Namespace, root: Path, mode: str) -> dict[str,
                     profiler.enable()
                 cpu_before = resource.getrusage(resource.RUSAGE_SELF)
                 started = time.monotonic()
-                services.feeds.poll_soon(url)
-                report = await services.feeds.poll_due()
+                entries = await storage.record_fetch(url, [new_item], state)
+                services.dispatcher.feed_updated(url, entries)
                 prober = asyncio.create_task(
                     _probe(fake, stop, args.probe_rate, range(IDLE_PROBES, pool), probe_posts)
                 )
@@ -186,17 +271,55 @@ async def run_mode(args: argparse.Namespace, root: Path, mode: str) -> dict[str,
                 await prober
                 await asyncio.sleep(args.settle)  # the last probes' replies
                 calls = await fake.control("calls", method="sendMessage")
+                calls += await fake.control("calls", method="sendPhoto")
                 hits = (await fake.control("limits"))["hits"]
+                screening = screen_cost(storage, url, args.chats) if mode == "filtered" else None
     finally:
         await feeds.stop()
     cpu_s = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
     figures = _figures(
         args, mode, calls, idle_posts, probe_posts, hits,
         started=started, idle_at=idle_at, idle=idle, cpu_s=cpu_s, setup_s=setup_s,
-        baseline_sends=baseline_sends, new_items=report.new_items,
+        baseline_sends=baseline_sends, new_items=len(entries), fmt=fmt,
     )  # fmt: skip
     figures["profile"] = profile_summary(profiler, 20) if profiler is not None else None
+    figures["screening"] = screening
     return figures
+
+
+def screen_cost(storage: Any, url: str, chats: int) -> dict[str, float]:
+    """CPU of the filtering step alone, out of the fan-out: ``screen()`` for every chat.
+
+    The same backlog (the feed's newest item, as the fan-out delivered it) is screened for
+    each chat with its :func:`filter_mix` filters and a fresh text cache, then again with no
+    filters (what every chat pays anyway); also one item's normalisation.
+    """
+    from bot.models import NO_FILTERS, Backlog, Subscription  # noqa: PLC0415
+    from bot.services.filters import TextCache, item_text, screen  # noqa: PLC0415
+
+    entry = storage.feed_log(url)[-1]
+    mixes = [filter_mix(n) for n in range(chats)]
+
+    def run(filtered: bool) -> float:
+        texts = TextCache()
+        started = time.process_time()
+        for n, (chat_filters, sub_filters, _) in enumerate(mixes):
+            sub = Subscription(CHAT_BASE + n, url, filters=sub_filters if filtered else NO_FILTERS)
+            backlog = Backlog(url, "t", [entry], 0, entry.seq, sub)
+            screen([backlog], chat_filters if filtered else NO_FILTERS, texts)
+        return time.process_time() - started
+
+    run(True)  # warm the matcher cache, as a running bot has it
+    with_filters, without = run(True), run(False)
+    started = time.process_time()
+    for _ in range(100):
+        item_text(entry.item.title, entry.item.summary or _LONG_SUMMARY)
+    normalise = (time.process_time() - started) / 100
+    return {
+        "us_per_chat": with_filters * 1e6 / chats,
+        "us_per_chat_unfiltered": without * 1e6 / chats,
+        "normalise_us": normalise * 1e6,
+    }
 
 
 def _figures(
@@ -210,10 +333,14 @@ def _figures(
 ) -> dict[str, Any]:
     """Count deliveries and replies at the fake; latency of each probe's reply."""
     fanout = range(CHAT_BASE, CHAT_BASE + args.chats)
+    wanted = args.chats
+    if mode == "filtered":
+        wanted = sum(1 for n in range(args.chats) if filter_mix(n)[2])
     delivered: Counter[int] = Counter()
     last_delivery = run["started"]
     statuses: Counter[int] = Counter()
     replies: dict[int, float] = {}
+    text_chars = 0
     for call in calls:
         params = call.get("params") or {}
         chat_id = int(params.get("chat_id", 0))
@@ -223,6 +350,7 @@ def _figures(
             continue
         if chat_id in fanout:
             delivered[chat_id] += 1
+            text_chars += len(str(params.get("text") or params.get("caption") or ""))
             last_delivery = max(last_delivery, float(call["time"]))
         elif chat_id <= -PROBE_CHAT_BASE and NEWS_MARK in str(params.get("text", "")):
             replies.setdefault(-chat_id - PROBE_CHAT_BASE, float(call["time"]))
@@ -233,12 +361,15 @@ def _figures(
     sent = sum(delivered.values())
     return {
         "mode": mode,
+        "format": run["fmt"],
+        "message_chars": text_chars / max(1, sent),  # raw HTML per message, average
         "chats": args.chats,
         "setup_s": run["setup_s"],
         "new_items": run["new_items"],
         "baseline_sends": run["baseline_sends"],
         "idle": run["idle"],
         "delivered_chats": len(delivered),
+        "wanted_chats": wanted,  # chats whose filters let the item through
         "messages": sent,
         "duplicates": sent - len(delivered),
         "deliver_s": elapsed,
@@ -248,6 +379,7 @@ def _figures(
         "throughput": sent / elapsed if elapsed > 0 else 0.0,
         "cpu_s": run["cpu_s"],
         "cpu_ms_per_message": run["cpu_s"] * 1000 / max(1, sent),
+        "cpu_ms_per_chat": run["cpu_s"] * 1000 / max(1, args.chats),
         "statuses": dict(statuses),
         "limit_hits": sum(hits.values()),
         "limit_hits_by_scope": hits,
@@ -269,7 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--chats", type=positive_int, default=10_000, help="instant chats following the feed"
     )
     parser.add_argument(
-        "--mode", default=",".join(MODES), help="comma list: limited, unlimited (both)"
+        "--mode", default=",".join(MODES), help="comma list: limited, unlimited, filtered (all)"
+    )
+    parser.add_argument(
+        "--format", default="summary", help="comma list of post formats: title, summary, full"
     )
     parser.add_argument("--items", type=positive_int, default=20, help="items in the feed (20)")
     parser.add_argument(
@@ -300,18 +435,19 @@ def _report(args: argparse.Namespace, cpu: str, runs: list[dict[str, Any]]) -> N
             ("set-up", f"{r['chats']} chats + subscriptions in {r['setup_s']:.1f} s (not timed)"),
             (
                 "delivered",
-                f"{r['delivered_chats']}/{r['chats']} chats, {r['messages']} messages, "
+                f"{r['delivered_chats']}/{r['chats']} chats ({r['wanted_chats']} wanted it), "
+                f"{r['messages']} messages, "
                 f"{r['duplicates']} duplicates, {r['baseline_sends']} sent for the baseline; "
                 f"idle: {r['idle']}",
             ),
             (
                 "time to deliver",
-                f"{r['deliver_s']:.2f} s (poll start → last message at the fake)",
+                f"{r['deliver_s']:.2f} s (item logged → last message at the fake)",
             ),
             (
                 "throughput",
                 f"{r['throughput']:.0f} messages/s; bot CPU {r['cpu_ms_per_message']:.2f} ms "
-                "per message",
+                f"per message, {r['cpu_ms_per_chat']:.2f} ms per chat",
             ),
             ("answers", ", ".join(f"{k}×{v}" for k, v in sorted(r["statuses"].items()))),
             ("/news before it", f"{fmt_ms(r['idle_news_latency'])} (the harness's round trip)"),
@@ -340,9 +476,93 @@ def _report(args: argparse.Namespace, cpu: str, runs: list[dict[str, Any]]) -> N
                     f"{verdict(r['news_latency']['p99_ms'] < TARGET_NEWS_P99_MS)}",
                 ),
             ]
-        print_table(f"mode={r['mode']}", rows)
+        print_table(f"mode={r['mode']} format={r['format']}", rows)
         if r["profile"]:
             print(r["profile"])
+    _compare_formats(runs)
+    by_mode = {r["mode"]: r for r in runs}  # with several formats: each mode's last run
+    if "unlimited" in by_mode and "filtered" in by_mode:
+        plain, filtered = by_mode["unlimited"], by_mode["filtered"]
+        print_table(
+            "keyword filters (filtered vs unlimited, same sizes)",
+            [
+                (
+                    "CPU per chat",
+                    f"{filtered['cpu_ms_per_chat']:.3f} ms vs {plain['cpu_ms_per_chat']:.3f} ms"
+                    f" = {filtered['cpu_ms_per_chat'] / plain['cpu_ms_per_chat']:.2f}× "
+                    f"({args.chats} chats, {filtered['wanted_chats']} wanted the item)",
+                ),
+                (
+                    "CPU per message",
+                    f"{filtered['cpu_ms_per_message']:.3f} ms vs "
+                    f"{plain['cpu_ms_per_message']:.3f} ms",
+                ),
+            ],
+        )
+    screening = by_mode.get("filtered", {}).get("screening")
+    if screening:
+        print_table(
+            "filtering alone (screen() over the filtered mode's chats, out of the fan-out)",
+            [
+                (
+                    "per chat",
+                    f"{screening['us_per_chat']:.1f} µs with its filters vs "
+                    f"{screening['us_per_chat_unfiltered']:.1f} µs with none",
+                ),
+                ("one item", f"{screening['normalise_us']:.0f} µs to normalise (once per item)"),
+            ],
+        )
+
+
+def formatting_us(fmt: str, rounds: int = 2000) -> float:
+    """Microseconds of CPU to render the fan-out's item as one chat's post in ``fmt``.
+
+    In-process and alone (no I/O): the part of a message's cost the format decides, which
+    the end-to-end figures above mix with sending.
+    """
+    from bot.formatting import format_instant  # noqa: PLC0415
+    from bot.i18n import translator  # noqa: PLC0415
+    from bot.models import POST_FORMATS, Backlog, LogEntry  # noqa: PLC0415
+
+    post_format = next(f for f in POST_FORMATS if f == fmt)
+    url = "https://news.example/fanout.xml"
+    backlog = Backlog(url, "Bench feed", [LogEntry(1, _new_item(url))], 0, 1)
+    t = translator("en")
+    started = time.process_time()
+    for _ in range(rounds):
+        format_instant([backlog], chat_format=post_format, previews=True, t=t)
+    return (time.process_time() - started) * 1e6 / rounds
+
+
+def _compare_formats(runs: list[dict[str, Any]]) -> None:
+    """Per mode: what a summary (or full) post costs against a title post."""
+    for mode in MODES:
+        by_format = {r["format"]: r for r in runs if r["mode"] == mode}
+        title = by_format.get("title")
+        if title is None:
+            continue
+        rows = []
+        for fmt in FORMATS[1:]:
+            other = by_format.get(fmt)
+            if other is None:
+                continue
+            ratio = other["cpu_ms_per_message"] / max(title["cpu_ms_per_message"], 1e-9)
+            rows.append(
+                (
+                    f"{fmt} rendering",
+                    f"{other['formatting_us']:.1f} vs {title['formatting_us']:.1f} µs CPU per post "
+                    "(rendering alone, in-process)",
+                )
+            )
+            rows.append((
+                f"{fmt} vs title",
+                f"{other['cpu_ms_per_message']:.3f} vs {title['cpu_ms_per_message']:.3f} ms CPU "
+                f"per message = {ratio:.2f}×; messages of {other['message_chars']:.0f} vs "
+                f"{title['message_chars']:.0f} characters of HTML; {other['messages']} vs "
+                f"{title['messages']} messages to {title['chats']} chats",
+            ))  # fmt: skip
+        if rows:
+            print_table(f"formats, mode={mode}", rows)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -353,12 +573,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     unknown = set(modes) - set(MODES)
     if unknown or not modes:
         parser.error(f"unknown --mode {sorted(unknown)}; choose from {MODES}")
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    if set(formats) - set(FORMATS) or not formats:
+        parser.error(f"unknown --format {args.format!r}; choose from {FORMATS}")
     root = Path(tempfile.mkdtemp(prefix="newsbot-bench-fanout-", dir=args.data_root))
     runs: list[dict[str, Any]] = []
     try:
         with pinned_to_one_core(not args.no_pin) as cpu:
             for mode in modes:
-                runs.append(asyncio.run(run_mode(args, root / mode, mode)))
+                for fmt in formats:
+                    where = root / f"{mode}-{fmt}"
+                    runs.append(asyncio.run(run_mode(args, where, mode, fmt)))
+                    runs[-1]["formatting_us"] = formatting_us(fmt)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if not args.quiet:

@@ -22,7 +22,24 @@ from telegram.request import BaseRequest
 
 from bot.config import Settings
 from bot.context import SERVICES_KEY, AnyApp, BotContext, Services, services_of
-from bot.handlers import admin, basic, chats, conflict, delivery, errors, feeds, news
+from bot.handlers import (
+    access,
+    admin,
+    basic,
+    channels,
+    chats,
+    conflict,
+    delivery,
+    errors,
+    feeds,
+    language,
+    manage,
+    news,
+    opml,
+    posts,
+    topics,
+)
+from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, N_, translator
 from bot.jobs import on_chat_moved, report_poll, schedule_background_jobs
 from bot.services.delivery import Dispatcher
 from bot.services.digests import DigestScheduler
@@ -47,16 +64,26 @@ CONCURRENT_UPDATES = 256
 # sends themselves. A caller waits up to POOL_TIMEOUT_S for a free connection.
 BOT_API_CONNECTIONS = 32
 POOL_TIMEOUT_S = 10.0
+# Descriptions are msgids: the menu is set once per language (Telegram shows each user the
+# one for their language_code, English otherwise).
 COMMANDS = [
-    BotCommand("news", "Latest items from this chat's feeds"),
-    BotCommand("add", "Follow a feed: /add <url>"),
-    BotCommand("list", "This chat's feeds"),
-    BotCommand("remove", "Stop following a feed: /remove <number>"),
-    BotCommand("digest", "Instant delivery or a digest: every 2h, at 08:00, off"),
-    BotCommand("pause", "Stop posting new items for now"),
-    BotCommand("resume", "Post new items again"),
-    BotCommand("timezone", "Time zone for daily digests"),
-    BotCommand("help", "All commands"),
+    BotCommand("news", N_("Latest items from this chat's feeds")),
+    BotCommand("add", N_("Follow a feed: /add <url>")),
+    BotCommand("list", N_("This chat's feeds")),
+    BotCommand("remove", N_("Stop following a feed: /remove <number>")),
+    BotCommand("rename", N_("Your own title for a feed: /rename <number> <title>")),
+    BotCommand("filter", N_("Keyword filters: /filter include python, rust")),
+    BotCommand("import", N_("Follow the feeds of an OPML file (reply to it)")),
+    BotCommand("export", N_("This chat's feeds as an OPML file")),
+    BotCommand("digest", N_("Instant delivery or a digest: every 2h, at 08:00, off")),
+    BotCommand("pause", N_("Stop posting new items for now")),
+    BotCommand("resume", N_("Post new items again")),
+    BotCommand("timezone", N_("Time zone for daily digests")),
+    BotCommand("format", N_("How posts look: title, summary or full")),
+    BotCommand("previews", N_("Link previews under posts: on or off")),
+    BotCommand("language", N_("The bot's language in this chat")),
+    BotCommand("channels", N_("Groups and channels you manage from here")),
+    BotCommand("help", N_("All commands")),
 ]
 
 
@@ -84,6 +111,7 @@ def build_application(
         metrics=metrics,
         health=health,
         rate_limiter=NewsRateLimiter(settings.news_rate_count, settings.news_rate_window_s),
+        add_rate_limiter=NewsRateLimiter(settings.add_rate_count, settings.add_rate_window_s),
     )
     storage = configure_storage(settings.data_dir, settings.backup_dir, settings.backup_keep)
     storage.write_observer = metrics.storage_write_seconds.observe
@@ -116,7 +144,11 @@ def build_application(
     app: AnyApp = builder.build()
     app.bot_data[SERVICES_KEY] = services
     # conflict before errors: its error handler stops 409s reaching the generic one.
-    for module in (basic, news, feeds, delivery, admin, chats, conflict, errors):
+    # access first: its gate (handler group -1) stops refused updates before any handler.
+    for module in (
+        access, basic, news, feeds, manage, opml, delivery, posts, language, channels, admin,
+        chats, topics, conflict, errors,
+    ):  # fmt: skip
         module.register(app)
     return app
 
@@ -193,10 +225,7 @@ async def _post_init(app: AnyApp) -> None:
         await services.health_server.start()
     schedule_background_jobs(app)
     await services.digests.restore()
-    try:
-        await app.bot.set_my_commands(COMMANDS)
-    except Exception as exc:
-        logger.warning("could not set the command menu: %s", type(exc).__name__)
+    await _set_command_menus(app)
     logger.info(
         "newsbot started",
         extra={
@@ -205,6 +234,18 @@ async def _post_init(app: AnyApp) -> None:
             "default_feeds": len(settings.default_feeds),
         },
     )
+
+
+async def _set_command_menus(app: AnyApp) -> None:
+    """The command menu in every language: English as the default, the others by code."""
+    for code in LANGUAGES:
+        t = translator(code)
+        commands = [BotCommand(c.command, t.gettext(c.description)) for c in COMMANDS]
+        language_code = None if code == DEFAULT_LANGUAGE else code
+        try:
+            await app.bot.set_my_commands(commands, language_code=language_code)
+        except Exception as exc:
+            logger.warning("could not set the %s command menu: %s", code, type(exc).__name__)
 
 
 async def _post_stop(app: AnyApp) -> None:

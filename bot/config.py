@@ -23,6 +23,9 @@ from bot.services.schedule import ScheduleError, parse_delivery
 DEFAULT_API_BASE_URL = "https://api.telegram.org"
 MIN_POLL_INTERVAL_S = 60
 MIN_DIGEST_INTERVAL_S = 60  # DIGEST_MIN_INTERVAL may not go below this
+# MAX_FEEDS_PER_CHAT: how many feeds one chat may follow (each costs polls and storage).
+DEFAULT_MAX_FEEDS_PER_CHAT = 50
+MAX_MAX_FEEDS_PER_CHAT = 10_000
 # Telegram tokens look like "123456789:AAH...": a numeric bot id, a colon, 30+ url-safe chars.
 TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,100}$")
 TOKEN_IN_TEXT_RE = re.compile(r"\d{3,20}:[A-Za-z0-9_-]{30,100}")
@@ -49,6 +52,11 @@ class Settings:
     token: str = field(repr=False)
     api_base_url: str = DEFAULT_API_BASE_URL
     admin_ids: frozenset[int] = frozenset()
+    # Private mode (bot/handlers/access.py): when either set is non-empty, only updates from
+    # these users or in these chats are served (operators always are). Both empty: everyone.
+    allowed_users: frozenset[int] = frozenset()
+    allowed_chats: frozenset[int] = frozenset()
+    max_feeds_per_chat: int = DEFAULT_MAX_FEEDS_PER_CHAT
     data_dir: Path = Path("data")
     backup_dir: Path = Path("backups")
     backup_keep: int = 10
@@ -57,6 +65,9 @@ class Settings:
     feed_poll_interval_s: int = 600
     news_rate_count: int = 5
     news_rate_window_s: int = 60
+    # /add and /import share one per-user budget: each command costs fetches.
+    add_rate_count: int = 10
+    add_rate_window_s: int = 600
     allow_private_feeds: bool = False
     feed_max_bytes: int = 5 * 1024 * 1024
     feed_timeout_s: int = 20
@@ -88,6 +99,16 @@ class Settings:
         return tuple(value for value in (self.token, self.webhook_secret, proxy_password) if value)
 
 
+def _ids(env: Mapping[str, str], name: str, what: str) -> frozenset[int]:
+    """A comma-separated list of Telegram ids (users, or chats such as ``-100…``)."""
+    ids: set[int] = set()
+    for part in filter(None, (p.strip() for p in env.get(name, "").split(","))):
+        if not re.fullmatch(r"-?\d{1,20}", part):
+            raise ConfigError(f"{name}: expected comma-separated {what}, got {part!r}")
+        ids.add(int(part))
+    return frozenset(ids)
+
+
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
@@ -99,6 +120,15 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
     if not lo <= value <= hi:
         raise ConfigError(f"{name}: must be between {lo} and {hi}, got {value}")
     return value
+
+
+def _rate(env: Mapping[str, str], name: str, default: str) -> tuple[int, int]:
+    """A per-user budget ``COUNT/SECONDS`` (at least 1 request, a window of 1 s to 1 day)."""
+    raw = env.get(name, "").strip() or default
+    rate = _RATE_RE.match(raw)
+    if not rate or int(rate.group(1)) < 1 or not 1 <= int(rate.group(2)) <= 86400:
+        raise ConfigError(f"{name}: expected COUNT/SECONDS like {default}, got {raw!r}")
+    return int(rate.group(1)), int(rate.group(2))
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:
@@ -239,19 +269,13 @@ def load_settings(
     env.update(os.environ if environ is None else environ)
 
     api = _api_base_url(env)
-    admin_ids: set[int] = set()
-    for part in filter(None, (p.strip() for p in env.get("BOT_ADMIN_IDS", "").split(","))):
-        if not re.fullmatch(r"-?\d{1,20}", part):
-            raise ConfigError(f"BOT_ADMIN_IDS: expected comma-separated user ids, got {part!r}")
-        admin_ids.add(int(part))
+    admin_ids = _ids(env, "BOT_ADMIN_IDS", "user ids")
     feeds = tuple(
         _url("DEFAULT_FEEDS", p)
         for p in filter(None, (p.strip() for p in env.get("DEFAULT_FEEDS", "").split(",")))
     )
-    rate_raw = env.get("NEWS_RATE_LIMIT", "").strip() or "5/60"
-    rate = _RATE_RE.match(rate_raw)
-    if not rate or int(rate.group(1)) < 1 or not 1 <= int(rate.group(2)) <= 86400:
-        raise ConfigError(f"NEWS_RATE_LIMIT: expected COUNT/SECONDS like 5/60, got {rate_raw!r}")
+    news_rate = _rate(env, "NEWS_RATE_LIMIT", "5/60")
+    add_rate = _rate(env, "ADD_RATE_LIMIT", "10/600")
     log_level = env.get("LOG_LEVEL", "").strip().upper() or "INFO"
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ConfigError(
@@ -286,15 +310,22 @@ def load_settings(
     return Settings(
         token=_token(env),
         api_base_url=api,
-        admin_ids=frozenset(admin_ids),
+        admin_ids=admin_ids,
+        allowed_users=_ids(env, "BOT_ALLOWED_USERS", "user ids"),
+        allowed_chats=_ids(env, "BOT_ALLOWED_CHATS", "chat ids (e.g. -1001234567890)"),
+        max_feeds_per_chat=_int(
+            env, "MAX_FEEDS_PER_CHAT", DEFAULT_MAX_FEEDS_PER_CHAT, 1, MAX_MAX_FEEDS_PER_CHAT
+        ),
         data_dir=data_dir,
         backup_dir=backup_dir,
         backup_keep=_int(env, "BACKUP_KEEP", 10, 1, 1000),
         backup_interval_s=_int(env, "BACKUP_INTERVAL", 6 * 3600, 60, 7 * 86400),
         default_feeds=feeds,
         feed_poll_interval_s=_int(env, "FEED_POLL_INTERVAL", 600, MIN_POLL_INTERVAL_S, 86400),
-        news_rate_count=int(rate.group(1)),
-        news_rate_window_s=int(rate.group(2)),
+        news_rate_count=news_rate[0],
+        news_rate_window_s=news_rate[1],
+        add_rate_count=add_rate[0],
+        add_rate_window_s=add_rate[1],
         allow_private_feeds=_bool(env, "ALLOW_PRIVATE_FEEDS"),
         feed_max_bytes=_size(env, "FEED_MAX_BYTES", 5 * 1024 * 1024),
         feed_timeout_s=_int(env, "FEED_TIMEOUT", 20, 1, 300),

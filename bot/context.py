@@ -43,6 +43,8 @@ class Services:
     metrics: Metrics
     health: HealthState
     rate_limiter: NewsRateLimiter
+    # /add and /import's per-user budget (ADD_RATE_LIMIT); set when the app is built.
+    add_rate_limiter: NewsRateLimiter | None = None
     http: aiohttp.ClientSession | None = None  # feed fetching (the Bot API has its own)
     parse_executor: Executor | None = None
     feeds_service: FeedService | None = None
@@ -57,6 +59,13 @@ class Services:
         if self.feeds_service is None:
             raise NotStartedError("FeedService used before post_init opened it")
         return self.feeds_service
+
+    @property
+    def add_limiter(self) -> NewsRateLimiter:
+        """The per-user budget of ``/add`` and ``/import``."""
+        if self.add_rate_limiter is None:
+            raise NotStartedError("the /add rate limiter is set by build_application")
+        return self.add_rate_limiter
 
     @property
     def dispatcher(self) -> Dispatcher:

@@ -1,22 +1,32 @@
 """Pure formatting: items and settings → Telegram HTML text.
 
 No I/O here, so every rule about escaping and length can be tested directly. Every string
-that came from a feed or a user goes through :func:`html.escape`; every message produced is at
-most :data:`MAX_MESSAGE_LEN` characters of *visible* text *and* of raw HTML (Telegram counts
-the former, but staying under both is simpler and always safe).
+that came from a feed or a user goes through :func:`html.escape`; lengths are Telegram's
+(UTF-16 code units, :func:`bot.richtext.utf16_len`). Lists of items (digests, ``/news``, the
+``title`` format) are packed by the raw HTML's length, which is never below the visible
+text's: simpler and always safe. Posts with an item's text (``summary``, ``full``) are
+measured exactly (:func:`bot.richtext.visible_len`), because their budget is tight: a photo
+caption holds 1,024 units. Ages and dates come out in the chat's language through the
+:class:`~bot.i18n.Translator` passed in (Babel's CLDR data, no I/O).
 """
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-from bot.models import Backlog, FeedItem
+from babel.dates import format_skeleton, format_timedelta
+
+from bot.i18n import Translator
+from bot.models import Backlog, FeedItem, LogEntry, PostFormat
+from bot.richtext import truncate_html, utf16_len, visible_len
 
 MAX_MESSAGE_LEN = 4096
+MAX_CAPTION_LEN = 1024  # a photo's caption, in the same units
 MAX_TITLE_LEN = 300  # a feed title longer than this is noise, not news
 ELLIPSIS = "…"
 TOO_LONG = "<i>(an item too long to show was skipped)</i>"
@@ -37,25 +47,58 @@ def host_of(url: str) -> str:
     return urlsplit(url).hostname or url
 
 
-def format_age(published: datetime | None, now: datetime | None = None) -> str:
-    """Say how old an item is ("5m", "3h", "2d"); empty when the feed gave no date."""
+def format_age(published: datetime | None, now: datetime | None = None, *, t: Translator) -> str:
+    """Say how old an item is ("5 min. ago", "3 hr. ago", "2 days ago"); "" without a date.
+
+    In whole minutes under an hour, whole hours under a day, then days (CLDR's own weeks and
+    months past those): the age is floored to that unit first, so Babel never rounds 59
+    minutes up to "1 hr.". The words are the chat's language's (``t.locale``).
+    """
     if published is None:
         return ""
     now = now or datetime.now(UTC)
     seconds = max(0, int((now - published).total_seconds()))
-    if seconds < 3600:
-        return f"{max(1, seconds // 60)}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
+    unit = 60 if seconds < 3600 else 3600 if seconds < 86400 else 86400
+    return _age_text(max(unit, seconds - seconds % unit), t)
 
 
-def format_item(item: FeedItem, now: datetime | None = None, *, show_source: bool = True) -> str:
-    """One item as a short HTML block: bold linked title, then source and age."""
+@functools.lru_cache(maxsize=2048)
+def _age_text(floored_s: int, t: Translator) -> str:
+    # Babel takes ~20 µs per call; a fan-out formats the same few ages for thousands of
+    # chats, and floored ages repeat (60 minutes, 24 hours, then days), so cache them.
+    return format_timedelta(
+        timedelta(seconds=-floored_s), threshold=1, add_direction=True, format="short",
+        locale=t.locale,
+    )  # fmt: skip
+
+
+def format_when(when: datetime, *, t: Translator) -> str:
+    """A date and time as the chat reads it ("Nov 24, 2026, 08:00", "24 нояб. 2026 г., 08:00").
+
+    ``when`` must already be in the chat's time zone; the clock is 24-hour in every language
+    (digest times are given as HH:MM).
+    """
+    date = format_skeleton("yMMMd", when, locale=t.locale)
+    clock = format_skeleton("Hm", when, locale=t.locale)
+    return str(t.locale.datetime_formats["medium"]).format(clock, date)
+
+
+def format_item(
+    item: FeedItem,
+    now: datetime | None = None,
+    *,
+    t: Translator,
+    show_source: bool = True,
+    source: str | None = None,
+) -> str:
+    """One item as a short HTML block: bold linked title, then source and age.
+
+    ``source`` overrides the feed's title (a subscription's custom title).
+    """
     title = esc(_shorten(item.title, MAX_TITLE_LEN))
     headline = f'<a href="{esc(item.link)}">{title}</a>' if item.link else title
-    age = format_age(item.published, now)
-    meta = [esc(_shorten(item.source_title, 80))] if show_source else []
+    age = format_age(item.published, now, t=t)
+    meta = [esc(_shorten(source or item.source_title, 80))] if show_source else []
     meta += [age] if age else []
     return f"<b>{headline}</b>" + ("\n" + " · ".join(meta) if meta else "")
 
@@ -63,7 +106,7 @@ def format_item(item: FeedItem, now: datetime | None = None, *, show_source: boo
 def pack_blocks(
     header: str, blocks: Iterable[str], limit: int = MAX_MESSAGE_LEN, separator: str = "\n\n"
 ) -> list[str]:
-    """Pack HTML blocks into as few messages as fit, each at most ``limit`` characters.
+    """Pack HTML blocks into as few messages as fit, each at most ``limit`` UTF-16 units.
 
     A block that alone exceeds the limit is replaced by a notice rather than cut mid-tag,
     because a cut tag would make Telegram reject the whole message.
@@ -71,9 +114,10 @@ def pack_blocks(
     messages: list[str] = []
     current = header
     for raw in blocks:
-        block = raw if len(raw) + len(separator) <= limit - len(header) else TOO_LONG
+        fits = utf16_len(raw) + utf16_len(separator) <= limit - utf16_len(header)
+        block = raw if fits else TOO_LONG
         candidate = f"{current}{separator}{block}" if current else block
-        if len(candidate) <= limit:
+        if utf16_len(candidate) <= limit:
             current = candidate
             continue
         messages.append(current)
@@ -83,24 +127,11 @@ def pack_blocks(
     return messages
 
 
-def format_news(items: Sequence[FeedItem], header: str, now: datetime | None = None) -> list[str]:
-    """Format items as one or more messages under ``header`` (already HTML-safe)."""
-    return pack_blocks(header, (format_item(i, now) for i in items))
-
-
-def format_feed_list(
-    feeds: Sequence[str], titles: Mapping[str, str], paused: set[str]
+def format_news(
+    items: Sequence[FeedItem], header: str, now: datetime | None = None, *, t: Translator
 ) -> list[str]:
-    """Numbered list of a chat's feeds, as /remove understands the numbers (split as needed)."""
-    if not feeds:
-        return ["No feeds yet. Add one with /add &lt;url&gt;."]
-    blocks = []
-    for n, url in enumerate(feeds, 1):
-        title = titles.get(url) or host_of(url)
-        flag = " ⏸ paused" if url in paused else ""
-        shown = esc(_shorten(url, 200))
-        blocks.append(f"{n}. {esc(_shorten(title, 80))}{flag}\n   <code>{shown}</code>")
-    return pack_blocks("<b>Your feeds</b>", blocks, separator="\n")
+    """Format items as one or more messages under ``header`` (already HTML-safe)."""
+    return pack_blocks(header, (format_item(i, now, t=t) for i in items))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +141,14 @@ class OutMessage:
     text: str
     advances: dict[str, int]
     item_ids: tuple[str, ...]
+    # How an instant post is sent (digests and lists keep the defaults: text, no preview).
+    photo: str | None = None  # sendPhoto this image URL with ``text`` as its caption
+    preview_image: str | None = None  # show this image as a large link preview above the text
+    link_preview: bool = False  # let Telegram preview the first link (the chat's /previews)
 
 
 def format_backlogs(
-    backlogs: Sequence[Backlog], *, digest: bool, now: datetime | None = None
+    backlogs: Sequence[Backlog], *, digest: bool, t: Translator, now: datetime | None = None
 ) -> list[OutMessage]:
     """Turn what a chat has not been sent into messages, each with the cursors it covers.
 
@@ -131,15 +166,19 @@ def format_backlogs(
             note += " were skipped: the feed moved on before they could be sent.</i>"
             blocks.append((note, backlog.url, 0, None))
         for entry in backlog.entries:
-            html = format_item(entry.item, now, show_source=not digest)
+            html = format_item(entry.item, now, t=t, show_source=not digest)
             blocks.append((html, backlog.url, entry.seq, entry.item.id))
     header = "<b>📰 Digest</b>" if digest else ""
     messages: list[OutMessage] = []
     current: list[tuple[str, str, int, str | None]] = []
-    size = len(header)
+    # Sizes are UTF-16 units of the raw HTML: never less than Telegram's count of the visible
+    # text, so titles full of emoji or astral characters cannot overflow a message.
+    size = header_units = utf16_len(header)
     for block in blocks:
-        text = block[0] if len(block[0]) + len(header) + 2 <= MAX_MESSAGE_LEN else TOO_LONG
-        if current and size + 2 + len(text) > MAX_MESSAGE_LEN:
+        units = utf16_len(block[0])
+        text, units = (block[0], units) if units + header_units + 2 <= MAX_MESSAGE_LEN else (
+            TOO_LONG, utf16_len(TOO_LONG))  # fmt: skip
+        if current and size + 2 + units > MAX_MESSAGE_LEN:
             # A feed header or skip note belongs with the items after it, not alone at the
             # bottom of a message: carry trailing ones over to the next message.
             carried: list[tuple[str, str, int, str | None]] = []
@@ -147,9 +186,9 @@ def format_backlogs(
                 carried.insert(0, current.pop())
             messages.append(_out(header, current))
             current = carried
-            size = len(header) + sum(2 + len(b[0]) for b in carried)
+            size = header_units + sum(2 + utf16_len(b[0]) for b in carried)
         current.append((text, *block[1:]))
-        size += 2 + len(text)
+        size += 2 + units
     if current:
         messages.append(_out(header, current))
     heads = {b.url: b.head for b in backlogs}
@@ -168,6 +207,156 @@ def _out(header: str, blocks: Sequence[tuple[str, str, int, str | None]]) -> Out
         advances[url] = max(advances.get(url, 0), seq)
     text = "\n\n".join(([header] if header else []) + [b[0] for b in blocks])
     return OutMessage(text, advances, tuple(b[3] for b in blocks if b[3] is not None))
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """One item rendered in a post format: its HTML and how its image is shown.
+
+    At most one of ``photo`` and ``preview_image`` is set: ``photo`` when the text fits a
+    caption (sendPhoto), ``preview_image`` when it does not (the image as a link preview above
+    the text, in one message — see :mod:`bot.services.delivery`).
+    """
+
+    text: str
+    photo: str | None = None
+    preview_image: str | None = None
+
+
+def format_post(
+    item: FeedItem,
+    fmt: PostFormat,
+    t: Translator,
+    *,
+    source: str | None = None,
+    now: datetime | None = None,
+) -> Post:
+    """One item as an instant post in ``fmt``, within Telegram's limits.
+
+    ``title``: the compact block of :func:`format_item`. ``summary``: that block, a blank line,
+    the item's text (already Telegram HTML, see :attr:`FeedItem.summary`) and a "read more"
+    link to the item; the text is cut at a word boundary with "…" when the post would pass
+    4,096 units. ``full``: as ``summary``, plus the item's first image — as a photo with the
+    text as its caption when the text fits 1,024 units, otherwise as a link preview.
+
+    Args:
+        item: the item.
+        fmt: the post format.
+        t: the chat's translator (for "read more").
+        source: the source line's title (a subscription's custom title); default the feed's.
+        now: the time ages are counted from.
+    """
+    head = format_item(item, now, t=t, source=source)
+    if fmt == "title" or not item.summary:
+        text = head
+        length = _units(text) if fmt == "full" and _usable_image(item.image) else 0
+    else:
+        tail = ""
+        if item.link:
+            more = esc(t.gettext("Read more"))  # outside the f-string: extraction sees it
+            tail = f'\n<a href="{esc(item.link)}">{more}</a>'
+        fixed = _units(head) + 2 + _units(tail)
+        units = _units(item.summary)
+        if units <= MAX_MESSAGE_LEN - fixed:
+            body = item.summary
+        else:
+            body = truncate_html(item.summary, MAX_MESSAGE_LEN - fixed)
+            units = visible_len(body)
+        text = f"{head}\n\n{body}{tail}"
+        length = fixed + units
+    if fmt != "full" or not _usable_image(item.image):
+        return Post(text)
+    if length <= MAX_CAPTION_LEN:
+        return Post(text, photo=item.image)
+    return Post(text, preview_image=item.image)
+
+
+@functools.lru_cache(maxsize=1024)
+def _units(telegram_html: str) -> int:
+    """:func:`visible_len`, remembered for the pieces of recent posts.
+
+    A fan-out posts one item to many chats with the same text, head line and "read more"
+    link; parsing them again for each chat would be most of a post's CPU.
+    """
+    return visible_len(telegram_html)
+
+
+def _usable_image(url: str | None) -> bool:
+    """Whether ``url`` may be given to Telegram as a photo (an absolute http(s) URL)."""
+    return bool(url) and urlsplit(url or "").scheme in ("http", "https")
+
+
+def format_instant(
+    backlogs: Sequence[Backlog],
+    *,
+    chat_format: PostFormat,
+    previews: bool,
+    t: Translator,
+    now: datetime | None = None,
+) -> list[OutMessage]:
+    """Instant posts for what a chat has not been sent, each backlog in its own format.
+
+    A subscription's format (``Backlog.sub.format``) wins over the chat's. ``title`` backlogs
+    keep :func:`format_backlogs`' compact messages (several items of a feed share one);
+    ``summary`` and ``full`` send one message per item, each advancing its feed's cursor to
+    that item (the last one to the feed's head), so a post Telegram refuses is skipped alone.
+    The source line shows the subscription's custom title when it has one.
+    """
+    messages: list[OutMessage] = []
+    compact: list[Backlog] = []  # consecutive title-format backlogs, packed together
+
+    def flush() -> None:
+        for message in format_backlogs(compact, digest=False, t=t, now=now):
+            messages.append(replace(message, link_preview=previews))
+        compact.clear()
+
+    for backlog in backlogs:
+        sub = backlog.sub
+        fmt = sub.format if sub is not None and sub.format is not None else chat_format
+        custom = backlog.title if sub is not None and sub.title else None
+        if fmt == "title":
+            compact.append(_retitled(backlog, custom) if custom else backlog)
+            continue
+        flush()
+        messages += _item_posts(backlog, fmt, t, previews=previews, source=custom, now=now)
+    flush()
+    return messages
+
+
+def _retitled(backlog: Backlog, title: str) -> Backlog:
+    """The backlog with its items' source shown as the subscription's custom title."""
+    entries = [LogEntry(e.seq, replace(e.item, source_title=title)) for e in backlog.entries]
+    return replace(backlog, entries=entries)
+
+
+def _item_posts(
+    backlog: Backlog,
+    fmt: PostFormat,
+    t: Translator,
+    *,
+    previews: bool,
+    source: str | None,
+    now: datetime | None,
+) -> list[OutMessage]:
+    """One message per item of ``backlog`` (after a skip note, when items were missed)."""
+    out: list[OutMessage] = []
+    if backlog.skipped:  # the compact form's note, alone in its message
+        note = Backlog(backlog.url, backlog.title, [], backlog.skipped, backlog.head)
+        [message] = format_backlogs([note], digest=False, t=t)
+        # Once the note is out the missed items are accounted for; the items still wait.
+        upto = backlog.entries[0].seq - 1 if backlog.entries else backlog.head
+        out.append(replace(message, advances={backlog.url: upto}))
+    for entry in backlog.entries:
+        post = format_post(entry.item, fmt, t, source=source, now=now)
+        out.append(
+            OutMessage(
+                post.text, {backlog.url: entry.seq}, (entry.item.id,), photo=post.photo,
+                preview_image=post.preview_image, link_preview=previews,
+            )
+        )  # fmt: skip
+    if out:
+        out[-1].advances[backlog.url] = backlog.head
+    return out
 
 
 def format_counters(counters: Mapping[str, Mapping[str, object]], top: int = 10) -> str:

@@ -74,6 +74,16 @@ def translator(language: str) -> Translator:
     return Translator(language, gettext.GNUTranslations(compiled))
 
 
+def supported_language(user_code: str | None) -> str | None:
+    """The supported language of a Telegram IETF tag (``"ru-RU"`` → ``"ru"``), else None.
+
+    Only the primary subtag counts: Telegram sends ``"pt-br"`` or ``"en-US"`` as often as
+    bare codes.
+    """
+    primary = (user_code or "").split("-")[0].split("_")[0].lower()
+    return primary if primary in LANGUAGES else None
+
+
 def pick_language(chosen: str | None, user_code: str | None) -> str:
     """The language to answer in: the chat's ``/language`` choice, else the user's own.
 
@@ -82,5 +92,19 @@ def pick_language(chosen: str | None, user_code: str | None) -> str:
     """
     if chosen in LANGUAGES:
         return chosen
-    primary = (user_code or "").split("-")[0].split("_")[0].lower()
-    return primary if primary in LANGUAGES else DEFAULT_LANGUAGE
+    return supported_language(user_code) or DEFAULT_LANGUAGE
+
+
+def chat_translator(chosen: str | None) -> Translator:
+    """The translator for what a chat receives unasked (posts, digests, notices).
+
+    Nobody's ``language_code`` comes with those, so only the chat's explicit choice counts;
+    without one, English (a private chat records its user's language when it registers).
+    """
+    return translator(pick_language(chosen, None))
+
+
+def language_name(language: str) -> str:
+    """A language's name in that language (``"English"``, ``"Русский"``), from CLDR."""
+    name = Locale.parse(language).get_display_name(language) or language
+    return name[:1].upper() + name[1:]

@@ -14,8 +14,10 @@ import logging
 
 from bot.context import AnyApp, BotContext, services_of
 from bot.formatting import esc, host_of
+from bot.i18n import Translator, chat_translator
 from bot.services.delivery import ChatMoved, send_html
 from bot.services.digests import DIGEST_TICK_S
+from bot.services.feed_errors import localize_reason
 from bot.services.feeds import PollReport
 from bot.storage import get_storage_service
 
@@ -62,16 +64,24 @@ async def report_poll(app: AnyApp, report: PollReport) -> None:
 async def _notify_paused(app: AnyApp, paused: list[tuple[str, str]]) -> None:
     storage = get_storage_service()
     for url, reason in paused:
-        text = (
-            f"⏸ I paused the feed <code>{esc(url)}</code> ({esc(host_of(url))}) after "
-            f"repeated failures: {esc(reason)}.\nI'll keep retrying quietly; /add it again "
-            "to retry now, or /remove it."
-        )
+        texts: dict[str, str] = {}  # by language: built once, not once per follower
         for chat_id in storage.followers(url):
             chat = storage.chat(chat_id)
             if chat is None or not chat.active or chat.paused:
                 continue  # gone, or asked for silence
-            await send_html(app.bot, chat_id, [text], bulk=True, on_chat_moved=on_chat_moved(app))
+            t = chat_translator(chat.language)  # no sender: the chat's own language
+            if t.language not in texts:
+                texts[t.language] = _paused_notice(url, reason, t)
+            await send_html(
+                app.bot, chat_id, [texts[t.language]], bulk=True, on_chat_moved=on_chat_moved(app)
+            )
+
+
+def _paused_notice(url: str, reason: str, t: Translator) -> str:
+    return t.gettext(
+        "⏸ I paused the feed <code>%(url)s</code> (%(host)s) after repeated failures: "
+        "%(reason)s.\nI'll keep retrying quietly; /add it again to retry now, or /remove it."
+    ) % {"url": esc(url), "host": esc(host_of(url)), "reason": esc(localize_reason(reason, t))}
 
 
 async def digest_job(context: BotContext) -> None:

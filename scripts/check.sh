@@ -95,6 +95,9 @@ step_lint() {
   shopt -u nullglob
   say "shellcheck ${shell_scripts[*]}"
   "$BIN/shellcheck" "${shell_scripts[@]}" || rc=1
+  # The translation catalogue: a fresh .pot, every string translated, placeholders intact.
+  say "scripts/i18n.sh check"
+  bash scripts/i18n.sh check || rc=1
   return "$rc"
 }
 

@@ -8,13 +8,22 @@ agree with what was sent.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from telegram import Bot, ReplyParameters
 
-from benchmarks import bench_fanout, bench_fetch, bench_news, bench_poll, bench_storage, load
+from benchmarks import (
+    bench_fanout,
+    bench_fetch,
+    bench_news,
+    bench_parse,
+    bench_poll,
+    bench_storage,
+    load,
+)
 from benchmarks._common import median_by, percentiles, pinned_to_one_core, process_cpu_s
 from benchmarks._telegram import BOT_USER, TOKEN, InMemoryRequest
 
@@ -111,7 +120,8 @@ def test_bench_poll_logs_every_feed_then_the_changed_half_with_both_parsers(
         news = config["news"]
         assert news["offered"] > 0
         assert news["answered"] == news["offered"] == news["news_replies"]
-        assert "_refresh" in config["profile"]  # the measured cycle's own code was profiled
+        calls = re.search(r"(\d+) function calls", config["profile"])
+        assert calls is not None and int(calls.group(1)) > 0  # the measured cycle was profiled
     assert configs[0]["first"]["workers"] == 0  # threads
     assert configs[1]["first"]["workers"] == 1  # the pool's process is counted
     assert list(tmp_path.iterdir()) == []
@@ -170,7 +180,7 @@ def test_bench_storage_needs_more_feeds_than_subscriptions() -> None:
     assert exc.value.code == 2
 
 
-def test_bench_fanout_delivers_once_to_every_chat_with_and_without_limits(
+def test_bench_fanout_delivers_once_to_every_chat_with_and_without_limits_and_filters(
     tmp_path: Path,
 ) -> None:
     result = bench_fanout.main(
@@ -179,14 +189,14 @@ def test_bench_fanout_delivers_once_to_every_chat_with_and_without_limits(
             "--no-pin", "--quiet", "--data-root", str(tmp_path),
         ]
     )  # fmt: skip
-    limited, unlimited = result["runs"]
-    assert (limited["mode"], unlimited["mode"]) == ("limited", "unlimited")
-    for run in (limited, unlimited):
+    limited, unlimited, filtered = result["runs"]
+    assert [r["mode"] for r in result["runs"]] == ["limited", "unlimited", "filtered"]
+    for run in (limited, unlimited, filtered):
         assert run["idle"] is True
         assert run["new_items"] == 1
         assert run["baseline_sends"] == 0  # the first fetch is history: nothing pushed
-        assert run["delivered_chats"] == 40
-        assert run["messages"] == 40
+        wanted = 30 if run is filtered else 40  # a quarter of the filters drop the item
+        assert run["wanted_chats"] == run["delivered_chats"] == run["messages"] == wanted
         assert run["duplicates"] == 0
         assert run["probe_replies"] == run["probes"] > 0
         assert run["idle_news_latency"]["count"] == bench_fanout.IDLE_PROBES
@@ -273,3 +283,29 @@ def test_load_against_a_real_bot_process(tmp_path: Path) -> None:
     assert figures["counters"]["news_requests"] == 15 + 1  # + the warm-up /news
     assert figures["counters"]["news_rate_limited"] == 6
     assert figures["counters_consistent"] is True
+
+
+def test_bench_fanout_compares_post_formats_on_the_same_item(tmp_path: Path) -> None:
+    result = bench_fanout.main(
+        [
+            "--chats", "20", "--items", "3", "--mode", "unlimited", "--format", "title,summary",
+            "--probe-rate", "20", "--settle", "0.3", "--no-pin", "--quiet",
+            "--data-root", str(tmp_path),
+        ]
+    )  # fmt: skip
+    title, summary = result["runs"]
+    assert (title["format"], summary["format"]) == ("title", "summary")
+    for run in (title, summary):
+        assert (run["delivered_chats"], run["messages"], run["duplicates"]) == (20, 20, 0)
+        assert run["formatting_us"] > 0
+    # The summary post carries the item's text: several times the title post's HTML.
+    assert summary["message_chars"] > 3 * title["message_chars"]
+
+
+def test_bench_parse_converts_every_item_of_every_reader() -> None:
+    result = bench_parse.main(["--items", "3", "--rounds", "2", "--no-pin", "--quiet"])
+    assert set(result["readers"]) == {"rss", "rss-feedparser", "json"}
+    for figures in result["readers"].values():
+        assert (figures["summaries"], figures["images"]) == (3, 3)
+        assert 0 < figures["summary_chars"] <= 1000
+        assert figures["document_bytes"] > 3 * 1500

@@ -23,6 +23,7 @@ def test_defaults_match_the_documented_table() -> None:
     assert s.default_feeds == ()
     assert s.feed_poll_interval_s == 600
     assert (s.news_rate_count, s.news_rate_window_s) == (5, 60)
+    assert (s.add_rate_count, s.add_rate_window_s) == (10, 600)
     assert s.allow_private_feeds is False
     assert s.feed_max_bytes == 5 * 1024 * 1024
     assert (s.log_level, s.log_format) == ("INFO", "text")
@@ -43,6 +44,7 @@ def test_all_values_parsed() -> None:
             "DEFAULT_FEEDS": "https://a.example/rss, https://b.example/atom",
             "FEED_POLL_INTERVAL": "60",
             "NEWS_RATE_LIMIT": "10 / 30",
+            "ADD_RATE_LIMIT": "3/120",
             "ALLOW_PRIVATE_FEEDS": "yes",
             "FEED_MAX_BYTES": "2MiB",
             "LOG_LEVEL": "debug",
@@ -54,6 +56,7 @@ def test_all_values_parsed() -> None:
     assert s.admin_ids == {1, 22, 333}
     assert s.default_feeds == ("https://a.example/rss", "https://b.example/atom")
     assert (s.news_rate_count, s.news_rate_window_s) == (10, 30)
+    assert (s.add_rate_count, s.add_rate_window_s) == (3, 120)
     assert s.allow_private_feeds is True
     assert s.feed_max_bytes == 2 * 1024 * 1024
     assert (s.log_level, s.log_format) == ("DEBUG", "json")
@@ -70,6 +73,9 @@ def test_all_values_parsed() -> None:
         ({"FEED_POLL_INTERVAL": "59"}, "FEED_POLL_INTERVAL"),
         ({"NEWS_RATE_LIMIT": "5 per minute"}, "NEWS_RATE_LIMIT"),
         ({"NEWS_RATE_LIMIT": "0/60"}, "NEWS_RATE_LIMIT"),
+        ({"ADD_RATE_LIMIT": "10"}, "ADD_RATE_LIMIT"),
+        ({"ADD_RATE_LIMIT": "10/0"}, "ADD_RATE_LIMIT"),
+        ({"ADD_RATE_LIMIT": "10/86401"}, "ADD_RATE_LIMIT"),
         ({"ALLOW_PRIVATE_FEEDS": "maybe"}, "ALLOW_PRIVATE_FEEDS"),
         ({"FEED_MAX_BYTES": "lots"}, "FEED_MAX_BYTES"),
         ({"FEED_MAX_BYTES": "10"}, "FEED_MAX_BYTES"),

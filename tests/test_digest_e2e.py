@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo
 from bot.config import Settings
 from bot.context import services_of
 from bot.storage import get_storage_service
-from tests.helpers.bot_runner import AnyApp, eventually, running_bot
+from tests.helpers.bot_runner import eventually, running_bot
 from tests.helpers.delivery_e2e import (
     assert_exactly_once,
+    force_digest,
     occurrences,
     poll_now,
     say,
@@ -34,19 +35,6 @@ SettingsFactory = Callable[..., Settings]
 DIGEST_CHAT, INSTANT_CHAT = 201, 202
 HOUR = 3600
 QUIET = {"feed_poll_interval_s": 3600}
-
-
-async def force_digest(app: AnyApp, chat_id: int) -> float:
-    """Make the chat's digest due now and run the due digests; return the due time used."""
-    storage, digests = get_storage_service(), services_of(app).digests
-    when = time.time() - 1
-    await storage.set_next_digest(chat_id, when)
-    chat = storage.chat(chat_id)
-    assert chat is not None
-    await digests.update(chat)
-    assert await digests.run_due() == 1
-    await settle(app)
-    return when
 
 
 async def test_digest_gets_everything_grouped_and_keeps_its_phase_over_a_restart(
@@ -133,7 +121,7 @@ async def test_daily_digest_time_is_in_the_chat_time_zone(
     assert datetime.fromtimestamp(due, UTC).hour in (6, 7)  # CEST / CET, not 08:00 UTC
     assert 0 < due - time.time() <= 24 * HOUR
     assert "a daily digest at 08:00 (Europe/Berlin)" in answer
-    assert f"Next digest: {local:%Y-%m-%d} 08:00 (Europe/Berlin)" in answer
+    assert f"Next digest: {local:%b} {local.day}, {local.year}, 08:00 (Europe/Berlin)" in answer
 
 
 async def test_digest_due_while_the_bot_was_down_is_sent_at_start_in_phase(

@@ -13,14 +13,16 @@ from bot.formatting import (
     format_age,
     format_backlogs,
     format_counters,
-    format_feed_list,
     format_item,
     format_news,
+    format_when,
     pack_blocks,
 )
+from bot.i18n import translator
 from bot.models import Backlog, FeedItem, LogEntry
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
+EN = translator("en")
 
 
 def item(title: str, link: str | None = "https://e.example/a?x=1&y=2", **kw: object) -> FeedItem:
@@ -35,28 +37,28 @@ def item(title: str, link: str | None = "https://e.example/a?x=1&y=2", **kw: obj
 
 
 def test_every_feed_string_is_escaped() -> None:
-    text = format_item(item('<script>alert("x")</script> & co'), NOW)
+    text = format_item(item('<script>alert("x")</script> & co'), NOW, t=EN)
     assert "<script>" not in text
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; co" in text
     assert 'href="https://e.example/a?x=1&amp;y=2"' in text
     assert "Src &lt;b&gt;" in text
-    assert "2h" in text
+    assert "2 hr. ago" in text
 
 
 def test_emoji_and_rtl_survive() -> None:
-    text = format_item(item("🔥 خبر عاجل — שלום"), NOW)
+    text = format_item(item("🔥 خبر عاجل — שלום"), NOW, t=EN)
     assert "🔥 خبر عاجل — שלום" in text
 
 
 def test_item_without_link_or_date() -> None:
-    text = format_item(item("plain", link=None, published=None), NOW)
+    text = format_item(item("plain", link=None, published=None), NOW, t=EN)
     assert "<a " not in text
     assert "·" not in text
 
 
 def test_messages_are_split_never_over_limit() -> None:
     items = [item("x" * 250, id=str(i)) for i in range(60)]
-    messages = format_news(items, "<b>News</b>", NOW)
+    messages = format_news(items, "<b>News</b>", NOW, t=EN)
     assert len(messages) > 1
     assert all(len(m) <= MAX_MESSAGE_LEN for m in messages)
     assert messages[0].startswith("<b>News</b>")
@@ -69,46 +71,47 @@ def test_a_single_oversized_block_is_replaced_not_cut() -> None:
 
 
 def test_long_titles_are_shortened() -> None:
-    text = format_item(item("word " * 500), NOW)
+    text = format_item(item("word " * 500), NOW, t=EN)
     assert len(text) < 600
     assert "…" in text
 
 
-def test_format_age() -> None:
-    assert format_age(None, NOW) == ""
-    assert format_age(NOW - timedelta(seconds=5), NOW) == "1m"
-    assert format_age(NOW - timedelta(minutes=59), NOW) == "59m"
-    assert format_age(NOW - timedelta(hours=5), NOW) == "5h"
-    assert format_age(NOW - timedelta(days=3), NOW) == "3d"
+@pytest.mark.parametrize(
+    ("age", "english", "russian"),
+    [
+        (timedelta(seconds=5), "1 min. ago", "1 мин. назад"),
+        (timedelta(minutes=59, seconds=59), "59 min. ago", "59 мин. назад"),
+        (timedelta(hours=1), "1 hr. ago", "1 ч назад"),
+        (timedelta(hours=5, minutes=59), "5 hr. ago", "5 ч назад"),
+        (timedelta(hours=23, minutes=59), "23 hr. ago", "23 ч назад"),
+        (timedelta(days=1), "1 day ago", "1 дн. назад"),
+        (timedelta(days=3, hours=23), "3 days ago", "3 дн. назад"),
+    ],
+)
+def test_format_age_floors_to_the_unit_in_the_chats_language(
+    age: timedelta, english: str, russian: str
+) -> None:
+    assert format_age(NOW - age, NOW, t=EN) == english
+    assert format_age(NOW - age, NOW, t=translator("ru")) == russian
+
+
+def test_format_age_without_a_date_or_from_the_future() -> None:
+    assert format_age(None, NOW, t=EN) == ""
+    assert format_age(NOW + timedelta(hours=2), NOW, t=EN) == "1 min. ago"  # clock skew
+
+
+def test_format_when_in_the_chats_language_and_a_24_hour_clock() -> None:
+    evening = datetime(2026, 11, 4, 20, 5, tzinfo=UTC)
+    assert format_when(evening, t=EN) == "Nov 4, 2026, 20:05"
+    assert format_when(evening, t=translator("ru")) == "4 нояб. 2026\u202fг., 20:05"
 
 
 def test_item_source_can_be_left_out() -> None:
-    text = format_item(item("t", source="The Source"), NOW, show_source=False)
+    text = format_item(item("t", source="The Source"), NOW, t=EN, show_source=False)
     assert "The Source" not in text
-    assert text.endswith("\n2h")
-    bare = format_item(item("t", published=None), NOW, show_source=False)
+    assert text.endswith("\n2 hr. ago")
+    bare = format_item(item("t", published=None), NOW, t=EN, show_source=False)
     assert "\n" not in bare
-
-
-def test_feed_list_numbers_and_marks_paused() -> None:
-    [text] = format_feed_list(
-        ["https://a.example/rss", "https://b.example/feed"],
-        {"https://a.example/rss": "A & B"},
-        {"https://b.example/feed"},
-    )
-    assert "1. A &amp; B" in text
-    assert "2. b.example ⏸ paused" in text
-    [empty] = format_feed_list([], {}, set())
-    assert "No feeds" in empty
-
-
-def test_a_long_feed_list_is_split_and_keeps_its_numbering() -> None:
-    urls = [f"https://feed{n}.example/" + "p" * 150 for n in range(1, 61)]
-    messages = format_feed_list(urls, {}, set())
-    assert len(messages) > 1
-    assert all(len(m) <= MAX_MESSAGE_LEN for m in messages)
-    numbers = [int(n) for m in messages for n in re.findall(r"^(\d+)\. ", m, re.M)]
-    assert numbers == list(range(1, 61))
 
 
 def test_counters_view() -> None:
@@ -163,7 +166,7 @@ def test_backlogs_split_at_the_limit_and_each_message_advances_exactly_its_items
         backlog(URL_A, range(11, 71), title="A", pad=40),
         backlog(URL_B, range(3, 33), title="B", pad=40),
     ]
-    messages = format_backlogs(backlogs, digest=digest, now=NOW)
+    messages = format_backlogs(backlogs, t=EN, digest=digest, now=NOW)
     assert len(messages) > 2
     assert all(len(m.text) <= MAX_MESSAGE_LEN for m in messages)
     sent = [i for m in messages for i in m.item_ids]
@@ -186,19 +189,20 @@ def test_backlogs_split_at_the_limit_and_each_message_advances_exactly_its_items
 
 def test_a_small_backlog_is_one_message_that_advances_every_feed_to_its_head() -> None:
     [message] = format_backlogs(
-        [backlog(URL_A, range(5, 8)), backlog(URL_B, range(1, 2))], digest=False, now=NOW
+        [backlog(URL_A, range(5, 8)), backlog(URL_B, range(1, 2))], t=EN, digest=False, now=NOW
     )
     assert message.advances == {URL_A: 7, URL_B: 1}
     assert len(message.item_ids) == 4
 
 
 def test_nothing_pending_is_no_message() -> None:
-    assert format_backlogs([], digest=True, now=NOW) == []
+    assert format_backlogs([], t=EN, digest=True, now=NOW) == []
 
 
 def test_digest_groups_items_under_a_header_per_feed() -> None:
     [message] = format_backlogs(
         [backlog(URL_A, range(1, 3), title="Alpha"), backlog(URL_B, range(1, 2), title="Beta")],
+        t=EN,
         digest=True,
         now=NOW,
     )
@@ -215,7 +219,7 @@ def test_a_feed_header_is_never_left_alone_at_the_bottom_of_a_message() -> None:
         backlog(f"https://f{n}.example/rss", range(1, 4), title=f"Feed {n}", pad=60)
         for n in range(12)
     ]
-    messages = format_backlogs(backlogs, digest=True, now=NOW)
+    messages = format_backlogs(backlogs, t=EN, digest=True, now=NOW)
     assert len(messages) > 1
     for message in messages:
         assert len(message.text) <= 4096
@@ -226,7 +230,7 @@ def test_a_feed_header_is_never_left_alone_at_the_bottom_of_a_message() -> None:
 
 
 def test_instant_messages_have_no_header_and_name_the_source() -> None:
-    [message] = format_backlogs([backlog(URL_A, range(1, 2), title="Alpha")], digest=False)
+    [message] = format_backlogs([backlog(URL_A, range(1, 2), title="Alpha")], t=EN, digest=False)
     assert "Digest" not in message.text
     assert message.text.startswith("<b><a href=")
     assert "\nAlpha" in message.text
@@ -235,7 +239,7 @@ def test_instant_messages_have_no_header_and_name_the_source() -> None:
 @pytest.mark.parametrize("digest", [False, True])
 def test_skipped_items_are_announced_with_their_number(digest: bool) -> None:
     [message] = format_backlogs(
-        [backlog(URL_A, range(43, 45), title="Alpha", skipped=42)], digest=digest, now=NOW
+        [backlog(URL_A, range(43, 45), title="Alpha", skipped=42)], t=EN, digest=digest, now=NOW
     )
     assert "42 earlier item(s) of Alpha were skipped" in message.text
     assert message.text.index("skipped") < message.text.index(">Item 43<")
@@ -246,6 +250,7 @@ def test_hostile_titles_are_escaped_everywhere() -> None:
     evil = '<script>alert("x")</script> & <b>'
     messages = format_backlogs(
         [backlog(URL_A, range(1, 2), title=evil, skipped=3, item_title=evil)],
+        t=EN,
         digest=True,
         now=NOW,
     )
@@ -264,7 +269,7 @@ def test_an_item_too_long_to_send_is_replaced_and_still_advanced_past() -> None:
         entry.seq,
         FeedItem(entry.item.id, "huge", long_link, NOW, "Feed", URL_A),
     )
-    [message] = format_backlogs([huge], digest=False, now=NOW)
+    [message] = format_backlogs([huge], t=EN, digest=False, now=NOW)
     assert TOO_LONG in message.text
     assert ">Item 2<" in message.text
     assert message.advances == {URL_A: 2}

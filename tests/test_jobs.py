@@ -162,11 +162,11 @@ async def test_new_items_found_by_the_poll_reach_instant_followers(
     async with asyncio.timeout(5):
         while not parts.services.dispatcher.idle() or not parts.bot.sent:
             await asyncio.sleep(0.005)
-    [message] = parts.bot.sent
-    assert message.chat_id == 1
-    assert "Story s2" in message.text
-    assert "Story s3" in message.text
-    assert "Story s1" not in message.text
+    first, second = parts.bot.sent  # one post per item in the default "summary" format
+    assert (first.chat_id, second.chat_id) == (1, 1)
+    assert "Story s2" in first.text
+    assert "Story s3" in second.text
+    assert all("Story s1" not in m.text for m in parts.bot.sent)
 
 
 async def test_a_paused_feed_is_announced_once_to_each_follower(
@@ -175,6 +175,7 @@ async def test_a_paused_feed_is_announced_once_to_each_follower(
     await follow(storage, 1)
     await follow(storage, 2)
     await storage.ensure_chat(3, "private", "not a follower")
+    await storage.update_chat(2, lambda c: setattr(c, "language", "ru"))
     parts.fetcher.serve(URL, HTTPStatusError(500))
     parts.services.feeds.track(URL)
     for _ in range(MAX_FAILURES + 2):
@@ -187,6 +188,9 @@ async def test_a_paused_feed_is_announced_once_to_each_follower(
     assert "the server answered 500" in text
     assert "&lt;1&gt;" in text  # the URL is escaped
     assert "<1>" not in text
+    russian = parts.bot.texts(2)[0]  # chat 2 chose Russian: the notice and its reason
+    assert russian.startswith("⏸ Я приостановил ленту <code>")
+    assert "после нескольких неудачных попыток: сервер ответил кодом 500." in russian
 
 
 async def test_report_poll_logs_the_cycle_and_sends_nothing_without_pauses(

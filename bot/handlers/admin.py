@@ -6,13 +6,14 @@ from telegram import Update
 from telegram.ext import Application, CommandHandler
 
 from bot.formatting import format_counters
-from bot.handlers.common import COMMAND_UPDATES, Context, is_operator, reply
+from bot.handlers.common import COMMAND_UPDATES, Context, is_operator, reply, tr
 
 
 async def stats(update: Update, context: Context) -> None:
     """Show global and per-chat counters to ``BOT_ADMIN_IDS``; a clear no to anyone else."""
     if not is_operator(update, context):
-        await reply(update, context, "/stats is for the bot's operators.")
+        _ = tr(update, context).gettext
+        await reply(update, context, _("/stats is for the bot's operators."))
         return
     await reply(update, context, format_counters(context.storage.counters()))
 

@@ -15,8 +15,28 @@ HELP_TEXT = """<b>newsbot</b> — news from the feeds you choose, posted here as
 
 <b>Feeds</b> (in groups and channels: administrators only)
 /add https://example.com/feed.xml — follow a feed (a web page that links a feed works too)
-/list — this chat's feeds, numbered
+/add https://a.example/rss https://b.example/atom — several at once (spaces or new lines, up to 20)
+/import — as the caption of an OPML file from your feed reader (or in reply to one)
+/export — this chat's feeds as an OPML file, for any feed reader
+/list — this chat's feeds, 10 a page, with buttons: 🔇 mute, 🔎 filters, ✏️ rename, 🗑 remove
+/list 2 — page 2 of the list
 /remove 2 — stop following feed number 2 (or give its URL)
+/rename 2 Morning news — your own title for feed 2 (/rename 2 - takes it back)
+Groups with topics: /add inside a topic posts the feed there (/add it elsewhere to move it)
+
+<b>Keyword filters</b> — whole words in any case, or phrases; titles and summaries are searched
+/filter — this chat's filters
+/filter include python, rust — only items that mention python or rust
+/filter exclude ads, sponsored post — never items that mention these
+/filter clear — no filters
+/filter 2 exclude ads — the same for feed 2 only (the chat's filters apply too)
+
+<b>Channels and groups</b> — manage them from this private chat, unseen by their readers
+/add @mychannel https://example.com/feed.xml — name the chat first: @username or -100… id
+/list @mychannel — the same for /remove, /rename, /filter, /digest, /pause, /resume,
+and /timezone, /format, /previews
+/channels — the groups and channels you manage through me
+(I must be a channel admin who may post, or a group member; you: its creator or an admin.)
 
 <b>Delivery</b> — new items are posted as soon as they are found, unless you choose a digest
 /digest — show how this chat gets new items
@@ -26,6 +46,15 @@ HELP_TEXT = """<b>newsbot</b> — news from the feeds you choose, posted here as
 /timezone Europe/Berlin — the time zone for daily digests (default UTC)
 /pause — stop posting for now (items are kept)
 /resume — post again, starting with what was kept
+
+<b>Posts</b> — how new items look here
+/format — show the post format
+/format summary — the headline, the source and the item's text (the default)
+/format full — as summary, with the item's first image
+/format title — just the headline
+/previews off — no link previews under posts (/previews on to show them)
+
+/language — this chat's language: /language en, /language ru, /language auto
 
 /stats — counters (bot operators only)
 /start — the welcome message

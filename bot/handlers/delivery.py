@@ -8,17 +8,20 @@ from datetime import datetime
 from telegram import Update
 from telegram.ext import Application, CommandHandler
 
-from bot.formatting import esc
+from bot.formatting import esc, format_when
 from bot.handlers.common import (
     COMMAND_UPDATES,
     Context,
     args_of,
-    can_manage,
-    chat_id_of,
     deny,
-    register_chat,
+    may_change,
+    register_target,
     reply,
+    reply_about,
+    resolve_target,
+    tr,
 )
+from bot.i18n import N_, Translator
 from bot.models import Chat, Delivery
 from bot.services.schedule import (
     USAGE,
@@ -31,48 +34,56 @@ from bot.services.schedule import (
 )
 from bot.storage.state import LOG_MAX
 
-TIMEZONE_USAGE = (
+TIMEZONE_USAGE = N_(
     "Usage: /timezone Europe/Berlin — the time zone for /digest at HH:MM "
     "(an IANA name; /timezone alone shows the current one)"
 )
 
 
-def _status(chat: Chat, due: float | None) -> str:
-    text = f"Delivery: <b>{esc(describe(chat.delivery, chat.tz))}</b>"
+def _status(chat: Chat, due: float | None, t: Translator) -> str:
+    _ = t.gettext
+    text = _("Delivery: <b>%(mode)s</b>") % {"mode": esc(describe(chat.delivery, chat.tz, t=t))}
     if chat.paused:
-        text += "\n⏸ Paused: nothing is posted until /resume."
+        text += "\n" + _("⏸ Paused: nothing is posted until /resume.")
     if due is not None and chat.delivery.is_digest:
         local = datetime.fromtimestamp(due, zone(chat.tz))
-        text += f"\nNext digest: {local:%Y-%m-%d %H:%M} ({esc(chat.tz)})"
+        text += "\n" + _("Next digest: %(when)s (%(tz)s)") % {
+            "when": format_when(local, t=t),
+            "tz": esc(chat.tz),
+        }
     return text
 
 
 async def digest(update: Update, context: Context) -> None:
     """``/digest`` shows the mode; ``/digest every 2h|at 08:00|off`` changes it."""
     settings = context.services.settings
-    try:
-        wanted = parse_delivery(args_of(context), settings.digest_min_interval_s)
-    except ScheduleError as exc:
-        await reply(update, context, str(exc))
+    t = tr(update, context)
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
         return
-    chat = await register_chat(update, context)
+    try:
+        wanted = parse_delivery(list(target.args), settings.digest_min_interval_s)
+    except ScheduleError as exc:
+        await reply(update, context, exc.text(t))
+        return
+    chat = await register_target(update, context, target)
     if chat is None:
         return
     if wanted is None:
         due = context.services.digests.due_time(chat.chat_id)
-        await reply(update, context, f"{_status(chat, due)}\n\n{USAGE}")
+        await reply_about(update, context, target, f"{_status(chat, due, t)}\n\n{t.gettext(USAGE)}")
         return
-    if not await can_manage(update, context):
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
     await _set_delivery(context, chat.chat_id, wanted)
     updated = context.storage.chat(chat.chat_id) or chat
     due = context.services.digests.due_time(chat.chat_id)
     if wanted.is_digest:
-        tail = " Items found until then wait for it; nothing is posted in between."
+        tail = t.gettext("Items found until then wait for it; nothing is posted in between.")
     else:
-        tail = " Each new item is posted as soon as it is found."
-    await reply(update, context, f"✅ {_status(updated, due)}\n{tail.strip()}")
+        tail = t.gettext("Each new item is posted as soon as it is found.")
+    await reply_about(update, context, target, f"✅ {_status(updated, due, t)}\n{tail}")
 
 
 async def _set_delivery(context: Context, chat_id: int, delivery: Delivery) -> None:
@@ -103,66 +114,87 @@ async def _set_delivery(context: Context, chat_id: int, delivery: Delivery) -> N
         if chat is not None:
             await digests.update(chat)
     if switching_to_instant and not delivery.is_digest:
-        # What waited for the digest goes out now rather than never.
-        context.services.dispatcher.request(chat_id)
+        # What waited for the digest goes out now rather than never (as a list: a backlog).
+        context.services.dispatcher.request(chat_id, compact=True)
 
 
 async def pause(update: Update, context: Context) -> None:
     """Stop posting new items here; they are kept and sent on /resume."""
-    if not await can_manage(update, context):
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
-    await register_chat(update, context)
-    await context.storage.update_chat(chat_id_of(update), lambda c: setattr(c, "paused", True))
-    await reply(
-        update,
-        context,
-        f"⏸ Paused. I'll keep collecting new items (the latest {LOG_MAX} per feed) and post them "
-        "when you say /resume. /news still works.",
+    await register_target(update, context, target)
+    await context.storage.update_chat(target.chat_id, lambda c: setattr(c, "paused", True))
+    text = tr(update, context).ngettext(
+        "⏸ Paused. I'll keep collecting new items (the latest %(kept)d per feed) and post "
+        "them when you say /resume. /news still works.",
+        "⏸ Paused. I'll keep collecting new items (the latest %(kept)d per feed) and post "
+        "them when you say /resume. /news still works.",
+        LOG_MAX,
     )
+    await reply_about(update, context, target, text % {"kept": LOG_MAX})
 
 
 async def resume(update: Update, context: Context) -> None:
     """Post again, starting with what was collected while paused."""
-    if not await can_manage(update, context):
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
-    chat = await register_chat(update, context)
-    chat_id = chat_id_of(update)
+    chat = await register_target(update, context, target)
+    chat_id = target.chat_id
     await context.storage.update_chat(chat_id, lambda c: setattr(c, "paused", False))
+    _ = tr(update, context).gettext
     if chat is not None and chat.delivery.is_digest:
-        text = "▶️ Resumed. Items found while paused come in the next digest."
+        text = _("▶️ Resumed. Items found while paused come in the next digest.")
     else:
-        context.services.dispatcher.request(chat_id)
-        text = "▶️ Resumed. Items found while paused follow now."
-    await reply(update, context, text)
+        context.services.dispatcher.request(chat_id, compact=True)  # a backlog: titles only
+        text = _("▶️ Resumed. Items found while paused follow now.")
+    await reply_about(update, context, target, text)
 
 
 async def timezone(update: Update, context: Context) -> None:
     """Show or set the chat's time zone (for ``/digest at HH:MM``)."""
-    args = args_of(context)
-    chat = await register_chat(update, context)
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    args = target.args
+    chat = await register_target(update, context, target)
     if chat is None:
         return
+    t = tr(update, context)
+    _ = t.gettext
     if not args:
-        await reply(update, context, f"Time zone: <b>{esc(chat.tz)}</b>\n{TIMEZONE_USAGE}")
+        shown = _("Time zone: <b>%(tz)s</b>") % {"tz": esc(chat.tz)}
+        await reply_about(update, context, target, f"{shown}\n{_(TIMEZONE_USAGE)}")
         return
     if len(args) != 1:
-        await reply(update, context, TIMEZONE_USAGE)
+        await reply(update, context, _(TIMEZONE_USAGE))
         return
-    if not await can_manage(update, context):
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
     try:
         tz = parse_timezone(args[0])
     except ScheduleError as exc:
-        await reply(update, context, str(exc))
+        await reply(update, context, exc.text(t))
         return
     await context.storage.update_chat(chat.chat_id, lambda c: setattr(c, "tz", tz))
     if chat.delivery.is_digest:
         await _set_delivery(context, chat.chat_id, chat.delivery)  # re-time "at" digests
     now = datetime.now(zone(tz))
-    await reply(update, context, f"✅ Time zone: <b>{esc(tz)}</b> (it is {now:%H:%M} there now).")
+    await reply_about(
+        update,
+        context,
+        target,
+        _("✅ Time zone: <b>%(tz)s</b> (it is %(time)s there now).")
+        % {"tz": esc(tz), "time": f"{now:%H:%M}"},
+    )
 
 
 def register(app: Application) -> None:

@@ -13,7 +13,7 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import Application
 
-from bot.handlers.common import Context, reply
+from bot.handlers.common import Context, reply, tr
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +30,11 @@ async def on_error(update: object, context: Context) -> None:
         if isinstance(error, TelegramError):
             return  # the problem *is* talking to Telegram; don't make it worse
         try:
+            _ = tr(update, context).gettext
             await reply(
-                update, context, "😵 Something went wrong on my side. Please try again in a minute."
+                update,
+                context,
+                _("😵 Something went wrong on my side. Please try again in a minute."),
             )
         except Exception:
             logger.debug("could not apologise", exc_info=True)

@@ -1,4 +1,4 @@
-"""/add, /remove and /list: which feeds a chat follows."""
+"""/add and /remove: which feeds a chat follows (/list is in :mod:`bot.handlers.manage`)."""
 
 from __future__ import annotations
 
@@ -7,129 +7,130 @@ import logging
 from telegram import Update
 from telegram.ext import Application, CommandHandler
 
-from bot.formatting import esc, format_feed_list
+from bot.formatting import esc
+from bot.handlers.budget import charge_add
 from bot.handlers.common import (
     COMMAND_UPDATES,
     Context,
+    Target,
     args_of,
-    can_manage,
-    chat_id_of,
     deny,
-    register_chat,
+    may_change,
+    register_target,
     reply,
+    reply_about,
+    resolve_target,
+    tr,
 )
-from bot.services.feed_errors import FeedError
-from bot.services.feeds import FeedBackingOff
+from bot.handlers.topics import move_here, options_for
+from bot.services.add_report import add_reply
+from bot.services.subscriptions import (
+    MAX_ADD_URLS,
+    MAX_URL_LEN,
+    TooManyUrlsError,
+    add_feeds,
+    check_url_count,
+)
 
 logger = logging.getLogger(__name__)
 
-MAX_FEEDS_PER_CHAT = 50
-MAX_URL_LEN = 2048
 ADD_USAGE = "Usage: /add &lt;feed or page URL&gt;, e.g. /add https://example.com/feed.xml"
 REMOVE_USAGE = "Usage: /remove &lt;number from /list, or the feed URL&gt;, e.g. /remove 2"
 
 
 async def add(update: Update, context: Context) -> None:
-    """Follow a feed after checking that it really is one; new items are sent from now on."""
-    args = args_of(context)
-    if len(args) != 1 or len(args[0]) > MAX_URL_LEN:
+    """Follow one or more feeds after checking that each really is one.
+
+    New items are sent from now on; one answer says what became of every address.
+    """
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    args = list(target.args)
+    if not args or any(len(arg) > MAX_URL_LEN for arg in args):
         await reply(update, context, ADD_USAGE)
         return
-    if not await can_manage(update, context):
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
-    url = args[0].strip("<>")
-    if "://" not in url:
-        url = "https://" + url
-    services, storage = context.services, context.storage
-    chat_id = chat_id_of(update)
-    await register_chat(update, context)
-    state = services.feeds.state_of(url)
-    if url in storage.feed_urls(chat_id) and not (state and state.paused):
-        await reply(update, context, f"Already following <code>{esc(url)}</code>.")
-        return
+    await register_target(update, context, target)
+    await add_urls(update, context, target, args)
+
+
+def feed_limit(context: Context) -> int:
+    """The most feeds one chat may follow (``MAX_FEEDS_PER_CHAT``): /add and /import."""
+    return context.services.settings.max_feeds_per_chat
+
+
+async def add_urls(update: Update, context: Context, target: Target, urls: list[str]) -> None:
+    """The body of /add once the arguments and rights are checked: check, follow, answer once.
+
+    Charged to the sender's /add budget (:mod:`bot.handlers.budget`) before any fetch; more
+    than :data:`MAX_ADD_URLS` addresses are refused whole, costing nothing.
+    """
+    t = tr(update, context)
+    _ = t.gettext
+    limit = feed_limit(context)
+    chat_id = target.chat_id
     try:
-        feed_url, title = await services.feeds.validate(url)
-    except FeedBackingOff as exc:
+        check_url_count(urls, MAX_ADD_URLS)
+    except TooManyUrlsError as exc:
         await reply(
             update,
             context,
-            f"❌ That feed failed a moment ago ({esc(exc.reason)}). Try again in a minute.",
+            _(
+                "That's %(count)d addresses; one /add takes at most %(cap)d. "
+                "Send them in several /add commands, or as an OPML file with /import."
+            )
+            % {"count": exc.count, "cap": exc.cap},
         )
         return
-    except FeedError as exc:
-        await reply(update, context, f"❌ Couldn't add that feed: {esc(exc.reason)}.")
+    if not await charge_add(update, context, "add"):
         return
-    outcome = await storage.subscribe(chat_id, feed_url, limit=MAX_FEEDS_PER_CHAT)
-    if outcome == "full":
-        await storage.drop_feed(feed_url)  # validated but not followed: keep nothing
-        services.feeds.forget(feed_url)
-        await reply(
-            update,
-            context,
-            f"This chat already follows {MAX_FEEDS_PER_CHAT} feeds; /remove one first.",
-        )
-        return
-    services.feeds.track(feed_url)
-    if outcome == "added":
-        storage.count("feeds_added", chat_id)
-    verb = "Now following" if outcome == "added" else "Already following (resumed)"
-    found = "" if feed_url == url else f"\n(found the feed at <code>{esc(feed_url)}</code>)"
-    chat = storage.chat(chat_id)
-    when = (
-        "New items will come in this chat's digest."
-        if chat and chat.delivery.is_digest
-        else "New items will be posted here as soon as they appear."
+    options = options_for(update, chat_id)  # the forum topic /add was sent in
+    outcomes = await add_feeds(
+        context.services.feeds, context.storage, chat_id, urls, limit=limit, options=options
     )
-    await reply(update, context, f"✅ {verb} <b>{esc(title or feed_url)}</b>.{found}\n{when}")
+    moved: dict[str, str] = {}  # a feed followed elsewhere moves to where /add was sent
+    for outcome in outcomes:
+        if outcome.kind in ("already", "resumed"):
+            note = await move_here(update, context, chat_id, outcome.feed_url or outcome.url)
+            if note:
+                moved[outcome.url] = note
+    chat = context.storage.chat(chat_id)
+    digest = bool(chat and chat.delivery.is_digest)
+    await reply(update, context, add_reply(outcomes, t, limit=limit, digest=digest, moved=moved))
 
 
 async def remove(update: Update, context: Context) -> None:
     """Stop following a feed, by its number in /list or its URL."""
-    args = args_of(context)
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    args = target.args
     if len(args) != 1:
         await reply(update, context, REMOVE_USAGE)
         return
-    if not await can_manage(update, context):
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
-    target = args[0].strip("<>")
+    which = args[0].strip("<>")
     storage = context.storage
-    chat_id = chat_id_of(update)
-    await register_chat(update, context)
+    chat_id = target.chat_id
+    await register_target(update, context, target)
     urls = storage.feed_urls(chat_id)
     url: str | None = None
-    if target.isdigit() and 0 < int(target) <= len(urls):
-        url = urls[int(target) - 1]
-    elif target in urls:
-        url = target
+    if which.isdigit() and 0 < int(which) <= len(urls):
+        url = urls[int(which) - 1]
+    elif which in urls:
+        url = which
     if url is None or not await storage.unsubscribe(chat_id, url):
-        await reply(update, context, "No such feed here. See /list for the numbers.")
+        await reply_about(update, context, target, "No such feed here. See /list for the numbers.")
         return
-    await reply(update, context, f"🗑 Removed <code>{esc(url)}</code>.")
-
-
-async def list_feeds(update: Update, context: Context) -> None:
-    """Show the chat's feeds, numbered as /remove expects."""
-    services, storage = context.services, context.storage
-    await register_chat(update, context)
-    feeds = storage.feed_urls(chat_id_of(update))
-    titles: dict[str, str] = {}
-    paused: set[str] = set()
-    for url in feeds:
-        state = storage.feed_state(url)
-        if state is not None:
-            titles[url] = state.title
-            if state.paused:
-                paused.add(url)
-    texts = format_feed_list(feeds, titles, paused)
-    if not feeds and services.settings.default_feeds:
-        texts[-1] += "\n(/news shows the bot's default feeds until you add your own.)"
-    await reply(update, context, texts)
+    await reply_about(update, context, target, f"🗑 Removed <code>{esc(url)}</code>.")
 
 
 def register(app: Application) -> None:
     """Add this module's handlers."""
     app.add_handler(CommandHandler("add", add, filters=COMMAND_UPDATES))
     app.add_handler(CommandHandler("remove", remove, filters=COMMAND_UPDATES))
-    app.add_handler(CommandHandler("list", list_feeds, filters=COMMAND_UPDATES))

@@ -5,8 +5,11 @@ feed; the bot polls 10,000 feeds per cycle. Expat through ElementTree reads the 
 document ~10x faster. But :func:`bot.services.feed_parser.parse_feed` must give the same
 :class:`~bot.models.ParsedFeed` whichever reader ran, so this module is a *partial*
 re-implementation: for the few values the bot uses (feed title; each entry's title, its
-type, link, id and dates) it applies feedparser 6's own rules, step by step, and it
-returns ``None`` — "let feedparser do it" — for every document it is not sure about.
+type, link, id and dates; its body — RSS ``description``/``content:encoded``, Atom
+``summary``/``content`` of type text or html — and the images it declares — ``enclosure``,
+``media:content``, ``media:thumbnail``, Atom ``rel="enclosure"`` links) it applies
+feedparser 6's own rules, step by step, and it returns ``None`` — "let feedparser do it" —
+for every document it is not sure about.
 
 What it accepts (anything else gives ``None``):
 
@@ -17,7 +20,10 @@ What it accepts (anything else gives ``None``):
   ``<feed>``; every element on the path to a title, link, id or date is on a whitelist
   below, with at most one title/id/date element each, no ``xml:base``/``base`` attribute
   anywhere, no attributes that feedparser would read as a link (``href``/``url``/``uri``
-  on an item), no Atom title of ``type="html"``/``"xhtml"``, and leaf elements only
+  on an item), no Atom title of ``type="html"``/``"xhtml"``, no Atom body of another
+  type (``xhtml``, ``src``, base64), at most one body element of each kind per entry, no
+  namespaced attribute on an image element, no ``media:thumbnail`` with text, and leaf
+  elements only
   (markup inside a description means a child element: feedparser's content handling
   takes over).
 
@@ -78,16 +84,17 @@ _RSS_CHANNEL_INERT: Final = frozenset(
     }
 )  # fmt: skip
 _RSS_IMAGE_CHILDREN: Final = frozenset({"url", "title", "link", "width", "height", "description"})
-_RSS_ITEM_INERT: Final = frozenset(
-    {
-        "description", "author", "category", "comments", "enclosure",
-        f"{_CONTENT}encoded", f"{_DC}creator", f"{_MEDIA}thumbnail", f"{_MEDIA}content",
-    }
-)  # fmt: skip
+_RSS_ITEM_INERT: Final = frozenset({"author", "category", "comments", f"{_DC}creator"})
 _ATOM_INERT: Final = frozenset(
     f"{_ATOM}{name}" for name in ("subtitle", "summary", "content", "category", "rights",
                                   "generator", "icon", "logo")
 )  # fmt: skip
+_ATOM_ENTRY_INERT: Final = _ATOM_INERT - {f"{_ATOM}summary", f"{_ATOM}content"}
+# Atom text constructs the fast reader takes: feedparser's ``map_content_type`` of ``type``.
+_ATOM_TEXT_TYPES: Final = {None: "text/plain", "text": "text/plain", "html": "text/html"}
+# What feedparser's ``_start_*`` handlers keep of an item's image elements: the attribute
+# dict (names lower-cased, ``rel``/``type`` values too) under these entry keys.
+_RSS_MEDIA: Final = {f"{_MEDIA}content": "media_content", f"{_MEDIA}thumbnail": "media_thumbnail"}
 _ATOM_PEOPLE: Final = frozenset({f"{_ATOM}author", f"{_ATOM}contributor"})
 _ATOM_PERSON_PARTS: Final = frozenset(f"{_ATOM}{name}" for name in ("name", "email", "uri"))
 _ATOM_LINK_ATTRS: Final = frozenset({"href", "rel", "type", "hreflang", "title", "length"})
@@ -247,11 +254,45 @@ def _rss_item(item: Element) -> dict[str, Any]:
             _once(seen, tag)
             entry["published"], _kind = _pop(_leaf(child))
             entry["published_parsed"] = _parse_date(entry["published"])
+        elif tag == "description":
+            _once(seen, tag)
+            entry["summary"], _kind = _pop(_leaf(child))
+            entry["summary_detail"] = {"type": "text/html"}
+        elif tag == f"{_CONTENT}encoded":
+            _once(seen, tag)
+            value, _kind = _pop(_leaf(child))
+            entry.setdefault("content", []).append({"type": "text/html", "value": value})
+        elif tag == "enclosure":
+            _inert(child)
+            attrs = _FeedParserMixin._enforce_href(_attributes(child))
+            attrs["rel"] = "enclosure"
+            entry.setdefault("links", []).append(attrs)
+        elif tag in _RSS_MEDIA:
+            _inert(child)
+            if tag == f"{_MEDIA}thumbnail" and (child.text or "").strip():
+                raise _Unsure  # feedparser would read the text as the URL
+            entry.setdefault(_RSS_MEDIA[tag], []).append(_attributes(child))
         elif tag in _RSS_ITEM_INERT:
             _inert(child)
         else:
             raise _Unsure
     return entry
+
+
+def _attributes(element: Element) -> dict[str, str]:
+    """An element's attributes as feedparser's strict reader hands them to its handlers.
+
+    Names lower-cased, and the values of ``rel`` and ``type`` too; a namespaced attribute
+    (feedparser prefixes it by its own namespace table) or two names that lower-case alike
+    are left to feedparser.
+    """
+    attrs: dict[str, str] = {}
+    for name, value in element.attrib.items():
+        key = name.lower()
+        if "}" in key or key in attrs:
+            raise _Unsure
+        attrs[key] = value.lower() if key in ("rel", "type") else value
+    return attrs
 
 
 def _guid(entry: dict[str, Any], raw: str, *, permalink: bool) -> None:
@@ -319,11 +360,32 @@ def _atom_entry(element: Element) -> dict[str, Any]:
             entry["updated_parsed"] = _parse_date(entry["updated"])
         elif tag in _ATOM_PEOPLE:
             _atom_person(child)
-        elif tag in _ATOM_INERT:
+        elif tag == f"{_ATOM}summary":
+            _once(seen, tag)
+            entry["summary"], kind = _atom_text(child)
+            entry["summary_detail"] = {"type": kind}
+        elif tag == f"{_ATOM}content":
+            _once(seen, tag)
+            value, kind = _atom_text(child)
+            entry["content"] = [{"type": kind, "value": value}]
+        elif tag in _ATOM_ENTRY_INERT:
             _inert(child)
         else:
             raise _Unsure
     return entry
+
+
+def _atom_text(element: Element) -> tuple[str, str]:
+    """An Atom ``summary``/``content`` of type text or html, as feedparser's ``pop`` gives it.
+
+    ``xhtml`` (child elements, escaped on the way), ``src`` (out-of-line content), base64
+    and any other type are left to feedparser.
+    """
+    kind = _ATOM_TEXT_TYPES.get(element.get("type"))
+    if kind is None:
+        raise _Unsure
+    value, _kind = _pop(_leaf(element, frozenset({"type"})))
+    return value, kind
 
 
 def _atom_link(entry: dict[str, Any], element: Element) -> None:
@@ -339,3 +401,5 @@ def _atom_link(entry: dict[str, Any], element: Element) -> None:
     kind = (element.get("type") or "").lower() if "type" in element.attrib else default_type
     if rel == "alternate" and _FeedParserMixin.map_content_type(kind) in _HTML_TYPES:
         entry["link"] = _urljoin("", href)
+    elif rel == "enclosure":  # feedparser keeps every link; only enclosures are read
+        entry.setdefault("links", []).append({"rel": rel, "type": kind, "href": _urljoin("", href)})

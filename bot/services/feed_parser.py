@@ -54,17 +54,18 @@ from __future__ import annotations
 
 import calendar
 import codecs
+import dataclasses
 import hashlib
+import html
 import io
 import logging
 import re
 import time
 import xml.sax
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from typing import Any, Final
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import defusedxml
 import defusedxml.ElementTree
@@ -72,7 +73,8 @@ import feedparser
 import feedparser.encodings
 
 from bot.models import FeedItem, ParsedFeed
-from bot.services import fast_feed
+from bot.richtext import LenientHTMLParser, absolute_http_url, convert, html_to_text
+from bot.services import fast_feed, json_feed
 from bot.services.feed_errors import (
     EmptyDocumentError,
     EntitiesRefusedError,
@@ -80,6 +82,7 @@ from bot.services.feed_errors import (
     ParseError,
     UndecodableError,
 )
+from bot.storage.state import TEXT_KEEP
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +119,11 @@ _SELF_IDENTIFYING_STARTS: Final = (
     b"\x3c\x00\x00\x00",
 )
 _HTML_RE: Final = re.compile(rb"<!doctype\s+html|<html[\s>]", re.IGNORECASE)
+# application/json is left out on purpose: WordPress pages link their REST API with it.
 _FEED_LINK_TYPES: Final = frozenset(
-    {"application/rss+xml", "application/atom+xml", "application/rdf+xml"}
+    {"application/rss+xml", "application/atom+xml", "application/rdf+xml", "application/feed+json"}
 )
+_HTML_KINDS: Final = frozenset({"text/html", "application/xhtml+xml"})
 _ENTITY_NEEDLES: Final = tuple(
     {
         "<!ENTITY".encode(enc)
@@ -194,34 +199,6 @@ def _refuse_entity_declarations(body: bytes) -> None:
 # --------------------------------------------------------------------------- text helpers
 
 
-class _TextExtractor(HTMLParser):
-    """HTML → text: keeps character data (entities decoded), drops tags, scripts and styles."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style"):
-            self._skip += 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style") and self._skip:
-            self._skip -= 1
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.parts.append(data)
-
-
-def _html_to_text(html: str) -> str:
-    extractor = _TextExtractor()
-    extractor.feed(html)
-    extractor.close()
-    return "".join(extractor.parts)
-
-
 def _clean_title(detail: Any, value: Any) -> str:
     """A one-line plain-text title; ``<``, ``&``, emoji and RTL text stay as they are.
 
@@ -231,7 +208,7 @@ def _clean_title(detail: Any, value: Any) -> str:
     if not isinstance(value, str):
         return ""
     kind = detail.get("type", "text/plain") if isinstance(detail, dict) else "text/plain"
-    text = _html_to_text(value) if kind in ("text/html", "application/xhtml+xml") else value
+    text = html_to_text(value, limit=MAX_TITLE_CHARS) if kind in _HTML_KINDS else value
     text = _WS_RE.sub(" ", text).strip()
     if len(text) > MAX_TITLE_CHARS:
         text = text[: MAX_TITLE_CHARS - 1].rstrip() + "…"
@@ -240,15 +217,7 @@ def _clean_title(detail: Any, value: Any) -> str:
 
 def _safe_link(raw: Any, base: str) -> str | None:
     """An absolute http(s) URL resolved against ``base``, or None (``javascript:`` etc.)."""
-    if not isinstance(raw, str) or not raw.strip():
-        return None
-    try:
-        parts = urlsplit(urljoin(base, raw.strip()))
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    return urlunsplit(parts)
+    return absolute_http_url(raw, base) if isinstance(raw, str) else None
 
 
 def _published(entry: Any, now: datetime) -> datetime | None:
@@ -293,7 +262,7 @@ def looks_like_html(body: bytes, content_type: str | None) -> bool:
     ``text/xml``. Only the first 2 KiB are looked at.
     """
     head = bytes(body[:2048])
-    if _FEED_ROOT_RE.search(head):
+    if _FEED_ROOT_RE.search(head) or json_feed.looks_like_json(head, None):
         return False
     if _HTML_RE.search(head):
         return True
@@ -302,7 +271,12 @@ def looks_like_html(body: bytes, content_type: str | None) -> bool:
 
 
 def parse_feed(
-    body: bytes, feed_url: str, *, content_type: str | None = None, max_items: int = 200
+    body: bytes,
+    feed_url: str,
+    *,
+    content_type: str | None = None,
+    max_items: int = 200,
+    known_ids: Collection[str] = (),
 ) -> ParsedFeed:
     """Parse an RSS/Atom document into normalised items, newest first.
 
@@ -315,6 +289,9 @@ def parse_feed(
         content_type: the response's ``Content-Type`` header; its ``charset`` decodes a
             document that does not declare its own encoding (or declares a wrong one).
         max_items: how many items to keep (the newest).
+        known_ids: ids of items the caller has already logged: their bodies are not
+            converted again (their summary and image stay empty here), which keeps a poll
+            that finds one new item from converting all twenty.
 
     Returns:
         The feed title (or the URL's host) and at most ``max_items`` items: dated ones newest
@@ -329,7 +306,7 @@ def parse_feed(
     if not isinstance(body, bytes | bytearray | memoryview):
         raise TypeError(f"parse_feed needs the document's bytes, not {type(body).__name__}")
     try:
-        return _parse(bytes(body), feed_url, content_type, max_items)
+        return _parse(bytes(body), feed_url, content_type, max_items, known_ids)
     except ParseError:
         raise
     except Exception as exc:  # a bug or limit in a codec, expat or feedparser: per-feed error
@@ -339,9 +316,17 @@ def parse_feed(
         raise ParseError from exc
 
 
-def _parse(data: bytes, feed_url: str, content_type: str | None, max_items: int) -> ParsedFeed:
+def _parse(
+    data: bytes,
+    feed_url: str,
+    content_type: str | None,
+    max_items: int,
+    known_ids: Collection[str],
+) -> ParsedFeed:
     if not data.strip():
         raise EmptyDocumentError
+    if json_feed.looks_like_json(data, content_type):
+        return _finish(json_feed.extract(data), feed_url, max_items, known_ids)
     utf8 = _to_utf8(data, content_type)
     _refuse_entity_declarations(utf8)
     if looks_like_html(utf8, None):
@@ -352,25 +337,51 @@ def _parse(data: bytes, feed_url: str, content_type: str | None, max_items: int)
     parsed = fast_feed.extract(utf8)
     if parsed is None:
         parsed = _feedparser_parse(utf8)
+    return _finish(parsed, feed_url, max_items, known_ids, utf8)
+
+
+def _finish(
+    parsed: Any,
+    feed_url: str,
+    max_items: int,
+    known_ids: Collection[str],
+    utf8: bytes | None = None,
+) -> ParsedFeed:
+    """Normalise a reader's result (feedparser's, fast_feed's or json_feed's) into items.
+
+    ``utf8`` is the XML document (None for JSON, which json_feed has checked already): an
+    XML document with no title and no items must be a well-formed, empty feed.
+
+    Only the newest ``TEXT_KEEP`` items get a summary and an image: storage keeps the text
+    of the newest ``TEXT_KEEP`` log entries only, and new items are logged oldest first, so
+    an item further down this list can never be one of them — converting its body would be
+    work thrown away (a 200-item feed would cost ten times as much).
+    """
     feed = parsed.get("feed", {})
     entries = parsed.get("entries", [])
     title = _clean_title(feed.get("title_detail"), feed.get("title"))
     if not parsed.get("version") and not entries:
         raise NotAFeedError
-    if not title and not entries and not _is_empty_feed(parsed, utf8):
+    if not title and not entries and utf8 is not None and not _is_empty_feed(parsed, utf8):
         raise NotAFeedError
     if parsed.get("bozo"):
         logger.debug("feed %s is malformed but usable", urlsplit(feed_url).hostname)
 
     source_title = title or urlsplit(feed_url).hostname or feed_url
-    items = _normalise(entries, feed_url, source_title, datetime.now(UTC))
+    pairs = _normalise(entries, feed_url, source_title, datetime.now(UTC))
     dated = sorted(
-        (i for i in items if i.published is not None),
-        key=lambda i: i.published or _MIN_DATE,
+        (pair for pair in pairs if pair[0].published is not None),
+        key=lambda pair: pair[0].published or _MIN_DATE,
         reverse=True,
     )
-    undated = [i for i in items if i.published is None]
-    return ParsedFeed(title=source_title, items=tuple((dated + undated)[: max(0, max_items)]))
+    undated = [pair for pair in pairs if pair[0].published is None]
+    kept = (dated + undated)[: max(0, max_items)]
+    items = [
+        item if item.id in known_ids else _with_text(item, entry)
+        for item, entry in kept[:TEXT_KEEP]
+    ]
+    items += [item for item, _entry in kept[TEXT_KEEP:]]
+    return ParsedFeed(title=source_title, items=tuple(items))
 
 
 def _feedparser_parse(utf8: bytes) -> Any:
@@ -449,8 +460,9 @@ def _is_empty_feed(parsed: Any, utf8: bytes) -> bool:
 
 def _normalise(
     entries: Iterable[Any], feed_url: str, source_title: str, now: datetime
-) -> list[FeedItem]:
-    items: list[FeedItem] = []
+) -> list[tuple[FeedItem, Any]]:
+    """Items (without summary and image yet), each with the entry it came from."""
+    items: list[tuple[FeedItem, Any]] = []
     seen: set[str] = set()
     for entry in entries:
         link = _safe_link(entry.get("link"), feed_url)
@@ -460,20 +472,100 @@ def _normalise(
         if ident in seen:
             continue
         seen.add(ident)
-        items.append(
-            FeedItem(
-                id=ident,
-                title=title,
-                link=link,
-                published=published,
-                source_title=source_title,
-                feed_url=feed_url,
-            )
+        item = FeedItem(
+            id=ident,
+            title=title,
+            link=link,
+            published=published,
+            source_title=source_title,
+            feed_url=feed_url,
         )
+        items.append((item, entry))
     return items
 
 
-class _FeedLinkFinder(HTMLParser):
+def _with_text(item: FeedItem, entry: Any) -> FeedItem:
+    """The item with its summary (Telegram HTML) and first image, when the entry has them.
+
+    The body is the first non-empty ``content`` block (``content:encoded``, Atom
+    ``content``, JSON ``content_html``…), else the ``summary``/``description``. Relative
+    links in it resolve against the item's link (where the text was published); images
+    declared by the feed (enclosure, ``media:content``, ``media:thumbnail``,
+    ``itunes:image``) against the feed's URL, the document they are written in, and win
+    over the first ``<img>`` of the body. A body the converter trips on costs the item its
+    summary, never the feed its update.
+    """
+    try:
+        body, kind = _body(entry)
+        if kind == "text/plain":
+            body = html.escape(body, quote=False)  # text: "<" is a character, not a tag
+        declared = _declared_image(entry, item.feed_url)
+        base = item.link or item.feed_url
+        rich = convert(body, base, find_image=declared is None) if body else None
+        image = declared or (rich.image if rich else None)
+    except Exception as exc:  # one odd body must not cost the feed its update
+        logger.warning(
+            "feed %s: item body skipped: %s", urlsplit(item.feed_url).hostname, type(exc).__name__
+        )
+        return item
+    if not (rich and rich.html) and not image:
+        return item
+    return dataclasses.replace(item, summary=rich.html if rich else "", image=image)
+
+
+def _body(entry: Any) -> tuple[str, str]:
+    """The entry's body and its type (``text/plain`` or an HTML type); ("", "") if none."""
+    blocks = entry.get("content")
+    for block in blocks if isinstance(blocks, list) else ():
+        value = block.get("value") if isinstance(block, dict) else None
+        kind = _kind(block)
+        if isinstance(value, str) and value.strip() and kind:
+            return value, kind
+    summary = entry.get("summary")
+    kind = _kind(entry.get("summary_detail"))
+    if isinstance(summary, str) and summary.strip() and kind:
+        return summary, kind
+    return "", ""
+
+
+def _kind(detail: Any) -> str:
+    """``text/plain``, an HTML type, or "" for what is neither (base64 blobs, images…)."""
+    kind = detail.get("type", "text/html") if isinstance(detail, dict) else "text/html"
+    return kind if kind == "text/plain" or kind in _HTML_KINDS else ""
+
+
+def _declared_image(entry: Any, feed_url: str) -> str | None:
+    """The image the feed declares for the entry, in order of how sure it is to be one."""
+    candidates: list[Any] = []
+    for link in _dicts(entry.get("links")):
+        if link.get("rel") == "enclosure" and _is_image_type(link.get("type")):
+            candidates.append(link.get("href"))
+    for media in _dicts(entry.get("media_content")):
+        medium = media.get("medium")
+        if (isinstance(medium, str) and medium.lower() == "image") or _is_image_type(
+            media.get("type")
+        ):
+            candidates.append(media.get("url"))
+    candidates += [thumbnail.get("url") for thumbnail in _dicts(entry.get("media_thumbnail"))]
+    image = entry.get("image")
+    if isinstance(image, dict):
+        candidates.append(image.get("href"))
+    for candidate in candidates:
+        url = _safe_link(candidate, feed_url)
+        if url:
+            return url
+    return None
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _is_image_type(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower().startswith("image/")
+
+
+class _FeedLinkFinder(LenientHTMLParser):
     """Collects ``<base href>`` and ``<link rel="alternate" type="<feed type>" href>``."""
 
     def __init__(self) -> None:
@@ -497,8 +589,8 @@ class _FeedLinkFinder(HTMLParser):
 def discover_feed_links(html: bytes, base_url: str) -> list[str]:
     """Feed URLs advertised by a web page, absolute, http(s) only, deduplicated, in page order.
 
-    Only RSS/Atom/RDF types are returned (JSON Feed is left out: :func:`parse_feed` cannot
-    read it). ``<base href>`` is honoured. At most 20 links.
+    RSS, Atom, RDF and JSON Feed (``application/feed+json``) types are returned.
+    ``<base href>`` is honoured. At most 20 links.
     """
     finder = _FeedLinkFinder()
     finder.feed(bytes(html).decode("utf-8", "replace"))

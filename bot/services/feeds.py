@@ -30,6 +30,7 @@ from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from bot import heap
+from bot.i18n import N_
 from bot.models import FeedItem, FeedState, LogEntry, ParsedFeed
 from bot.services.feed_errors import FeedError, NotAFeedError, ParseError
 from bot.services.feed_parser import discover_feed_links, looks_like_html, parse_feed
@@ -254,7 +255,7 @@ class FeedService:
                 etag=state.etag if has_log else None,
                 last_modified=state.last_modified if has_log else None,
             )
-            parsed = None if result.status == "not_modified" else await self._parse(result)
+            parsed = None if result.status == "not_modified" else await self._parse(url, result)
         except FeedError as exc:
             self._metrics.feed_fetches.labels(outcome=exc.kind).inc()
             self._metrics.feed_fetch_seconds.observe(time.perf_counter() - started)
@@ -287,10 +288,20 @@ class FeedService:
                 self.on_new_items(url, new)
         return view
 
-    async def _parse(self, result: FetchResult) -> ParsedFeed:
-        """Parse off the event loop (a worker process when configured)."""
+    async def _parse(self, url: str, result: FetchResult) -> ParsedFeed:
+        """Parse off the event loop (a worker process when configured).
+
+        Items already in the feed's log are named to the parser, which then does not convert
+        their bodies again (storage ignores them anyway): a poll that finds one new item pays
+        for one summary, not twenty.
+        """
+        known = frozenset(entry.item.id for entry in self._storage.feed_log(url))
         job = functools.partial(
-            parse_feed, result.body or b"", result.url, content_type=result.content_type
+            parse_feed,
+            result.body or b"",
+            result.url,
+            content_type=result.content_type,
+            known_ids=known,
         )
         return await self._off_loop(job)
 
@@ -357,7 +368,7 @@ class FeedService:
         # A page can be megabytes of HTML: find its feed links off the event loop.
         links = await self._off_loop(discover_feed_links, result.body or b"", result.url)
         if not links:
-            raise NotAFeedError("that page links to no RSS or Atom feed")
+            raise NotAFeedError(N_("that page links to no RSS or Atom feed"))
         view = await self.refresh(links[0], manual=True)
         return links[0], view.title
 

@@ -31,7 +31,10 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import aiohttp
 import yarl
 
+from bot.i18n import N_
 from bot.services.feed_errors import (
+    HTTP_NO_TARGET_REASON,
+    TOO_LARGE_REASON,
     BadURLError,
     BlockedAddressError,
     ConnectError,
@@ -62,11 +65,11 @@ _REDIRECT_CODES: Final = frozenset({301, 302, 303, 307, 308})
 # bot/services/feed_errors.py; the names below are kept for callers and tests, and the
 # bad-URL variants are the fetcher's own, more specific sentences.
 REASON_BLOCKED: Final = BlockedAddressError.reason
-REASON_SCHEME: Final = "only http:// and https:// addresses are allowed"
-REASON_USERINFO: Final = "addresses with a user name or password are not allowed"
+REASON_SCHEME: Final = N_("only http:// and https:// addresses are allowed")
+REASON_USERINFO: Final = N_("addresses with a user name or password are not allowed")
 REASON_BAD_URL: Final = BadURLError.reason
-REASON_BAD_REDIRECT: Final = "the server redirected to an invalid address"
-REASON_TOO_LONG: Final = "that address is too long"
+REASON_BAD_REDIRECT: Final = N_("the server redirected to an invalid address")
+REASON_TOO_LONG: Final = N_("that address is too long")
 REASON_DNS: Final = DNSError.reason
 REASON_CONNECT: Final = ConnectError.reason
 REASON_CERT: Final = TLSError.reason
@@ -301,7 +304,7 @@ class Fetcher:
                         location = response.headers.get("location")
                         if not location:
                             raise HTTPStatusError(
-                                status, f"the server answered {status} without a target"
+                                status, HTTP_NO_TARGET_REASON % {"status": status}
                             )
                         current = self._redirect_target(current, location)
                         continue
@@ -342,7 +345,7 @@ class Fetcher:
         raise TooManyRedirectsError
 
     def _too_large(self) -> TooLargeError:
-        return TooLargeError(f"the feed is larger than {_human_size(self._max_bytes)}")
+        return TooLargeError(TOO_LARGE_REASON % {"size": _human_size(self._max_bytes)})
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
         """Stream the body, decompressing with a bounded decoder, capped at ``max_bytes``.
@@ -357,7 +360,7 @@ class Fetcher:
         coding = {"x-gzip": "gzip", "": "identity"}.get(coding, coding)
         if coding not in ("identity", "gzip", "deflate"):
             # We never offer anything else; stacked codings ("gzip, gzip") are a bomb trick.
-            raise NetworkError("the server used an unsupported compression")
+            raise NetworkError(N_("the server used an unsupported compression"))
         decoder = _Decoder(coding)
         body = bytearray()
         raw_total = 0
@@ -368,7 +371,7 @@ class Fetcher:
             try:
                 body += decoder.decode(raw, self._max_bytes - len(body))
             except zlib.error as exc:
-                raise NetworkError("the server sent a corrupt compressed body") from exc
+                raise NetworkError(N_("the server sent a corrupt compressed body")) from exc
             if len(body) > self._max_bytes:
                 raise self._too_large()
             if decoder.done:

@@ -68,6 +68,7 @@ class Metrics:
         registry: the registry :meth:`render` serialises.
         news_requests: ``/news`` commands served (rate-limited ones are not counted).
         news_rate_limited: ``/news`` commands refused by the per-user budget.
+        add_rate_limited: ``/add`` and ``/import`` commands refused by their per-user budget.
         feed_fetches: feed fetches by ``outcome`` (``ok``, ``not_modified`` or an error kind).
         feed_fetch_seconds: wall time of one feed fetch, whatever its outcome.
         digests_sent: digest messages posted to chats.
@@ -104,6 +105,11 @@ class Metrics:
         self.news_rate_limited = Counter(
             "newsbot_news_rate_limited_total",
             "/news commands refused by the per-user rate limit.",
+            registry=reg,
+        )
+        self.add_rate_limited = Counter(
+            "newsbot_add_rate_limited_total",
+            "/add and /import commands refused by the per-user rate limit.",
             registry=reg,
         )
         self.feed_fetches = Counter(

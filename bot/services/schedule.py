@@ -3,6 +3,11 @@
 ``every`` keeps its phase: the next digest is the previous due time plus whole intervals, so
 restarts (which persist ``next_digest_at``) never reset it. ``at HH:MM`` is in the chat's time
 zone (IANA names via :mod:`zoneinfo`), daylight-saving changes included.
+
+Texts for users are English msgids rendered in the asker's language: :func:`describe` and
+:func:`human_interval` take a :class:`~bot.i18n.Translator`, and a :class:`ScheduleError`
+renders its message for any translator (``str()`` of it is the English text, for logs and
+configuration errors).
 """
 
 from __future__ import annotations
@@ -10,14 +15,18 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from babel.units import format_unit
+
+from bot.i18n import DEFAULT_LANGUAGE, N_, Translator, translator
 from bot.models import TIME_OF_DAY_RE, Delivery
 
 MAX_INTERVAL_S = 7 * 86400
-USAGE = (
+# TRANSLATORS: the words after /digest (every, at, off) are commands: keep them in English.
+USAGE = N_(
     "Usage: /digest — show how this chat gets new items\n"
     "/digest every 2h · /digest every 30m — a digest on a fixed interval\n"
     "/digest at 08:00 — a daily digest at that time (this chat's time zone, see /timezone)\n"
@@ -28,18 +37,34 @@ _UNITS = {"m": 60, "h": 3600, "d": 86400}
 
 
 class ScheduleError(ValueError):
-    """The arguments do not describe a schedule; the message is shown to the user."""
+    """The arguments do not describe a schedule; the message is shown to the user.
+
+    The message is a function rendering it in a translator's language (:meth:`text`), or a
+    fixed text (configuration errors); ``str()`` gives the English one.
+    """
+
+    def __init__(self, message: str | Callable[[Translator], str]) -> None:
+        self._render = message if callable(message) else lambda _t: message
+        super().__init__(self._render(translator(DEFAULT_LANGUAGE)))
+
+    def text(self, t: Translator) -> str:
+        """The message in ``t``'s language."""
+        return self._render(t)
 
 
-def human_interval(seconds: int) -> str:
-    """``7200`` → ``2h``; ``5400`` → ``90m``; ``86400`` → ``1d``."""
-    if seconds % 86400 == 0:
-        return f"{seconds // 86400}d"
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600}h"
-    if seconds % 60 == 0:
-        return f"{seconds // 60}m"
-    return f"{seconds}s"
+def _usage(t: Translator) -> str:
+    return t.gettext(USAGE)
+
+
+def human_interval(seconds: int, t: Translator) -> str:
+    """``7200`` → ``2h``; ``5400`` → ``90m``; ``86400`` → ``1d`` (in Russian: ``2 ч``…).
+
+    CLDR's narrow unit forms: the English ones are the very syntax ``/digest every`` takes.
+    """
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            return format_unit(seconds // size, f"duration-{unit}", "narrow", locale=t.locale)
+    return format_unit(seconds, "duration-second", "narrow", locale=t.locale)
 
 
 def parse_delivery(words: Sequence[str], min_interval_s: int) -> Delivery | None:
@@ -56,28 +81,39 @@ def parse_delivery(words: Sequence[str], min_interval_s: int) -> Delivery | None
     if words[0] == "every" and len(words) in (2, 3):
         match = _EVERY.match("".join(words[1:]))
         if not match:
-            raise ScheduleError("I understand intervals like 30m, 2h or 1d.\n\n" + USAGE)
+            raise ScheduleError(
+                lambda t: (
+                    t.gettext("I understand intervals like 30m, 2h or 1d.") + "\n\n" + _usage(t)
+                )
+            )
         seconds = int(match.group(1)) * _UNITS[match.group(2)[0]]
         if not min_interval_s <= seconds <= MAX_INTERVAL_S:
             raise ScheduleError(
-                f"The interval must be between {human_interval(min_interval_s)} and 7 days."
+                lambda t: (
+                    t.gettext("The interval must be between %(shortest)s and 7 days.")
+                    % {"shortest": human_interval(min_interval_s, t)}
+                )
             )
         return Delivery("every", interval_s=seconds)
     if words[0] == "at" and len(words) == 2:
         match = TIME_OF_DAY_RE.match(words[1])
         if not match:
-            raise ScheduleError("Give the time as HH:MM, e.g. /digest at 08:00.")
+            raise ScheduleError(
+                lambda t: t.gettext("Give the time as HH:MM, e.g. /digest at 08:00.")
+            )
         return Delivery("at", at=f"{int(match.group(1)):02d}:{match.group(2)}")
-    raise ScheduleError(USAGE)
+    raise ScheduleError(_usage)
 
 
-def describe(delivery: Delivery, tz: str) -> str:
-    """Human text for a delivery mode."""
+def describe(delivery: Delivery, tz: str, *, t: Translator) -> str:
+    """Human text for a delivery mode, in ``t``'s language."""
     if delivery.mode == "every" and delivery.interval_s:
-        return f"a digest every {human_interval(delivery.interval_s)}"
+        return t.gettext("a digest every %(interval)s") % {
+            "interval": human_interval(delivery.interval_s, t)
+        }
     if delivery.mode == "at" and delivery.at:
-        return f"a daily digest at {delivery.at} ({tz})"
-    return "instant (each new item as soon as it is found)"
+        return t.gettext("a daily digest at %(time)s (%(tz)s)") % {"time": delivery.at, "tz": tz}
+    return t.gettext("instant (each new item as soon as it is found)")
 
 
 def zone(name: str) -> ZoneInfo:
@@ -100,8 +136,10 @@ def parse_timezone(name: str) -> str:
     found = _zones_by_lower_name().get(wanted.lower())
     if found is None:
         raise ScheduleError(
-            "I don't know that time zone. Use an IANA name such as Europe/Berlin, "
-            "America/New_York or Asia/Tokyo."
+            lambda t: t.gettext(
+                "I don't know that time zone. Use an IANA name such as Europe/Berlin, "
+                "America/New_York or Asia/Tokyo."
+            )
         )
     return found
 

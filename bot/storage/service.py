@@ -236,20 +236,34 @@ class StorageService:
 
     # ================================================================== chats
     async def ensure_chat(
-        self, chat_id: int, type: str, title: str, *, delivery: Delivery | None = None
+        self,
+        chat_id: int,
+        type: str,
+        title: str,
+        *,
+        delivery: Delivery | None = None,
+        language: str | None = None,
     ) -> Chat:
         """Create the chat if missing, else refresh type/title and re-activate it; durable.
 
         A chat coming back after the bot was blocked or removed starts again at its feeds'
-        heads: what was found while the bot could not reach it is not replayed.
+        heads: what was found while the bot could not reach it is not replayed. ``language``
+        is recorded only when the chat has none yet: it never overrides a ``/language`` choice.
         """
         current = self._state.chats.get(chat_id)
         if current is None:
-            chat = Chat(chat_id=chat_id, type=type, title=title, delivery=delivery or Delivery())
+            chat = Chat(chat_id=chat_id, type=type, title=title, delivery=delivery or Delivery(),
+                        language=language)  # fmt: skip
             await self._commit.durable({"op": "chat", "chat": chat.to_dict()})
             return copy.copy(chat)
         new_title = title or current.title
-        if current.active and current.type == type and current.title == new_title:
+        new_language = current.language or language
+        if (
+            current.active
+            and current.type == type
+            and current.title == new_title
+            and current.language == new_language
+        ):
             return copy.copy(current)
         if not current.active:
             heads = {
@@ -259,6 +273,7 @@ class StorageService:
                 self._commit.stage({"op": "cursor", "chat_id": chat_id, "cursors": heads})
         chat = copy.copy(current)
         chat.active, chat.type, chat.title = True, type, new_title
+        chat.language = new_language
         await self._commit.durable({"op": "chat", "chat": chat.to_dict()})
         return copy.copy(chat)
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from telegram.ext import CommandHandler
 
 from bot.config import Settings
+from bot.i18n import LANGUAGES
 from bot.models import Delivery
 from bot.storage import get_storage_service
 from tests.helpers.bot_runner import AnyApp, running_bot
@@ -91,8 +92,14 @@ async def test_the_command_menu_only_offers_commands_the_bot_answers(
 ) -> None:
     async with running_bot(bot_settings()) as app:
         commands = registered_commands(app)
-        [call] = await fake_api.wait_for_call("setMyCommands")
-    offered = {c["command"] for c in call.params["commands"]}
+        calls = await fake_api.wait_for_call("setMyCommands", count=len(LANGUAGES))
+    menus = {call.params.get("language_code"): call.params["commands"] for call in calls}
+    assert set(menus) == {None, "ru"}  # English is the default menu
+    offered = {c["command"] for c in menus[None]}
     assert offered
     assert offered <= commands
     assert commands - offered <= {"start", "stats"}  # implicit, and operators only
+    assert [c["command"] for c in menus["ru"]] == [c["command"] for c in menus[None]]
+    russian = {c["command"]: c["description"] for c in menus["ru"]}
+    assert russian["news"] == "Свежие новости из лент этого чата"
+    assert russian["language"] == "Язык бота в этом чате"

@@ -46,7 +46,8 @@ def next_digest_line(chat_id: int) -> str:
     chat = stored(chat_id)
     assert chat.next_digest_at is not None
     local = datetime.fromtimestamp(chat.next_digest_at, ZoneInfo(chat.tz))
-    return f"Next digest: {local:%Y-%m-%d %H:%M} ({chat.tz})"
+    # English: CLDR's medium date and a 24-hour clock ("Nov 24, 2026, 08:00").
+    return f"Next digest: {local:%b} {local.day}, {local.year}, {local:%H:%M} ({chat.tz})"
 
 
 class Feed:

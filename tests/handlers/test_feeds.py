@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
+from bot.config import DEFAULT_MAX_FEEDS_PER_CHAT as MAX_FEEDS_PER_CHAT
 from bot.config import Settings
-from bot.handlers.feeds import MAX_FEEDS_PER_CHAT
 from bot.storage import get_storage_service
 from tests.helpers.bot_runner import running_bot
 from tests.helpers.conversation import poll_now, say
@@ -60,7 +60,10 @@ async def test_add_list_remove_roundtrip(
     assert added_one == f"✅ Now following One Times.\n{INSTANT}"
     assert added_two == f"✅ Now following Two Times.\n{INSTANT}"
     assert again == f"Already following {one}."
-    assert listing == f"Your feeds\n1. One Times\n   {one}\n2. Two Times\n   {two}"
+    assert listing == (
+        f"Your feeds\n1. One Times\n   {one}\n2. Two Times\n   {two}\n\n"
+        "Buttons: 🔇 mute · 🔔 unmute · 🔎 filters · ✏️ rename · 🗑 remove"
+    )
     assert "one story 0" in news
     assert "two story 0" in news
     assert followed == [one, two]
@@ -194,7 +197,6 @@ async def test_http_error_is_reported(
     ("text", "usage"),
     [
         ("/add", "Usage: /add <feed or page URL>, e.g. /add https://example.com/feed.xml"),
-        ("/add a b", "Usage: /add <feed or page URL>, e.g. /add https://example.com/feed.xml"),
         ("/add https://x.example/" + "a" * 2100, "Usage: /add <feed or page URL>"),
         ("/remove", "Usage: /remove <number from /list, or the feed URL>, e.g. /remove 2"),
         ("/remove 1 2", "Usage: /remove <number from /list, or the feed URL>, e.g. /remove 2"),
@@ -297,3 +299,50 @@ async def test_stats_is_for_operators_only(
         shown = await say(fake_api, "/stats", 41, 7)
     assert refused == "/stats is for the bot's operators."
     assert shown.startswith("Counters\n")
+
+
+async def test_add_several_urls_answers_once_with_each_outcome(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
+) -> None:
+    feed_server.serve("/one.xml", stories("one"))
+    feed_server.serve("/two.xml", stories("two"))
+    feed_server.serve("/feeds/main.xml", stories("disc"))
+    feed_server.serve(
+        "/blog",
+        html_page_with_feed_link("/feeds/main.xml", "Blog"),
+        content_type="text/html; charset=utf-8",
+    )
+    one, two = feed_server.url("/one.xml"), feed_server.url("/two.xml")
+    blog, found = feed_server.url("/blog"), feed_server.url("/feeds/main.xml")
+    missing = feed_server.url("/missing.xml")
+    async with running_bot(bot_settings()):
+        await say(fake_api, f"/add {one}", 32)
+        # Spaces and new lines both separate addresses; a repeated one counts once.
+        answer = await say(fake_api, f"/add {two} {one}\n{blog}\n{missing} {two}", 32)
+        answers = len(fake_api.sent_messages(32))
+        followed = get_storage_service().feed_urls(32)
+    assert answer == (
+        "✅ Now following Two Times\n"
+        f"☑️ Already following {one}\n"
+        f"✅ Now following Disc Times (found the feed at {found})\n"
+        f"❌ {missing}: the server answered 404\n"
+        f"{INSTANT}"
+    )
+    assert answers == 2  # one answer per /add
+    assert sorted(followed) == sorted([one, two, found])
+
+
+async def test_add_with_more_urls_than_allowed_is_refused_before_any_fetch(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
+) -> None:
+    feed_server.serve("/one.xml", stories("one"))
+    urls = " ".join(feed_server.url(f"/one.xml?n={n}") for n in range(21))
+    async with running_bot(bot_settings(add_rate_count=1)):
+        answer = await say(fake_api, f"/add {urls}", 33)
+        after = await say(fake_api, f"/add {feed_server.url('/one.xml')}", 33)
+    assert answer == (
+        "That's 21 addresses; one /add takes at most 20. Send them in several /add commands, "
+        "or as an OPML file with /import."
+    )
+    assert after == f"✅ Now following One Times.\n{INSTANT}"  # the refusal cost no budget
+    assert len(feed_server.requests) == 1  # only the second /add fetched

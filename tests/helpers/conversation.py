@@ -34,6 +34,20 @@ async def say(
     return str(messages[before]["plain"])
 
 
+async def press(
+    fake: FakeBotAPI, chat_id: int, message_id: int, label: str, user_id: int | None = None
+) -> dict[str, Any]:
+    """Press the button ``label`` of a bot message as ``user_id`` (default: the chat itself).
+
+    Returns the bot's answer to the press (``text``, ``show_alert``). The bot answers after
+    it has edited the message, so the message's new text and buttons can be read at once
+    (``fake.buttons.record(chat_id, message_id)``).
+    """
+    who = chat_id if user_id is None else user_id
+    query_id = fake.buttons.press(chat_id, message_id, user_id=who, text=label)
+    return await fake.buttons.wait_for_answer(query_id, timeout=20)
+
+
 async def poll_now(app: AnyApp, *urls: str) -> PollReport:
     """Make ``urls`` due and run one poll cycle over them, then wait for the deliveries.
 

@@ -9,10 +9,12 @@ the handler tests' (:mod:`tests.helpers.conversation`), re-exported here.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from bot.context import services_of
+from bot.storage import get_storage_service
 from tests.helpers.bot_runner import AnyApp, eventually
 from tests.helpers.conversation import say, settle
 from tests.helpers.fake_bot_api import FakeBotAPI
@@ -23,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "assert_exactly_once",
+    "force_digest",
     "occurrences",
     "poll_now",
     "say",
@@ -69,6 +72,19 @@ async def poll_now(app: AnyApp, server: FeedServer, path: str, url: str) -> None
 
     await eventually(fetched, timeout=10, what=f"a fetch of {path}")
     await settle(app)
+
+
+async def force_digest(app: AnyApp, chat_id: int) -> float:
+    """Make the chat's digest due now and run the due digests; return the due time used."""
+    storage, digests = get_storage_service(), services_of(app).digests
+    when = time.time() - 1
+    await storage.set_next_digest(chat_id, when)
+    chat = storage.chat(chat_id)
+    assert chat is not None
+    await digests.update(chat)
+    assert await digests.run_due() == 1
+    await settle(app)
+    return when
 
 
 def occurrences(fake: FakeBotAPI, chat_id: int, needle: str) -> int:

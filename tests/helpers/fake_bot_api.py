@@ -38,6 +38,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from tests.helpers.fake_buttons import FakeButtons, check_reply_markup
+from tests.helpers.fake_files import FILE_URL_PREFIX, FakeFiles
 from tests.helpers.fake_webhook import GET_UPDATES_CONFLICT, FakeWebhook
 from tests.helpers.local_server import LocalServer
 
@@ -47,6 +49,20 @@ DEFAULT_TOKEN = "123456789:" + "A" * 35
 BOT_USERNAME = "newsbot_test_bot"
 BOT_FIRST_NAME = "NewsBot Test"
 MAX_MESSAGE_LENGTH = 4096
+MAX_CAPTION_LENGTH = 1024  # both in UTF-16 code units of the text after entity parsing
+# What Telegram answers when it cannot use a photo given by URL (the URL is malformed or
+# unreachable, or what it serves is not an image).
+PHOTO_BAD_URL = "Bad Request: wrong file identifier/HTTP URL specified"
+PHOTO_UNREACHABLE = "Bad Request: failed to get HTTP URL content"
+PHOTO_NOT_IMAGE = "Bad Request: wrong type of the web page content"
+# LinkPreviewOptions fields and their JSON types (Bot API 7.0).
+_LINK_PREVIEW_FIELDS: dict[str, tuple[type, str]] = {
+    "is_disabled": (bool, "Boolean"),
+    "url": (str, "String"),
+    "prefer_small_media": (bool, "Boolean"),
+    "prefer_large_media": (bool, "Boolean"),
+    "show_above_text": (bool, "Boolean"),
+}
 # Telegram ids at or below this are supergroups/channels ("-100…").
 _SUPERGROUP_ID_LIMIT = -1_000_000_000_000
 _TOKEN_RE = re.compile(r"\d+:[A-Za-z0-9_-]+")
@@ -75,6 +91,7 @@ _STRING_FIELDS = frozenset(
         "inline_message_id",
         "message_effect_id",
         "emoji",
+        "photo",
     ]
 )
 # Every permission flag PTB's ChatMemberRestricted requires.
@@ -94,8 +111,29 @@ _RESTRICTED_PERMISSIONS = [
     "can_send_video_notes",
     "can_send_voice_notes",
     "can_edit_tag",
+    "can_react_to_messages",
 ]
 _MEMBER_STATUSES = frozenset({"creator", "administrator", "member", "restricted", "left", "kicked"})
+# ChatMemberAdministrator's rights: the common ones, then those only channels or only groups
+# have (Telegram leaves the others out of the object).
+_COMMON_ADMIN_RIGHTS = (
+    "can_manage_chat",
+    "can_delete_messages",
+    "can_manage_video_chats",
+    "can_restrict_members",
+    "can_promote_members",
+    "can_change_info",
+    "can_invite_users",
+    "can_post_stories",
+    "can_edit_stories",
+    "can_delete_stories",
+)
+_CHANNEL_ADMIN_RIGHTS = ("can_post_messages", "can_edit_messages")
+_GROUP_ADMIN_RIGHTS = ("can_pin_messages",)
+_SUPERGROUP_ADMIN_RIGHTS = ("can_manage_topics",)
+_ADMIN_RIGHTS = frozenset(
+    _COMMON_ADMIN_RIGHTS + _CHANNEL_ADMIN_RIGHTS + _GROUP_ADMIN_RIGHTS + _SUPERGROUP_ADMIN_RIGHTS
+)
 # Statuses answered by Telegram's nginx front end (an HTML page) rather than the Bot API server.
 _FRONT_END_STATUSES = frozenset({502, 503, 504})
 _NGINX_PAGE = (
@@ -290,6 +328,23 @@ class _Failure:
     html: bool = False
 
 
+TopicState = Literal["open", "closed", "deleted"]
+# What supergroups answer for a deleted topic (tdlib/telegram-bot-api#854); Telegram has also
+# been seen answering "Bad Request: TOPIC_DELETED" (set FakeBotAPI.deleted_topic_error).
+THREAD_NOT_FOUND = "Bad Request: message thread not found"
+TOPIC_CLOSED = "Bad Request: TOPIC_CLOSED"
+
+
+@dataclass
+class ForumTopic:
+    """A topic of a forum supergroup; its id is that of its "topic created" service message."""
+
+    thread_id: int
+    name: str
+    state: TopicState = "open"
+    icon_color: int = 0x6FB9F0
+
+
 @dataclass(frozen=True)
 class FloodLimits:
     """Telegram's flood limits as the fake enforces them (when enabled).
@@ -384,6 +439,17 @@ def _decode_field(name: str, value: str) -> Any:
         return value
 
 
+def _dumps_control(value: Any) -> str:
+    """JSON for the control API; uploaded file bytes are summarised, not dumped."""
+
+    def summarise(obj: Any) -> Any:
+        if isinstance(obj, bytes | bytearray):
+            return f"<{len(obj)} bytes>"
+        raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+    return json.dumps(value, default=summarise)
+
+
 def _error_body(status: int, description: str, parameters: dict[str, Any] | None) -> web.Response:
     body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
     if parameters:
@@ -418,7 +484,29 @@ def _as_int(value: Any, default: int) -> int:
 
 
 def _utf16_len(text: str) -> int:
+    """Telegram's length of ``text``: UTF-16 code units (the fake's own count, an oracle)."""
     return len(text.encode("utf-16-le")) // 2
+
+
+def _check_link_preview_options(value: Any) -> None:
+    """Refuse ``link_preview_options`` that are not a LinkPreviewOptions JSON object.
+
+    Telegram's wording for a non-JSON value, a non-object and a field of the wrong type.
+    Stricter than Telegram in one way: an unknown field is refused (Telegram ignores it), so a
+    misspelt option in the bot is caught rather than silently having no effect.
+    """
+    if value is None:
+        return
+    if isinstance(value, str):  # still a string: the form field was not valid JSON
+        raise _ApiError(400, "Bad Request: can't parse link preview options JSON object")
+    if not isinstance(value, dict):
+        raise _ApiError(400, "Bad Request: object expected as link preview options")
+    for name, field in value.items():
+        if name not in _LINK_PREVIEW_FIELDS:
+            raise _ApiError(400, f'Bad Request: unknown field "{name}" in link preview options')
+        kind, kind_name = _LINK_PREVIEW_FIELDS[name]
+        if not isinstance(field, kind):
+            raise _ApiError(400, f'Bad Request: field "{name}" must be of type {kind_name}')
 
 
 # --------------------------------------------------------------------------- the server
@@ -432,6 +520,16 @@ class FakeBotAPI(LocalServer):
     (:meth:`set_admin`, :meth:`fail_next`, :meth:`set_delay`, :meth:`hang`,
     :meth:`set_limits`). With ``enforce_limits=True`` it answers 429 like Telegram when the
     bot goes over the flood limits (:class:`FloodLimits`); ``limit_hits`` counts those 429s.
+
+    Forum supergroups: :meth:`make_forum`, :meth:`create_topic`, :meth:`close_topic`,
+    :meth:`reopen_topic`, :meth:`delete_topic`; ``send_command(..., thread_id=)`` sends into a
+    topic. sendMessage places a message like Telegram: in ``message_thread_id``, else in the
+    topic of the message it replies to, else General, and refuses a closed topic
+    ("TOPIC_CLOSED"), a deleted or unknown one ("message thread not found"; also for any
+    thread id in a chat without topics — Telegram accepts reply-thread ids in plain
+    supergroups, which the bot never sends). The bot is treated as an admin without
+    ``can_manage_topics`` (those may post into closed topics). Sent messages record their
+    ``thread_id`` (None: General or a chat without topics).
     """
 
     def __init__(
@@ -465,7 +563,16 @@ class FakeBotAPI(LocalServer):
         self.unknown_chats: set[int] = set()
         self.left_chats: list[int] = []
         self.chats: dict[int, dict[str, Any]] = {}
+        # Forum supergroups: chat id -> thread id -> topic; General is not in it.
+        self.forums: dict[int, dict[int, ForumTopic]] = {}
+        self.closed_general: set[int] = set()
+        self.deleted_topic_error = THREAD_NOT_FOUND
+        # (forum chat, message id) -> its topic (None: General), for replies without a thread.
+        self._message_topics: dict[tuple[int, int], int | None] = {}
+        # Photo URL → the 400 description sendPhoto answers for it (see break_photo()).
+        self.photo_errors: dict[str, str] = {}
         self._members: dict[tuple[int, int], str] = {}
+        self._rights: dict[tuple[int, int], dict[str, bool]] = {}
         self._commands: dict[str, list[Any]] = {}
         self._updates: list[dict[str, Any]] = []
         self._next_update_id = 1
@@ -486,6 +593,12 @@ class FakeBotAPI(LocalServer):
         self._changed = asyncio.Event()
         # setWebhook/getWebhookInfo and pushing updates to the bot (tests/helpers/fake_webhook.py).
         self.webhook = FakeWebhook(self)
+        # Inline keyboards: editing messages, answering and pressing buttons (fake_buttons.py).
+        self.buttons = FakeButtons(self)
+        # Documents, getFile, downloads and sendDocument (tests/helpers/fake_files.py).
+        self.files = FakeFiles(self)
+        # Messages users sent that a later message may reply to, by (chat_id, message_id).
+        self.user_messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
             "getme": self._get_me,
             "getupdates": self._get_updates,
@@ -498,11 +611,16 @@ class FakeBotAPI(LocalServer):
             "logout": self._true,
             "close": self._true,
             "sendmessage": self._send_message,
+            "sendphoto": self._send_photo,
             "getchat": self._get_chat,
             "getchatmember": self._get_chat_member,
             "getchatadministrators": self._get_chat_administrators,
             "leavechat": self._leave_chat,
-            "answercallbackquery": self._true,
+            "answercallbackquery": self.buttons.answer_callback_query,
+            "editmessagetext": self.buttons.edit_message_text,
+            "editmessagereplymarkup": self.buttons.edit_message_reply_markup,
+            "getfile": self.files.get_file,
+            "senddocument": self.files.send_document,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -528,11 +646,24 @@ class FakeBotAPI(LocalServer):
 
     # ------------------------------------------------------------------ behaviour knobs
 
-    def set_admin(self, chat_id: int, user_id: int, status: str = "administrator") -> None:
-        """Set what getChatMember answers for ``user_id`` in ``chat_id`` (default "member")."""
+    def set_admin(
+        self, chat_id: int, user_id: int, status: str = "administrator", **rights: bool
+    ) -> None:
+        """Set what getChatMember answers for ``user_id`` in ``chat_id`` (default "member").
+
+        ``rights`` override the flags of an "administrator" (every right is granted unless
+        given here, e.g. ``can_post_messages=False``) or a "restricted" member (every
+        permission is denied unless given, e.g. ``can_send_messages=True``). Use
+        ``fake.bot_id`` as ``user_id`` to set the bot's own status.
+        """
         if status not in _MEMBER_STATUSES:
             raise ValueError(f"unknown chat member status {status!r}")
+        known = _ADMIN_RIGHTS if status == "administrator" else set(_RESTRICTED_PERMISSIONS)
+        unknown = set(rights) - known if status in ("administrator", "restricted") else set(rights)
+        if unknown:
+            raise ValueError(f"flags {sorted(unknown)} do not apply to status {status!r}")
         self._members[(chat_id, user_id)] = status
+        self._rights[(chat_id, user_id)] = dict(rights)
 
     def set_chat(
         self,
@@ -550,8 +681,114 @@ class FakeBotAPI(LocalServer):
             chat["title"] = title or f"Chat {chat_id}"
         if username:
             chat["username"] = username
+        if chat_id in self.forums and chat_type == "supergroup":
+            chat["is_forum"] = True
         self.chats[chat_id] = chat
         return dict(chat)
+
+    def make_forum(self, chat_id: int, *, title: str | None = None) -> dict[str, Any]:
+        """Make ``chat_id`` a supergroup with topics enabled (``is_forum``); return the chat."""
+        if chat_id > _SUPERGROUP_ID_LIMIT:
+            raise ValueError("forums are supergroups: use a -100… id")
+        chat = self.set_chat(chat_id, "supergroup", title=title)
+        self.chats[chat_id]["is_forum"] = True
+        if chat_id not in self.forums:
+            self.forums[chat_id] = {}
+            self._next_message_id(chat_id)  # id 1 is General's; topics never get it
+        return chat | {"is_forum": True}
+
+    def create_topic(self, chat_id: int, name: str) -> int:
+        """Create a topic in a forum (as ``createForumTopic`` does); return its thread id."""
+        topics = self.forums.get(chat_id)
+        if topics is None:
+            raise ValueError(f"chat {chat_id} is not a forum (make_forum first)")
+        thread_id = self._next_message_id(chat_id)
+        topics[thread_id] = ForumTopic(thread_id, name)
+        self._message_topics[(chat_id, thread_id)] = thread_id
+        return thread_id
+
+    def close_topic(
+        self, chat_id: int, thread_id: int | None, *, by: int = 1, announce: bool = True
+    ) -> None:
+        """Close a topic (None: General); ``announce`` queues the service message bots get."""
+        self._set_topic_state(chat_id, thread_id, "closed", by, announce)
+
+    def reopen_topic(
+        self, chat_id: int, thread_id: int | None, *, by: int = 1, announce: bool = True
+    ) -> None:
+        """Reopen a closed topic (None: General), announcing it like Telegram."""
+        self._set_topic_state(chat_id, thread_id, "open", by, announce)
+
+    def delete_topic(self, chat_id: int, thread_id: int) -> None:
+        """Delete a topic with its messages (Telegram sends bots no update for this)."""
+        self._topic(chat_id, thread_id).state = "deleted"
+
+    def delete_message(self, chat_id: int, message_id: int) -> None:
+        """A user deleted a message: replies to it no longer find its topic."""
+        self._message_topics.pop((chat_id, message_id), None)
+
+    def topic_messages(self, chat_id: int, thread_id: int | None) -> list[dict[str, Any]]:
+        """Messages the bot posted in one topic of ``chat_id`` (None: General), oldest first."""
+        return [m for m in self.sent_messages(chat_id) if m["thread_id"] == thread_id]
+
+    def _topic(self, chat_id: int, thread_id: int) -> ForumTopic:
+        topic = self.forums.get(chat_id, {}).get(thread_id)
+        if topic is None:
+            raise ValueError(f"no topic {thread_id} in chat {chat_id}")
+        return topic
+
+    def _set_topic_state(
+        self, chat_id: int, thread_id: int | None, state: TopicState, by: int, announce: bool
+    ) -> None:
+        if thread_id is None:
+            if chat_id not in self.forums:
+                raise ValueError(f"chat {chat_id} is not a forum")
+            if state == "closed":
+                self.closed_general.add(chat_id)
+            else:
+                self.closed_general.discard(chat_id)
+            return
+        topic = self._topic(chat_id, thread_id)
+        if topic.state == "deleted":
+            raise ValueError(f"topic {thread_id} was deleted")
+        topic.state = state
+        if announce:
+            event = "forum_topic_closed" if state == "closed" else "forum_topic_reopened"
+            message = self._topic_message(chat_id, thread_id, by)
+            message[event] = {}
+            self.add_update({"message": message})
+
+    def _topic_message(self, chat_id: int, thread_id: int, user_id: int) -> dict[str, Any]:
+        """A new message in a topic, as Telegram shows it to bots (without its content)."""
+        topic = self._topic(chat_id, thread_id)
+        message_id = self._next_message_id(chat_id)
+        self._message_topics[(chat_id, message_id)] = thread_id
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": self._chat(chat_id),
+            "from": self._user(user_id, None),
+            "message_thread_id": thread_id,
+            "is_topic_message": True,
+            # Every topic message that replies to nothing replies to the topic's creation.
+            "reply_to_message": {
+                "message_id": thread_id,
+                "date": int(time.time()),
+                "chat": self._chat(chat_id),
+                "message_thread_id": thread_id,
+                "is_topic_message": True,
+                "forum_topic_created": {"name": topic.name, "icon_color": topic.icon_color},
+            },
+        }
+
+    def break_photo(self, url: str, description: str = PHOTO_UNREACHABLE) -> None:
+        """Make sendPhoto with ``url`` fail as Telegram does for an image it cannot use.
+
+        ``description`` is one of :data:`PHOTO_UNREACHABLE` (the default),
+        :data:`PHOTO_BAD_URL` or :data:`PHOTO_NOT_IMAGE`; sendMessage link previews of the URL
+        are unaffected (Telegram then shows no preview, it does not refuse the message).
+        """
+        self.photo_errors[url] = description
 
     def fail_next(
         self,
@@ -648,14 +885,67 @@ class FakeBotAPI(LocalServer):
         chat_type: str = "private",
         username: str | None = None,
         chat_title: str | None = None,
+        thread_id: int | None = None,
+        language_code: str | None = "en",
+        reply_to: int | None = None,
     ) -> int:
-        """Queue a user's text message; a leading ``/cmd[@bot]`` gets its bot_command entity."""
+        """Queue a user's text message; a leading ``/cmd[@bot]`` gets its bot_command entity.
+
+        ``thread_id``: a forum topic of ``chat_id`` to send it in (:meth:`create_topic`), or
+        any other id for a reply thread (a reply in General or in a chat without topics
+        carries its thread's id, but is no topic message). ``language_code`` is the sender's
+        Telegram language (an IETF tag); ``None`` leaves the field out, as Telegram does for
+        some users. ``reply_to``: the id of a message in this chat (one the bot sent, or one
+        in :attr:`user_messages`) that this one replies to.
+        """
+        chat = self._chat_for_update(chat_id, chat_type, chat_title, username, user_id)
+        if thread_id is not None and thread_id in self.forums.get(chat_id, {}):
+            message = self._topic_message(chat_id, thread_id, user_id)
+        else:
+            message = {"message_id": self._next_message_id(chat_id)}
+            if thread_id is not None:
+                message["message_thread_id"] = thread_id
+            if chat_id in self.forums:
+                self._message_topics[(chat_id, message["message_id"])] = None
+        message |= {
+            "date": int(time.time()),
+            "chat": chat,
+            "from": self._user(user_id, username, language_code),
+            "text": text,
+        }
+        if reply_to is not None:
+            replied = self.user_messages.get((chat_id, reply_to))
+            message["reply_to_message"] = dict(replied or self.buttons.message(chat_id, reply_to))
+        entities = self._command_entities(text)
+        if entities:
+            message["entities"] = entities
+        return self.add_update({"message": message})
+
+    def send_reply(
+        self,
+        text: str,
+        *,
+        reply_to: int,
+        chat_id: int,
+        user_id: int,
+        chat_type: str = "private",
+        chat_title: str | None = None,
+    ) -> int:
+        """Queue a user's text message replying to their earlier message ``reply_to``.
+
+        Telegram puts the whole replied-to message in ``reply_to_message``; only messages
+        recorded in :attr:`user_messages` (documents, see :class:`FakeFiles`) can be replied to.
+        """
+        replied = self.user_messages.get((chat_id, reply_to))
+        if replied is None:
+            raise ValueError(f"no recorded message {reply_to} in chat {chat_id}")
         message: dict[str, Any] = {
             "message_id": self._next_message_id(chat_id),
             "date": int(time.time()),
-            "chat": self._chat_for_update(chat_id, chat_type, chat_title, username, user_id),
-            "from": self._user(user_id, username),
+            "chat": self._chat_for_update(chat_id, chat_type, chat_title, None, user_id),
+            "from": self._user(user_id, None),
             "text": text,
+            "reply_to_message": dict(replied),
         }
         entities = self._command_entities(text)
         if entities:
@@ -693,12 +983,13 @@ class FakeBotAPI(LocalServer):
         """
         chat = self._chat_for_update(chat_id, chat_type, chat_title, None, user_id)
         self._members[(chat_id, self.bot_id)] = new_status
+        self._rights.pop((chat_id, self.bot_id), None)
         update = {
             "chat": chat,
             "from": self._user(user_id, None),
             "date": int(time.time()),
-            "old_chat_member": self._member(self.bot_user, old_status),
-            "new_chat_member": self._member(self.bot_user, new_status),
+            "old_chat_member": self._member(self.bot_user, old_status, chat_type),
+            "new_chat_member": self._member(self.bot_user, new_status, chat_type),
         }
         return self.add_update({"my_chat_member": update})
 
@@ -728,7 +1019,14 @@ class FakeBotAPI(LocalServer):
         return [call for call in self.calls if call.method.lower() == wanted]
 
     def sent_messages(self, chat_id: int | None = None) -> list[dict[str, Any]]:
-        """Messages accepted by sendMessage, oldest first, optionally for one chat."""
+        """Messages accepted by sendMessage and sendPhoto, oldest first, optionally for one chat.
+
+        Each is a dict: ``method``, ``chat_id``, ``message_id``, ``text`` (as sent; a photo's
+        caption), ``plain`` (what the user reads), ``parse_mode``, ``photo`` (sendPhoto's URL,
+        else None), ``link_preview_options`` (decoded, or None), ``reply_markup``, ``params``,
+        ``thread_id`` (the forum topic, None: General or not a forum).
+        """
+
         return [m for m in self.sent if chat_id is None or m["chat_id"] == chat_id]
 
     async def wait_for_messages(
@@ -766,12 +1064,19 @@ class FakeBotAPI(LocalServer):
         """A human summary of sent messages and recent calls, for assertion messages."""
         lines = [f"sent messages ({len(self.sent)}):"]
         lines += [
-            f"  chat {m['chat_id']} #{m['message_id']}: {m['plain'][:120]!r}" for m in self.sent
+            f"  chat {m['chat_id']} #{m['message_id']}: "
+            + (f"[photo {m['photo']}] " if m.get("photo") else "")
+            + repr(m["plain"][:120])
+            for m in self.sent
         ]
         recent = self.calls[-20:]
         lines.append(f"last {len(recent)} of {len(self.calls)} calls:")
         for call in recent:
-            brief = {k: v for k, v in call.params.items() if k != "text"}
+            brief = {
+                k: {**v, "data": "…"} if isinstance(v, dict) and "data" in v else v
+                for k, v in call.params.items()
+                if k != "text"
+            }
             lines.append(f"  {call.method} -> {call.status or 'pending'} {brief}")
         return "\n".join(lines)
 
@@ -830,13 +1135,12 @@ class FakeBotAPI(LocalServer):
         return self.set_chat(chat_id, chat_type, title=title)
 
     @staticmethod
-    def _user(user_id: int, username: str | None) -> dict[str, Any]:
-        user: dict[str, Any] = {
-            "id": user_id,
-            "is_bot": False,
-            "first_name": f"User{user_id}",
-            "language_code": "en",
-        }
+    def _user(
+        user_id: int, username: str | None, language_code: str | None = "en"
+    ) -> dict[str, Any]:
+        user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"}
+        if language_code is not None:
+            user["language_code"] = language_code
         if username:
             user["username"] = username
         return user
@@ -849,40 +1153,68 @@ class FakeBotAPI(LocalServer):
         return [{"type": "bot_command", "offset": 0, "length": _utf16_len(command)}]
 
     @staticmethod
-    def _member(user: dict[str, Any], status: str) -> dict[str, Any]:
-        """A ChatMember object with every field PTB requires for ``status``."""
+    def _member(
+        user: dict[str, Any],
+        status: str,
+        chat_type: str | None = None,
+        rights: dict[str, bool] | None = None,
+    ) -> dict[str, Any]:
+        """A ChatMember object shaped as Telegram sends it for ``status``.
+
+        ``chat_type`` picks the administrator rights that exist in that kind of chat
+        (``can_post_messages`` in channels, ``can_pin_messages`` in groups...); None gives
+        them all. ``rights`` override the defaults (see :meth:`set_admin`).
+        """
         member: dict[str, Any] = {"status": status, "user": dict(user)}
+        rights = rights or {}
         if status == "creator":
             member["is_anonymous"] = False
         elif status == "administrator":
-            member |= {
-                "can_be_edited": False,
-                "is_anonymous": False,
-                "can_manage_chat": True,
-                "can_delete_messages": True,
-                "can_manage_video_chats": True,
-                "can_restrict_members": True,
-                "can_promote_members": False,
-                "can_change_info": True,
-                "can_invite_users": True,
-                "can_post_messages": True,
-                "can_edit_messages": True,
-                "can_pin_messages": True,
-                "can_post_stories": False,
-                "can_edit_stories": False,
-                "can_delete_stories": False,
-            }
+            names = list(_COMMON_ADMIN_RIGHTS)
+            if chat_type in (None, "channel"):
+                names += _CHANNEL_ADMIN_RIGHTS
+            if chat_type in (None, "group", "supergroup"):
+                names += _GROUP_ADMIN_RIGHTS
+            if chat_type in (None, "supergroup"):
+                names += _SUPERGROUP_ADMIN_RIGHTS
+            defaults = dict.fromkeys(names, True)
+            defaults |= {"can_promote_members": False} | dict.fromkeys(
+                ("can_post_stories", "can_edit_stories", "can_delete_stories"), False
+            )
+            member |= {"can_be_edited": False, "is_anonymous": False}
+            member |= {name: bool(rights.get(name, defaults[name])) for name in names}
         elif status == "kicked":
             member["until_date"] = 0
         elif status == "restricted":
             member |= {
                 "is_member": True,
                 "until_date": 0,
-                **dict.fromkeys(_RESTRICTED_PERMISSIONS, False),
+                **{name: bool(rights.get(name, False)) for name in _RESTRICTED_PERMISSIONS},
             }
         elif status not in _MEMBER_STATUSES:
             raise ValueError(f"unknown chat member status {status!r}")
         return member
+
+    def _is_known(self, chat_id: int) -> bool:
+        """Whether Telegram would know this chat to the bot (seen, registered or configured)."""
+        return chat_id in self.chats or any(chat == chat_id for chat, _ in self._members)
+
+    def _other_chat(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The chat getChat/getChatMember ask about, refused as Telegram refuses it.
+
+        Unknown chats and private chats the bot is not in are "chat not found"; a chat the
+        bot was kicked from answers 403. Public chats (with a username) are found either way.
+        """
+        chat_id = self._resolve_chat_id(params)
+        if not self._is_known(chat_id):
+            raise _ApiError(400, "Bad Request: chat not found")
+        chat = self._chat(chat_id)
+        bot_status = self._members.get((chat_id, self.bot_id))
+        if bot_status == "kicked" and chat["type"] != "private":
+            raise _ApiError(403, self._forbidden_description(chat["type"]))
+        if bot_status == "left" and not chat.get("username"):
+            raise _ApiError(400, "Bad Request: chat not found")
+        return chat
 
     def _resolve_chat_id(self, params: dict[str, Any]) -> int:
         """Turn the ``chat_id`` parameter into a known chat id, like Telegram does."""
@@ -923,6 +1255,7 @@ class FakeBotAPI(LocalServer):
                     "filename": value.filename,
                     "content_type": value.content_type,
                     "size": len(data),
+                    "data": data,  # sendDocument keeps it (tests/helpers/fake_files.py)
                 }
             elif isinstance(value, str):
                 params[key] = _decode_field(key, value)
@@ -933,6 +1266,8 @@ class FakeBotAPI(LocalServer):
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         if request.path.startswith("/_control/"):
             return await self._control(request)
+        if request.path.startswith(FILE_URL_PREFIX) and request.method == "GET":
+            return self.files.serve(request.path)
         match = _PATH_RE.fullmatch(request.path)
         if match is None or match.group(1) != self.token:
             return _not_found()
@@ -1054,7 +1389,7 @@ class FakeBotAPI(LocalServer):
             return web.json_response({"ok": False, "error": str(exc)}, status=400)
         if result is None:
             return web.json_response({"ok": False, "error": "unknown control"}, status=404)
-        return web.json_response({"ok": True, "result": result})
+        return web.json_response({"ok": True, "result": result}, dumps=_dumps_control)
 
     def _control_action(
         self, action: str, method: str, body: Any, query: Any
@@ -1158,7 +1493,8 @@ class FakeBotAPI(LocalServer):
         self._commands.pop(self._commands_key(params), None)
         return True
 
-    async def _send_message(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _target_chat(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The chat a message goes to, or the error Telegram gives for it (moved, blocked)."""
         chat_id = self._resolve_chat_id(params)
         if chat_id in self.migrated_chats:
             raise _ApiError(
@@ -1169,9 +1505,57 @@ class FakeBotAPI(LocalServer):
         chat = self._chat(chat_id)
         if chat_id in self.blocked_chats:
             raise _ApiError(403, self._forbidden_description(chat["type"]))
-        raw_text = params.get("text")
-        text = "" if raw_text is None else str(raw_text)
-        parse_mode = params.get("parse_mode")
+        return chat
+
+    def _record(
+        self, method: str, chat: dict[str, Any], params: dict[str, Any], text: str, plain: str
+    ) -> dict[str, Any]:
+        """Store an accepted message (``sent``) and return Telegram's Message object."""
+        chat_id = int(chat["id"])
+        thread_id = self._place_in_topic(chat_id, params)
+        message: dict[str, Any] = {
+            "message_id": self._next_message_id(chat_id),
+            "from": dict(self.bot_user),
+            "date": int(time.time()),
+            "chat": chat,
+        }
+        if method == "sendMessage":
+            message["text"] = plain
+        if thread_id is not None:
+            message |= {"message_thread_id": thread_id, "is_topic_message": True}
+        if chat_id in self.forums:
+            self._message_topics[(chat_id, message["message_id"])] = thread_id
+        markup = params.get("reply_markup")
+        if isinstance(markup, dict) and "inline_keyboard" in markup:
+            message["reply_markup"] = markup  # a Message only ever shows inline keyboards
+        self.sent.append(
+            {
+                "method": method,
+                "chat_id": chat_id,
+                "message_id": message["message_id"],
+                "text": text,
+                "plain": plain,
+                "parse_mode": params.get("parse_mode"),
+                "date": message["date"],
+                "reply_markup": params.get("reply_markup"),
+                "photo": params.get("photo") if method == "sendPhoto" else None,
+                "link_preview_options": params.get("link_preview_options"),
+                "params": params,
+                "thread_id": thread_id,
+                "message": message,  # as Telegram holds it now (edits change it)
+            }
+        )
+        return message
+
+    async def _send_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat = self._target_chat(params)
+        text, plain, _parse_mode = self._message_text(params)
+        check_reply_markup(params.get("reply_markup"))
+        return self._record("sendMessage", chat, params, text, plain)
+
+    @staticmethod
+    def _visible_text(text: str, parse_mode: Any) -> str:
+        """The text a user reads (entities parsed, surrounding whitespace trimmed)."""
         if parse_mode is not None and str(parse_mode).lower() == "html":
             try:
                 plain = telegram_html_to_plain(text)
@@ -1181,33 +1565,84 @@ class FakeBotAPI(LocalServer):
             plain = text  # Markdown is not validated by this fake
         else:
             raise _ApiError(400, "Bad Request: unsupported parse_mode")
-        plain = plain.strip()  # Telegram trims surrounding whitespace
+        return plain.strip()  # Telegram trims surrounding whitespace
+
+    @classmethod
+    def _message_text(cls, params: dict[str, Any]) -> tuple[str, str, Any]:
+        """The text, its visible form and parse_mode, validated as Telegram does.
+
+        Also the message's ``link_preview_options`` (sendMessage and editMessageText take them).
+        """
+        _check_link_preview_options(params.get("link_preview_options"))
+        raw_text = params.get("text")
+        text = "" if raw_text is None else str(raw_text)
+        parse_mode = params.get("parse_mode")
+        plain = cls._visible_text(text, parse_mode)
         if not plain:
             raise _ApiError(400, "Bad Request: message text is empty")
-        if len(plain) > MAX_MESSAGE_LENGTH:
+        if _utf16_len(plain) > MAX_MESSAGE_LENGTH:
             raise _ApiError(400, "Bad Request: message is too long")
-        message: dict[str, Any] = {
-            "message_id": self._next_message_id(chat_id),
-            "from": dict(self.bot_user),
-            "date": int(time.time()),
-            "chat": chat,
-            "text": plain,
-        }
-        if isinstance(params.get("reply_markup"), dict):
-            message["reply_markup"] = params["reply_markup"]
-        self.sent.append(
-            {
-                "chat_id": chat_id,
-                "message_id": message["message_id"],
-                "text": text,
-                "plain": plain,
-                "parse_mode": parse_mode,
-                "date": message["date"],
-                "reply_markup": params.get("reply_markup"),
-                "params": params,
-            }
-        )
+        return text, plain, parse_mode
+
+    async def _send_photo(self, params: dict[str, Any]) -> dict[str, Any]:
+        """sendPhoto with the photo as an HTTP URL (uploads are stored but not inspected).
+
+        Telegram fetches the URL itself: a URL in :attr:`photo_errors` gets the answer stored
+        there, and anything but an ``http(s)://`` URL is refused as Telegram refuses it.
+        """
+        chat = self._target_chat(params)
+        photo = params.get("photo")
+        if photo is None or photo == "":
+            raise _ApiError(400, "Bad Request: there is no photo in the request")
+        if isinstance(photo, str):
+            if photo in self.photo_errors:
+                raise _ApiError(400, self.photo_errors[photo])
+            if not re.match(r"https?://[^\s/]+", photo, re.IGNORECASE):
+                raise _ApiError(400, PHOTO_BAD_URL)
+        raw = params.get("caption")
+        caption = "" if raw is None else str(raw)
+        plain = self._visible_text(caption, params.get("parse_mode"))
+        if _utf16_len(plain) > MAX_CAPTION_LENGTH:
+            raise _ApiError(400, "Bad Request: message caption is too long")
+        check_reply_markup(params.get("reply_markup"))
+        message = self._record("sendPhoto", chat, params, caption, plain)
+        message["photo"] = [
+            {"file_id": f"photo-{message['message_id']}", "file_unique_id":
+             f"u{message['message_id']}", "width": 800, "height": 600, "file_size": 1}
+        ]  # fmt: skip
+        if plain:
+            message["caption"] = plain
         return message
+
+    def _place_in_topic(self, chat_id: int, params: dict[str, Any]) -> int | None:
+        """The topic a new message goes to (None: General), or Telegram's refusal.
+
+        ``message_thread_id`` wins; without it a reply goes to the topic of the message it
+        answers (a missing one, with ``allow_sending_without_reply``, leaves it in General).
+        """
+        raw = params.get("message_thread_id")
+        thread_id: int | None
+        if raw is not None:
+            if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
+                raise _ApiError(400, THREAD_NOT_FOUND)
+            thread_id = raw
+        else:
+            reply = params.get("reply_parameters")
+            replied = _as_int(reply.get("message_id"), 0) if isinstance(reply, dict) else 0
+            thread_id = self._message_topics.get((chat_id, replied))
+        topics = self.forums.get(chat_id)
+        if thread_id is None:
+            if chat_id in self.closed_general:
+                raise _ApiError(400, TOPIC_CLOSED)
+            return None
+        topic = topics.get(thread_id) if topics is not None else None
+        if topic is None:
+            raise _ApiError(400, THREAD_NOT_FOUND)
+        if topic.state == "deleted":
+            raise _ApiError(400, self.deleted_topic_error)
+        if topic.state == "closed":
+            raise _ApiError(400, TOPIC_CLOSED)
+        return thread_id
 
     @staticmethod
     def _forbidden_description(chat_type: str) -> str:
@@ -1220,7 +1655,7 @@ class FakeBotAPI(LocalServer):
         return "Forbidden: bot was blocked by the user"
 
     async def _get_chat(self, params: dict[str, Any]) -> dict[str, Any]:
-        chat = self._chat(self._resolve_chat_id(params))
+        chat = self._other_chat(params)
         return chat | {
             "accent_color_id": 0,
             "max_reaction_count": 11,
@@ -1237,17 +1672,30 @@ class FakeBotAPI(LocalServer):
         return dict(self.bot_user) if user_id == self.bot_id else self._user(user_id, None)
 
     async def _get_chat_member(self, params: dict[str, Any]) -> dict[str, Any]:
-        chat_id = self._resolve_chat_id(params)
+        chat = self._other_chat(params)
+        chat_id = int(chat["id"])
         user_id = _as_int(params.get("user_id"), 0)
         if user_id <= 0:
             raise _ApiError(400, "Bad Request: invalid user_id specified")
+        bot_status = self._members.get((chat_id, self.bot_id), "member")
+        if (
+            chat["type"] == "channel"
+            and user_id != self.bot_id
+            and bot_status not in ("creator", "administrator")
+        ):
+            # Only a channel's administrators may see who else is in it.
+            raise _ApiError(400, "Bad Request: member list is inaccessible")
         status = self._members.get((chat_id, user_id), "member")
-        return self._member(self._user_for_member(user_id), status)
+        rights = self._rights.get((chat_id, user_id))
+        return self._member(self._user_for_member(user_id), status, chat["type"], rights)
 
     async def _get_chat_administrators(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         chat_id = self._resolve_chat_id(params)
+        chat_type = self._chat(chat_id)["type"]
         return [
-            self._member(self._user_for_member(user_id), status)
+            self._member(
+                self._user_for_member(user_id), status, chat_type, self._rights.get((chat, user_id))
+            )
             for (chat, user_id), status in self._members.items()
             if chat == chat_id and status in ("creator", "administrator")
         ]

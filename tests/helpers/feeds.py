@@ -7,6 +7,7 @@ by hand because no XML library would produce them.
 
 from __future__ import annotations
 
+import json
 import logging
 import zlib
 from datetime import UTC, datetime, timedelta
@@ -210,3 +211,21 @@ def big_feed(n_items: int, *, title: str = "Big feed") -> bytes:
         for i in range(n_items)
     ]
     return rss(items, title=title)
+
+
+def json_feed(
+    items: list[dict[str, Any]],
+    title: str | None = "Test feed",
+    *,
+    version: str = "https://jsonfeed.org/version/1.1",
+    **top: Any,
+) -> bytes:
+    """A JSON Feed document: ``items`` are written as given (JSON Feed item objects).
+
+    ``title=None`` leaves the feed title out; ``top`` adds or overrides top-level keys.
+    """
+    document: dict[str, Any] = {"version": version, "items": items}
+    if title is not None:
+        document["title"] = title
+    document.update(top)
+    return json.dumps(document, ensure_ascii=False).encode()

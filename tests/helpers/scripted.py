@@ -180,6 +180,10 @@ class RecordingBot:
         """The texts accepted for ``chat_id``, in order."""
         return [s.text for s in self.sent if s.chat_id == chat_id]
 
+    async def send_photo(self, chat_id: int, photo: str, caption: str = "", **kwargs: Any) -> Sent:
+        """As :meth:`send_message`; the caption is the text, ``kwargs["photo"]`` the photo."""
+        return await self.send_message(chat_id, caption, photo=photo, **kwargs)
+
     async def send_message(self, chat_id: int, text: str, **kwargs: Any) -> Sent:
         """Record the message, or raise the scripted error; yields to the loop first."""
         await asyncio.sleep(0)  # a real send awaits I/O: let other tasks interleave here

@@ -71,8 +71,7 @@ def observable(service: StorageService) -> dict[str, Any]:
         "chats": [c.to_dict() for c in chats],
         "subs": {
             c.chat_id: [
-                (s.url, s.cursor, s.added_at, s.options())
-                for s in service.subscriptions(c.chat_id)
+                (s.url, s.cursor, s.added_at, s.options()) for s in service.subscriptions(c.chat_id)
             ]
             for c in chats
         },

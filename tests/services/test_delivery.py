@@ -19,13 +19,16 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
 from bot.formatting import format_backlogs
-from bot.models import Delivery, FeedItem, FeedState, LogEntry
+from bot.i18n import translator
+from bot.models import Chat, Delivery, FeedItem, FeedState, LogEntry
 from bot.services.delivery import Dispatcher, send_html
 from bot.services.metrics import Metrics
 from bot.services.telegram_limits import BULK
 from bot.storage import StorageService
 from bot.storage.state import LOG_MAX
 from tests.helpers.scripted import T0, RecordingBot
+
+EN = translator("en")
 
 URL = "https://feeds.example/rss"
 OTHER = "https://other.example/rss"
@@ -63,7 +66,17 @@ async def follower(
     delivery: Delivery | None = None,
     chat_type: str = "private",
 ) -> None:
+    """A chat following ``urls`` in the compact ``title`` format without link previews.
+
+    The guarantees here are about messages, and the compact format packs many items into
+    few of them; per-item formats are tested in ``test_delivery_posts.py``.
+    """
     await storage.ensure_chat(chat_id, chat_type, f"chat {chat_id}", delivery=delivery)
+
+    def compact(chat: Chat) -> None:
+        chat.format, chat.previews = "title", False
+
+    await storage.update_chat(chat_id, compact)
     for url in urls or (URL,):
         assert await storage.subscribe(chat_id, url, limit=50) == "added"
 
@@ -206,7 +219,7 @@ async def test_a_failure_mid_delivery_keeps_what_was_accepted(
     await follower(storage, 1)
     await baseline(storage)
     await publish(storage, range(1, 31), pad=60)  # long titles: several messages
-    messages = format_backlogs(storage.pending(1), digest=False)
+    messages = format_backlogs(storage.pending(1), digest=False, t=EN)
     assert len(messages) >= 3
     bot.fail_next(1, None, NetworkError("gateway timeout"))  # the second send fails
     assert await dispatcher.deliver(1, digest=False) == "retry"
@@ -263,7 +276,7 @@ async def test_a_rejected_message_is_logged_and_skipped(
     await follower(storage, 1)
     await baseline(storage)
     await publish(storage, range(1, 31), pad=60)
-    messages = format_backlogs(storage.pending(1), digest=False)
+    messages = format_backlogs(storage.pending(1), digest=False, t=EN)
     assert len(messages) >= 3
     bot.fail_next(1, BadRequest("Can't parse entities: unsupported start tag"))
     with caplog.at_level(logging.ERROR, logger="bot.services.delivery"):
@@ -286,7 +299,7 @@ async def test_a_migrated_group_is_followed_to_its_new_id_once(
     await follower(storage, old, chat_type="group")
     await baseline(storage)
     await publish(storage, range(1, 31), pad=60)
-    count = len(format_backlogs(storage.pending(old), digest=False))
+    count = len(format_backlogs(storage.pending(old), digest=False, t=EN))
     bot.migrated[old] = new
     assert await dispatcher.deliver(old, digest=False) == "done"
     assert bot.attempts.count(old) == 1  # later messages go straight to the new id

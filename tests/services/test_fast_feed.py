@@ -152,6 +152,21 @@ RSS_EXTRAS = [
     '<media:thumbnail url="https://example.com/t.jpg"/>',
     "<description>&lt;p&gt;Some &lt;b&gt;html&lt;/b&gt;&lt;/p&gt;</description>",
     "<description><![CDATA[<p>cdata <i>html</i></p>]]></description>",
+    # summaries and images (bot.richtext converts the body; both readers must hand it the same)
+    "<description>&lt;p&gt;Hi &lt;img src='/in-body.jpg'&gt; &amp;amp; you&lt;/p&gt;</description>",
+    "<description>plain &amp; text\n\nparagraphs</description>",
+    "<description>Ã©tÃ© mojibake &#147;q&#148;</description>",
+    "<description>   </description>",
+    "<content:encoded><![CDATA[<script>x</script><p>Body <b>bold</b> "
+    "<img src='https://example.com/body.jpg'></p>]]></content:encoded>",
+    "<content:encoded></content:encoded>",
+    '<enclosure url="/img/a.jpg" type="IMAGE/JPEG" length="1"/>',
+    '<enclosure URL="https://example.com/b.png" type="image/png"/>',
+    '<enclosure url="" href="https://example.com/c.png" type="image/png"/>',
+    '<media:content url="https://example.com/m.jpg" medium="image"/>',
+    '<media:content url="https://example.com/v.mp4" type="video/mp4"/>',
+    '<media:content url="javascript:alert(1)" type="image/png"/>',
+    '<media:thumbnail url="//cdn.example.com/t.png" width="1" height="1"/>',
 ]
 # Constructs the fast reader must leave to feedparser (rarer, so most documents stay fast).
 RSS_UNSURE = [
@@ -164,6 +179,10 @@ RSS_UNSURE = [
     "<description><p>raw child</p></description>",
     "<lastBuildDate>Mon, 15 Jan 2024 12:00:00 GMT</lastBuildDate>",
     "<Title>Upper-case title</Title>",
+    "<media:thumbnail>https://example.com/text-url.jpg</media:thumbnail>",
+    '<description type="text/plain">typed</description>',
+    '<media:content url="https://example.com/x.jpg"><media:title>t</media:title></media:content>',
+    '<enclosure xml:lang="en" url="https://example.com/ns.png" type="image/png"/>',
 ]
 NAMESPACES = (
     'xmlns:content="http://purl.org/rss/1.0/modules/content/" '
@@ -230,6 +249,8 @@ ATOM_RELS = ["", "", "alternate", "self", "related", "enclosure", "ALTERNATE"]
 ATOM_LINK_TYPES = [
     "",
     "",
+    "image/png",
+    "IMAGE/JPEG",
     "text/html",
     "application/pdf",
     "TEXT/HTML",
@@ -269,12 +290,20 @@ def _atom_entry(rng: random.Random) -> str:
         '<summary type="html">&lt;p&gt;s&lt;/p&gt;</summary>',
         "<content>plain content</content>",
         "<category term='x'/>",
+        '<content type="html">&lt;p&gt;Atom &lt;i&gt;html&lt;/i&gt; '
+        '&lt;img src="/a.png"&gt;</content>',
+        "<summary>plain &lt;not a tag&gt; summary</summary>",
+        '<content type="text">text &amp; content</content>',
+        '<link rel="enclosure" type="image/jpeg" href="/enc.jpg"/>',
     ]
     unsure = [
         '<content type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml"><p>c</p></div></content>',
         "<source><title>S</title></source>",
         "<dc:date>2024-01-20T00:00:00Z</dc:date>",
         "<link>https://example.com/atom03-style</link>",
+        '<content type="text/html">mime typed</content>',
+        '<content src="https://example.com/out"/>',
+        '<summary type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">x</div></summary>',
     ]
     for _ in range(rng.choice([0, 0, 1, 2])):
         parts.append(rng.choice(extras))

@@ -6,14 +6,18 @@ import pickle
 
 import pytest
 
+from bot.i18n import translator
 from bot.services import feed_errors
 from bot.services.feed_errors import (
+    HTTP_NO_TARGET_REASON,
+    TOO_LARGE_REASON,
     FeedError,
     FetchError,
     HTTPStatusError,
     NotAFeedError,
     ParseError,
     TLSError,
+    localize_reason,
 )
 from bot.services.metrics import FEED_FETCH_OUTCOMES
 
@@ -115,3 +119,40 @@ def test_old_names_still_import_and_catch() -> None:
         raise HTTPStatusError(500)
     with pytest.raises(FeedParseError):
         raise NotAFeedError
+
+
+# --------------------------------------------------------------------------- translation
+
+RU = translator("ru")
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_every_default_reason_reads_in_russian(cls: type[FeedError]) -> None:
+    reason = _make(cls).reason
+    translated = localize_reason(reason, RU)
+    assert translated != reason
+    assert localize_reason(reason, translator("en")) == reason
+
+
+@pytest.mark.parametrize(
+    ("reason", "russian"),
+    [
+        (HTTPStatusError(404).reason, "сервер ответил кодом 404"),
+        (
+            HTTP_NO_TARGET_REASON % {"status": 302},
+            "сервер ответил кодом 302 без адреса перенаправления",
+        ),
+        (TOO_LARGE_REASON % {"size": "5 MiB"}, "лента больше 5 MiB"),
+    ],
+)
+def test_reasons_with_a_value_are_translated_even_when_read_back_from_storage(
+    reason: str, russian: str
+) -> None:
+    stored = str(reason)  # FeedState.last_error keeps only the filled-in English text
+    assert localize_reason(stored, RU) == russian
+
+
+def test_an_unknown_reason_is_shown_as_it_is() -> None:
+    assert localize_reason("a reason from an older version", RU) == (
+        "a reason from an older version"
+    )

@@ -257,11 +257,11 @@ def test_only_bytes_are_accepted(body: object) -> None:
         ),
         (b"<html><body><p>no doctype</p></body></html>", REASON_NOT_A_FEED),
         (b"<foo><title>some xml</title></foo>", REASON_NOT_A_FEED),
-        (b'{"version": "https://jsonfeed.org/version/1.1", "items": []}', REASON_NOT_A_FEED),
         (b"\x00\x01\x02 binary \xff\xfe junk", REASON_NOT_A_FEED),
         (b'<?xml version="1.0"?><rss version="2.0"><channel>', REASON_NOT_A_FEED),
     ],
-    ids=["empty", "blank", "html", "html-no-doctype", "other-xml", "json", "binary", "truncated"],
+    # JSON is read as JSON Feed or refused with its own reasons: tests/services/test_json_feed.py
+    ids=["empty", "blank", "html", "html-no-doctype", "other-xml", "binary", "truncated"],
 )
 def test_documents_that_are_not_feeds_are_refused(body: bytes, reason: str) -> None:
     assert parse_error(body).reason == reason
@@ -725,6 +725,7 @@ def test_discovery_resolves_filters_and_dedups_in_page_order() -> None:
     assert links == [
         "https://news.example.com/feed.xml",
         "https://news.example.com/blog/atom.xml",
+        "https://news.example.com/feed.json",  # JSON Feed is read on purpose
         "https://cdn.example.net/comments.rss",
         "https://news.example.com/rss1.rdf",
     ]

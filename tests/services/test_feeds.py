@@ -21,7 +21,7 @@ from bot.services.feeds import (
 from bot.services.fetcher import FetchResult
 from bot.services.metrics import Metrics
 from bot.storage import StorageService
-from tests.helpers.feeds import html_page_with_feed_link
+from tests.helpers.feeds import html_page_with_feed_link, rss
 from tests.helpers.scripted import (
     CountingExecutor,
     FakeClock,
@@ -30,6 +30,7 @@ from tests.helpers.scripted import (
     ok,
     page,
     reopened,
+    story,
 )
 
 URL = "https://feeds.example/rss"
@@ -159,6 +160,35 @@ async def test_first_fetch_is_a_baseline_then_only_new_items_are_announced(
     assert url == URL
     assert [(e.seq, e.item.id) for e in entries] == [(4, "s3"), (5, "s4")]  # oldest first
     assert storage.feed_head(URL) == 5
+
+
+def with_bodies(numbers: range) -> FetchResult:
+    """A 200 answer whose items carry HTML descriptions (so they get summaries)."""
+    items = [{**story(n), "description": f"<p>Body <b>{n}</b></p>"} for n in numbers]
+    return FetchResult(
+        url=URL, status="ok", body=rss(items, title="Stories"), etag=None, last_modified=None,
+        content_type="application/rss+xml",
+    )  # fmt: skip
+
+
+async def test_only_items_not_logged_yet_have_their_bodies_converted(
+    feeds: FeedService, fetcher: ScriptedFetcher, hook: Hook
+) -> None:
+    fetcher.serve(URL, with_bodies(range(3)), with_bodies(range(5)))
+    first = await feeds.refresh(URL)
+    second = await feeds.refresh(URL)
+    assert [(i.id, i.summary) for i in first.items] == [
+        ("s2", "Body <b>2</b>"), ("s1", "Body <b>1</b>"), ("s0", "Body <b>0</b>"),
+    ]  # fmt: skip
+    # The second poll converted only the two new items: the logged ones were named to the
+    # parser as known (storage keeps their text from the first time).
+    assert [(i.id, i.summary) for i in second.items] == [
+        ("s4", "Body <b>4</b>"), ("s3", "Body <b>3</b>"), ("s2", ""), ("s1", ""), ("s0", ""),
+    ]  # fmt: skip
+    [(_url, entries)] = hook.calls
+    assert [(e.item.id, e.item.summary) for e in entries] == [
+        ("s3", "Body <b>3</b>"), ("s4", "Body <b>4</b>"),
+    ]  # fmt: skip
 
 
 async def test_the_first_items_of_a_feed_that_was_empty_are_news(

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bot.i18n import translator
 from bot.models import Chat, Delivery
 from bot.services.schedule import (
     MAX_INTERVAL_S,
@@ -18,6 +19,7 @@ from bot.services.schedule import (
 )
 
 HOUR = 3600
+EN = translator("en")
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> float:
@@ -91,14 +93,34 @@ def test_the_shortest_interval_follows_digest_min_interval(
 
 
 def test_describe() -> None:
-    assert describe(Delivery(), "UTC").startswith("instant")
-    assert describe(Delivery("every", interval_s=7200), "UTC") == "a digest every 2h"
-    assert describe(Delivery("every", interval_s=5400), "UTC") == "a digest every 90m"
-    assert describe(Delivery("every", interval_s=86400), "UTC") == "a digest every 1d"
+    assert describe(Delivery(), "UTC", t=EN).startswith("instant")
+    assert describe(Delivery("every", interval_s=7200), "UTC", t=EN) == "a digest every 2h"
+    assert describe(Delivery("every", interval_s=5400), "UTC", t=EN) == "a digest every 90m"
+    assert describe(Delivery("every", interval_s=86400), "UTC", t=EN) == "a digest every 1d"
     assert (
-        describe(Delivery("at", at="08:00"), "Europe/Berlin")
+        describe(Delivery("at", at="08:00"), "Europe/Berlin", t=EN)
         == "a daily digest at 08:00 (Europe/Berlin)"
     )
+
+
+def test_describe_in_russian() -> None:
+    ru = translator("ru")
+    assert describe(Delivery("every", interval_s=7200), "UTC", t=ru) == "дайджест раз в 2 ч"
+    assert describe(Delivery("every", interval_s=5400), "UTC", t=ru) == "дайджест раз в 90 мин"
+    assert (
+        describe(Delivery("at", at="08:00"), "Europe/Moscow", t=ru)
+        == "ежедневный дайджест в 08:00 (Europe/Moscow)"
+    )
+
+
+def test_schedule_errors_render_in_the_askers_language() -> None:
+    with pytest.raises(ScheduleError) as err:
+        parse_delivery(["every", "5m"], 900)
+    assert err.value.text(translator("ru")) == "Интервал должен быть от 15 мин до 7 дней."
+    assert err.value.text(EN) == str(err.value) == "The interval must be between 15m and 7 days."
+    with pytest.raises(ScheduleError) as usage:
+        parse_delivery(["weekly"], 900)
+    assert usage.value.text(translator("ru")).startswith("Использование: /digest — ")
 
 
 # ---------------------------------------------------------------------------- time zones

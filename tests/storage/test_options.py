@@ -135,3 +135,20 @@ def test_old_rows_without_text_still_load() -> None:
     entry = LogEntry.from_row([3, "urn:x", "T", "https://x", None], "Feed", U)
     assert entry.item.summary == "" and entry.item.image is None
     assert entry.to_row() == [3, "urn:x", "T", "https://x", None]
+
+
+async def test_ensure_chat_records_a_language_only_where_there_is_none(
+    svc: StorageService, tmp_path: Path
+) -> None:
+    created = await svc.ensure_chat(1, "private", "A", language="ru")
+    assert created.language == "ru"
+    await svc.ensure_chat(2, "private", "B")  # no supported language: none recorded
+    before = svc.write_count
+    await svc.ensure_chat(1, "private", "A", language="en")  # never overrides a language
+    assert svc.write_count == before
+    assert svc.chat(1).language == "ru"  # type: ignore[union-attr]
+    await svc.ensure_chat(2, "private", "B", language="en")  # an older chat gets one, durably
+    assert svc.chat(2).language == "en"  # type: ignore[union-attr]
+    reloaded = await load_copy(svc, tmp_path / "reloaded")
+    assert [reloaded.chat(i).language for i in (1, 2)] == ["ru", "en"]  # type: ignore[union-attr]
+    reloaded.closed = True

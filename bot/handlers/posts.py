@@ -1,0 +1,148 @@
+"""/format and /previews: how this chat's instant posts look.
+
+Thin: parse the argument, check rights, store the chat's choice. Like ``/digest``, both act
+on the chat they are sent in, or — from a private chat — on a group or channel named first
+(``/format @channel full``, see :func:`bot.handlers.common.resolve_target`). Rendering lives in
+:mod:`bot.formatting`, sending in :mod:`bot.services.delivery`. A subscription's own format
+is set from the subscription buttons with ``storage.update_subscription`` (``sub.format``,
+``None`` = the chat's); ``/format`` only counts those here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Update
+from telegram.ext import Application, CommandHandler
+
+from bot.formatting import esc
+from bot.handlers.common import (
+    COMMAND_UPDATES,
+    Context,
+    args_of,
+    deny,
+    may_change,
+    register_target,
+    reply,
+    reply_about,
+    resolve_target,
+    tr,
+)
+from bot.i18n import N_, Translator
+from bot.models import POST_FORMATS, Chat, PostFormat
+
+logger = logging.getLogger(__name__)
+
+# What each format means, as /format lists it (translated where shown).
+FORMAT_HELP: dict[PostFormat, str] = {
+    "title": N_("just the headline (several new items of a feed share a post)"),
+    "summary": N_("the headline, the source, then the item's text"),
+    "full": N_("as summary, with the item's first image"),
+}
+_SWITCHES = {"on": True, "off": False}
+
+
+def _state(t: Translator, chat: Chat, own_formats: int) -> str:
+    """The chat's format and previews, how to change them, and what they do not affect."""
+    _ = t.gettext
+    lines = [
+        _("Post format: <b>%(format)s</b> — %(meaning)s")
+        % {"format": chat.format, "meaning": _(FORMAT_HELP[chat.format])},
+        _("Link previews: <b>%(state)s</b>") % {"state": _("on") if chat.previews else _("off")},
+    ]
+    if own_formats:
+        lines.append(
+            t.ngettext(
+                "%(n)d feed here has a format of its own.",
+                "%(n)d feeds here have a format of their own.",
+                own_formats,
+            )
+            % {"n": own_formats}
+        )
+    lines.append("")
+    lines += [f"/format {name} — {_(FORMAT_HELP[name])}" for name in POST_FORMATS]
+    lines.append(_("/previews on|off — a preview of the article under each post"))
+    lines.append(_("Digests, /news and what /resume sends always list headlines only."))
+    return "\n".join(lines)
+
+
+async def format_command(update: Update, context: Context) -> None:
+    """``/format`` shows the chat's post format; ``/format title|summary|full`` sets it."""
+    t = tr(update, context)
+    _ = t.gettext
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    args = list(target.args)
+    chat = await register_target(update, context, target)
+    if chat is None:
+        return
+    if not args:
+        own = sum(1 for s in context.storage.subscriptions(chat.chat_id) if s.format is not None)
+        await reply_about(update, context, target, _state(t, chat, own))
+        return
+    wanted = args[0].lower()
+    if len(args) != 1 or wanted not in POST_FORMATS:
+        text = _('Unknown format "%(given)s". Choose one: /format title, /format summary '
+                 "or /format full.") % {"given": esc(" ".join(args)[:40])}  # fmt: skip
+        await reply(update, context, text)
+        return
+    if not await may_change(update, context, target):
+        await deny(update, context)
+        return
+    fmt: PostFormat = next(f for f in POST_FORMATS if f == wanted)
+
+    def apply(stored: Chat) -> None:
+        stored.format = fmt
+
+    await context.storage.update_chat(chat.chat_id, apply)
+    logger.info("post format changed", extra={"chat_id": chat.chat_id, "format": fmt})
+    await reply_about(
+        update,
+        context,
+        target,
+        _("✅ Post format: <b>%(format)s</b> — %(meaning)s")
+        % {"format": fmt, "meaning": _(FORMAT_HELP[fmt])},
+    )
+
+
+async def previews_command(update: Update, context: Context) -> None:
+    """``/previews`` shows whether posts get link previews; ``/previews on|off`` sets it."""
+    _ = tr(update, context).gettext
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    args = list(target.args)
+    chat = await register_target(update, context, target)
+    if chat is None:
+        return
+    usage = _("/previews on — a preview of the article under each post; /previews off — none")
+    if not args:
+        state = _("on") if chat.previews else _("off")
+        text = _("Link previews: <b>%(state)s</b>") % {"state": state}
+        await reply_about(update, context, target, f"{text}\n{usage}")
+        return
+    wanted = args[0].lower()
+    if len(args) != 1 or wanted not in _SWITCHES:
+        await reply(update, context, usage)
+        return
+    if not await may_change(update, context, target):
+        await deny(update, context)
+        return
+    enabled = _SWITCHES[wanted]
+
+    def apply(stored: Chat) -> None:
+        stored.previews = enabled
+
+    await context.storage.update_chat(chat.chat_id, apply)
+    if enabled:
+        text = _("✅ Link previews: <b>on</b>. Posts show a preview of the article.")
+    else:
+        text = _("✅ Link previews: <b>off</b>. Posts show no preview of the article.")
+    await reply_about(update, context, target, text)
+
+
+def register(app: Application) -> None:
+    """Add this module's handlers."""
+    app.add_handler(CommandHandler("format", format_command, filters=COMMAND_UPDATES))
+    app.add_handler(CommandHandler("previews", previews_command, filters=COMMAND_UPDATES))

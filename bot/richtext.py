@@ -1,0 +1,620 @@
+"""Feed HTML → Telegram's HTML subset, and the one definition of how Telegram counts length.
+
+Why a converter of its own: feed bodies are arbitrary web HTML (scripts, tables, unclosed and
+misnested tags, every entity under the sun), while Telegram's ``parse_mode=HTML`` accepts a
+handful of tags, four named entities and well-nested markup only — anything else is a
+``400 can't parse entities`` and the post is lost. So the item's HTML is *re-written*, never
+passed through: the stdlib :class:`html.parser.HTMLParser` (the browser-like tokenizer the
+standard library keeps; no regular expressions touch markup) feeds a small state machine that
+emits ``<b> <i> <u> <s> <a href> <code> <pre> <blockquote>``, plain text and line breaks,
+and always closes what it opened, in order.
+
+Why here and not at send time: conversion costs CPU (a parse of every item body), so it
+runs once per item inside the feed-parse step, which already runs in a worker process; what
+is stored (:attr:`bot.models.FeedItem.summary`) is finished Telegram HTML, bounded by
+:data:`SUMMARY_LIMIT`, and the sender only measures and trims it (:func:`visible_len`,
+:func:`truncate_html` — cheap, no feed HTML).
+
+Lengths: Telegram counts a message's *visible* text (after entity parsing) in UTF-16 code
+units — an emoji outside the BMP counts 2 — against 4,096 for text and 1,024 for captions.
+:func:`utf16_len` is the bot's one definition of that rule (the fake Bot API in the tests
+keeps an independent counter on purpose, as the oracle).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Final
+from urllib.parse import urljoin, urlsplit
+
+logger = logging.getLogger(__name__)
+
+# Why about 1,000: a photo caption holds 1,024 visible units, so a summary of this size still
+# fits under a title line in one ``sendPhoto`` most of the time; and summaries are stored (for
+# the newest 20 items of each feed, see ``bot.storage.state.TEXT_KEEP``), so a bound keeps
+# the journal and the snapshot small at many feeds.
+SUMMARY_LIMIT: Final = 1000
+ELLIPSIS: Final = "…"
+
+_FEED_CHUNK: Final = 4096  # feed the parser this much at a time, stopping once past the limit
+
+# Telegram's tags that a converted summary may contain, by what an input tag becomes.
+_FORMAT: Final = {
+    "b": "b", "strong": "b",
+    "i": "i", "em": "i", "cite": "i", "dfn": "i", "var": "i",
+    "u": "u", "ins": "u",
+    "s": "s", "strike": "s", "del": "s",
+    "code": "code", "kbd": "code", "samp": "code", "tt": "code",
+}  # fmt: skip
+_HEADINGS: Final = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+# Content dropped entirely (not just the tag): code, styles, embeds and their fallbacks.
+_SKIP: Final = frozenset({
+    "script", "style", "head", "title", "template", "iframe", "object", "noscript", "svg",
+    "math", "canvas", "video", "audio", "select", "textarea", "frameset", "noembed",
+    "noframes",
+})  # fmt: skip
+# Block elements: how many line breaks they put around themselves (2 = a blank line).
+_BLOCK: Final = {
+    "p": 2, "hr": 2, "table": 1, "tr": 1, "div": 1, "section": 1, "article": 1,
+    "header": 1, "footer": 1, "aside": 1, "nav": 1, "main": 1, "address": 1,
+    "figure": 1, "figcaption": 1, "details": 1, "summary": 1, "center": 1, "dl": 1,
+    "dt": 1, "dd": 1, "ul": 1, "ol": 1, "li": 1, "h1": 2, "h2": 2, "h3": 2, "h4": 2,
+    "h5": 2, "h6": 2, "pre": 1, "blockquote": 1, "caption": 1, "form": 1, "fieldset": 1,
+}  # fmt: skip
+_CELLS: Final = frozenset({"td", "th"})
+_VOID: Final = frozenset({
+    "br", "hr", "img", "wbr", "input", "meta", "link", "area", "base", "col", "embed",
+    "param", "source", "track",
+})  # fmt: skip
+# Telegram's nesting rules: pre/code contain nothing; links, code and pre do not contain each
+# other; a blockquote holds no blockquote. Bold/italic/underline/strike go anywhere else.
+_LEAF: Final = frozenset({"code", "pre"})
+_HTML_SPACE: Final = re.compile(r"[ \t\n\r\f]+")  # HTML's whitespace (not NBSP) on plain text
+_BLANK_LINES: Final = re.compile(r"\n{3,}")  # on plain text, inside <pre>
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
+# What may not start a cut: joiners, variation selectors and skin-tone modifiers belong to
+# the character before them.
+_GLUE: Final = frozenset({"\u200d", "\ufe0e", "\ufe0f"} | {chr(c) for c in range(0x1F3FB, 0x1F400)})
+_MAX_DEPTH: Final = 64  # deeper input nesting is ignored (bounds the work per tag)
+_MAX_INDENT: Final = 4  # list levels shown by indentation
+_IMAGE_SCAN: Final = 32768  # past the limit, keep reading this far only to find an image
+_TRACKING_SIZES: Final = frozenset({"0", "1", "1px", "0px"})
+_EMOJI_CLASSES: Final = frozenset({"emoji", "wp-smiley"})
+
+
+# --------------------------------------------------------------------------- length rules
+
+
+def utf16_len(text: str) -> int:
+    """How many UTF-16 code units ``text`` takes: Telegram's unit for every length limit."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def visible_len(telegram_html: str) -> int:
+    """Telegram's length of a message in HTML parse mode: UTF-16 units of its visible text.
+
+    Tags count nothing and an entity counts as the one character it stands for — this is
+    the figure Telegram compares with 4,096 (text) and 1,024 (captions).
+    """
+    return utf16_len("".join(text for kind, text, _ in _parse_telegram(telegram_html)
+                             if kind == _TEXT))  # fmt: skip
+
+
+def truncate_html(telegram_html: str, limit: int, *, ellipsis: str = ELLIPSIS) -> str:
+    """Cut Telegram HTML to at most ``limit`` visible UTF-16 units, ending with ``ellipsis``.
+
+    The cut falls at a word boundary when there is one in the second half of what fits (a
+    single huge word is cut inside), never inside a tag, an entity, a surrogate pair or a
+    joined emoji sequence; tags left open are closed in order, so the result is valid
+    Telegram HTML whenever the input is. Text that already fits comes back unchanged.
+    """
+    events = list(_parse_telegram(telegram_html))
+    if utf16_len("".join(t for kind, t, _ in events if kind == _TEXT)) <= limit:
+        return telegram_html
+    return _render(events, limit, ellipsis)
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+@dataclass(frozen=True, slots=True)
+class RichText:
+    """One parse of an item body: its Telegram HTML and its first image (absolute URL)."""
+
+    html: str
+    image: str | None
+
+
+def convert(
+    html_text: str, base_url: str | None, *, limit: int = SUMMARY_LIMIT, find_image: bool = True
+) -> RichText:
+    """Convert feed HTML (or plain text) and find its first image, in one parse.
+
+    Parsers call this once per item (the body is read once for both answers); the two
+    single-purpose functions below are this, halved. ``find_image=False`` (the feed already
+    declares the item's image) lets the parse stop as soon as the text is past ``limit``.
+    """
+    text = clean_text(html_text)
+    # Plain text (no markup at all) keeps its line breaks; in HTML they are just spaces.
+    converter = _Converter(base_url, plain="<" not in text)
+    converter.image_done = not find_image
+    for start in range(0, len(text), _FEED_CHUNK):
+        converter.feed(text[start : start + _FEED_CHUNK])
+        if converter.visible > limit and (converter.image_done or start >= _IMAGE_SCAN):
+            break  # the rest would be cut anyway: a megabyte body costs what 32 KiB does
+    else:
+        converter.close()
+    return RichText(_render(converter.finish(), limit, ELLIPSIS), converter.image)
+
+
+def to_telegram_html(html_text: str, base_url: str | None, *, limit: int = SUMMARY_LIMIT) -> str:
+    """Feed HTML (or plain text) as Telegram HTML of at most ``limit`` visible UTF-16 units.
+
+    Args:
+        html_text: an item's ``content``/``description`` as the feed gives it; plain text
+            is HTML without tags, so it needs no separate path.
+        base_url: what relative links are resolved against (the item's link); ``None``
+            keeps only links that are already absolute.
+        limit: the visible-length bound; a longer text is cut at a word boundary with "…".
+
+    Returns:
+        Well-formed Telegram HTML (only ``<b> <i> <u> <s> <a href> <code> <pre>
+        <blockquote>``, entities only ``&lt; &gt; &amp; &quot;``); "" for a body with no
+        text.
+    """
+    return convert(html_text, base_url, limit=limit).html
+
+
+def html_to_text(html_text: str, *, limit: int = SUMMARY_LIMIT) -> str:
+    """The visible text of feed HTML, without markup: what :func:`to_telegram_html` shows.
+
+    For plain-text uses of HTML (an HTML-typed title, a title made from a body): the same
+    rules decide what is text (scripts dropped, blocks become line breaks, entities decoded),
+    so a title and a summary never disagree about it.
+    """
+    rendered = to_telegram_html(html_text, None, limit=limit)
+    return "".join(text for kind, text, _ in _parse_telegram(rendered) if kind == _TEXT)
+
+
+def first_image(html_text: str, base_url: str | None) -> str | None:
+    """The first ``<img>`` of a body as an absolute http(s) URL, if there is one.
+
+    ``data:`` URIs, non-http(s) sources, emoji images and 1×1 tracking pixels are skipped.
+    """
+    finder = _Converter(base_url, images_only=True)
+    text = clean_text(html_text)
+    for start in range(0, len(text), _FEED_CHUNK):
+        finder.feed(text[start : start + _FEED_CHUNK])
+        if finder.image_done:
+            break
+    return finder.image
+
+
+def absolute_http_url(url: str | None, base_url: str | None) -> str | None:
+    """``url`` resolved against ``base_url`` when the result is an http(s) URL with a host.
+
+    Everything else — ``javascript:``, ``data:``, ``mailto:``, a relative link without a
+    base, a URL Python cannot split — is ``None``: a summary only links to the web.
+    """
+    if not url:
+        return None
+    try:
+        joined = urljoin(base_url, url.strip()) if base_url else url.strip()
+        parts = urlsplit(joined)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.geturl()
+
+
+def clean_text(text: str) -> str:
+    r"""Text that can be stored and sent: controls dropped, lone surrogates replaced.
+
+    C0 controls other than tab and line breaks go (never text in a post); a lone surrogate
+    (JSON can carry one, ``"\ud800"``; XML cannot) becomes U+FFFD, because UTF-8 cannot
+    encode it and it would fail the whole message.
+    """
+    text = _CONTROL.sub("", text)
+    return _SURROGATE.sub("\ufffd", text) if _has_surrogate(text) else text
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+# Events: (kind, text or tag name, the tag as written: "<a href=…>", "</a>"; "" for text) —
+# the form both the converter and the Telegram-HTML reader produce, so one renderer does the
+# truncation for both.
+_TEXT: Final = 0
+_OPEN: Final = 1
+_CLOSE: Final = 2
+Event = tuple[int, str, str]
+
+
+@dataclass(slots=True)
+class _Open:
+    want: str  # the Telegram tag asked for
+    tag: str  # the Telegram tag written: ``want``, or "" when nesting rules forbid it (a ghost
+    #           that only pairs the input's end tag with its start tag)
+    attrs: str  # serialised, with a leading space, or ""
+    source: str  # the input tag that opened it (what its end tag is called)
+    emitted: bool = False  # False while no text followed yet: empty tags are never written
+
+
+class LenientHTMLParser(HTMLParser):
+    """HTMLParser that never raises on input.
+
+    The stdlib parser hands ``<![…`` to ``_markupbase``, which raises ``AssertionError`` on an
+    unknown keyword (``<![foo[``). HTML5 reads any ``<![…>`` outside SVG/MathML as a bogus
+    comment ending at the first ``>``, so that is what this does.
+    """
+
+    def parse_marked_section(self, i: int, report: bool = True) -> int:
+        """``<![CDATA[…``, ``<![if …]>`` and any other marked section: a bogus comment."""
+        return self.parse_bogus_comment(i, report=False)
+
+
+class _Converter(LenientHTMLParser):
+    """HTMLParser callbacks → Telegram events, with HTML's whitespace and block rules."""
+
+    def __init__(
+        self, base_url: str | None, *, images_only: bool = False, plain: bool = False
+    ) -> None:
+        super().__init__(convert_charrefs=True)
+        self.base_url = base_url
+        self.images_only = images_only
+        self.plain = plain
+        self.events: list[Event] = []
+        self.visible = 0  # code points of text so far (≤ UTF-16 units: a safe early stop)
+        self.image: str | None = None
+        self.image_done = False
+        self._stack: list[_Open] = []
+        self._skip: list[str] = []
+        self._lists: list[list[int]] = []  # per open list: [ordered (0/1), next number]
+        self._newlines = 0  # line breaks owed before the next text (2 = blank line)
+        self._space = False  # a space owed before the next text
+        self._prefix = ""  # a list bullet owed before the next text
+        self._trailing_newlines = 0  # how many "\n" end the output (caps blank lines)
+        self._pre = 0
+        self._unwritten = 0  # tags on the stack not written yet (they wait for text)
+
+    # ---------------------------------------------------------------- HTMLParser callbacks
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        """Map a start tag: formatting opens (lazily), blocks break lines, skips start."""
+        if self._skip:
+            if tag in _SKIP:
+                self._skip.append(tag)
+            return
+        if tag == "img":
+            self._img(dict(attrs))
+            return
+        if self.images_only:
+            return
+        if tag in _SKIP:
+            self._skip.append(tag)
+            return
+        if tag in _BLOCK:
+            self._break(_BLOCK[tag])
+        if tag in _CELLS:
+            self._space = True
+        elif tag == "br":
+            self._newlines = min(2, self._newlines + 1) if self.events else 0
+        elif tag in ("ul", "ol"):
+            start = dict(attrs).get("start") or "1"
+            self._lists.append([tag == "ol", int(start) if start.isdigit() else 1])
+        elif tag == "li":
+            self._list_item()
+        elif tag in _FORMAT:
+            self._open(_FORMAT[tag], "", tag)
+        elif tag in _HEADINGS:
+            self._open("b", "", tag)
+        elif tag in ("pre", "blockquote"):
+            self._open(tag, "", tag)
+            self._pre += tag == "pre"
+        elif tag == "a":
+            href = absolute_http_url(dict(attrs).get("href"), self.base_url)
+            self._open("a", f' href="{_escape_attr(href)}"' if href else "", tag, allow=bool(href))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        """``<br/>``-style tags: a start without content (``<b/>`` opens nothing lasting)."""
+        self.handle_starttag(tag, attrs)
+        if tag not in _VOID:
+            self.handle_endtag(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        """Close what this end tag opened (and reopen what it wrongly enclosed)."""
+        if self._skip:
+            if tag in self._skip:
+                # the innermost of that name; skips left open inside it end with it
+                del self._skip[len(self._skip) - 1 - self._skip[::-1].index(tag) :]
+            return
+        if self.images_only or tag in _VOID:
+            return
+        if tag == "pre":
+            self._pre = max(0, self._pre - 1)
+        self._close(tag)
+        if tag in ("ul", "ol") and self._lists:
+            self._lists.pop()
+        if tag in _BLOCK:
+            self._break(1 if tag in _HEADINGS else _BLOCK[tag])
+        elif tag in _CELLS:
+            self._space = True
+
+    def handle_data(self, data: str) -> None:
+        """Text: whitespace collapsed as a browser does (kept as is inside ``<pre>``)."""
+        if self._skip or self.images_only:
+            return
+        if self._pre:
+            text = _BLANK_LINES.sub("\n\n", data.replace("\r\n", "\n").replace("\r", "\n"))
+            if not self.visible:  # nothing before it: no blank lines, and no blank text
+                text = text.lstrip("\n") if text.strip() else ""
+            else:  # at most one blank line, counting the breaks already there or owed
+                newlines = len(text) - len(text.lstrip("\n"))
+                room = max(0, 2 - max(self._trailing_newlines, self._newlines))
+                text = text[newlines - min(newlines, room) :]
+            if text:
+                self._emit_text(text, collapse=False)
+            return
+        if self.plain and "\n" in data:
+            lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+            for index, line in enumerate(lines):
+                if index:  # one line break is a line, more are a paragraph
+                    self._newlines = min(2, self._newlines + 1) if self.events else 0
+                self._words(line)
+            return
+        self._words(data)
+
+    def _words(self, data: str) -> None:
+        """Collapsed text: one event per run (per word would triple the cost of a body)."""
+        text = _HTML_SPACE.sub(" ", data)
+        if text[:1] == " ":
+            self._space = True
+            text = text[1:]
+        trailing = text[-1:] == " "
+        if trailing:
+            text = text[:-1]
+        if text:
+            self._emit_text(text, collapse=True)
+        if trailing:
+            self._space = True
+
+    # ---------------------------------------------------------------- building blocks
+
+    def finish(self) -> list[Event]:
+        """The events, with every tag still open closed in order."""
+        while self._stack:
+            self._pop()
+        return self.events
+
+    def _img(self, attrs: dict[str, str | None]) -> None:
+        classes = set((attrs.get("class") or "").split())
+        if classes & _EMOJI_CLASSES:
+            alt = attrs.get("alt") or ""
+            if alt and not self.images_only and not self._skip:
+                self.handle_data(alt)  # WordPress turns emoji into images; keep the emoji
+            return
+        if self.image_done:
+            return
+        if (attrs.get("width") or "").strip() in _TRACKING_SIZES or (
+            attrs.get("height") or ""
+        ).strip() in _TRACKING_SIZES:
+            return
+        source = attrs.get("src") or attrs.get("data-src")
+        url = absolute_http_url(source, self.base_url)
+        if url:
+            self.image, self.image_done = url, True
+
+    def _break(self, lines: int) -> None:
+        if self.events:
+            self._newlines = max(self._newlines, lines)
+        self._space = False
+
+    def _list_item(self) -> None:
+        depth = min(_MAX_INDENT, max(1, len(self._lists)))
+        if self._lists and self._lists[-1][0]:
+            number = self._lists[-1][1]
+            self._lists[-1][1] += 1
+            self._prefix = "  " * (depth - 1) + f"{number}. "
+        else:
+            self._prefix = "  " * (depth - 1) + "• "
+
+    def _allowed(self, tag: str) -> bool:
+        """Telegram's nesting rules, and no tag inside one of its kind (it would add nothing).
+
+        Code and pre hold no other tag; links, code and pre do not hold each other; a
+        blockquote holds no blockquote and sits in no link. Code and pre are also kept out of
+        bold/italic/underline/strike: the Bot API documents those as containing "any other
+        entities, except pre and code", so the safe reading is not to try.
+        """
+        open_tags = {o.tag for o in self._stack}
+        if open_tags & _LEAF or tag in open_tags:
+            return False
+        if tag in _LEAF:
+            return not open_tags & {"a", "b", "i", "u", "s"}
+        if tag == "blockquote":
+            return "a" not in open_tags
+        return True
+
+    def _open(self, tag: str, attrs: str, source: str, *, allow: bool = True) -> None:
+        if len(self._stack) < _MAX_DEPTH:
+            written = tag if allow and self._allowed(tag) else ""
+            self._stack.append(_Open(tag, written, attrs, source))
+            self._unwritten += bool(written)
+
+    def _close(self, source: str) -> None:
+        for index in range(len(self._stack) - 1, -1, -1):
+            if self._stack[index].source == source:
+                break
+        else:
+            return  # an end tag for something never opened (or dropped): ignore it
+        enclosed = self._stack[index + 1 :]
+        while len(self._stack) > index:
+            self._pop()
+        for inner in enclosed:  # misnested (<b><i>x</b>y</i>): reopen what was cut short
+            self._open(inner.want, inner.attrs, inner.source, allow=bool(inner.tag))
+
+    def _pop(self) -> None:
+        entry = self._stack.pop()
+        if entry.emitted:
+            self.events.append((_CLOSE, entry.tag, f"</{entry.tag}>"))
+        elif entry.tag:
+            self._unwritten -= 1
+
+    def _emit_text(self, text: str, *, collapse: bool) -> None:
+        if self.events:
+            if self._newlines > self._trailing_newlines:
+                self._add("\n" * (self._newlines - self._trailing_newlines))
+            elif self._space and collapse and not self._trailing_newlines:
+                self._add(" ")
+        self._newlines, self._space = 0, False
+        if self._prefix:
+            self._add(self._prefix if self.visible else self._prefix.lstrip())
+            self._prefix = ""
+        if self._unwritten:
+            for entry in self._stack:
+                if entry.tag and not entry.emitted:
+                    entry.emitted = True
+                    self.events.append((_OPEN, entry.tag, f"<{entry.tag}{entry.attrs}>"))
+            self._unwritten = 0
+        self._add(text)
+
+    def _add(self, text: str) -> None:
+        events = self.events
+        if events and events[-1][0] == _TEXT:  # one event per run of text: less to render
+            events[-1] = (_TEXT, events[-1][1] + text, "")
+        else:
+            events.append((_TEXT, text, ""))
+        self.visible += len(text)
+        if "\n" not in text:
+            self._trailing_newlines = 0
+            return
+        stripped = text.rstrip("\n")
+        if stripped:
+            self._trailing_newlines = len(text) - len(stripped)
+        else:
+            self._trailing_newlines += len(text)
+
+
+# --------------------------------------------------------------------------- Telegram HTML
+
+
+class _TelegramReader(LenientHTMLParser):
+    """Telegram HTML (already valid) → events, keeping attributes as written."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.events: list[Event] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        """Keep the tag with its attributes (``href``, ``class``, ``expandable``…)."""
+        rendered = "".join(
+            f" {name}" if value is None else f' {name}="{_escape_attr(value)}"'
+            for name, value in attrs
+        )
+        self.events.append((_OPEN, tag, f"<{tag}{rendered}>"))
+
+    def handle_endtag(self, tag: str) -> None:
+        """Keep the end tag."""
+        self.events.append((_CLOSE, tag, f"</{tag}>"))
+
+    def handle_data(self, data: str) -> None:
+        """Keep decoded text (the renderer escapes it again)."""
+        self.events.append((_TEXT, data, ""))
+
+
+def _parse_telegram(telegram_html: str) -> Iterator[Event]:
+    reader = _TelegramReader()
+    reader.feed(telegram_html)
+    reader.close()
+    return iter(reader.events)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _escape_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _escape_attr(text: str) -> str:
+    return _escape_text(text).replace('"', "&quot;")
+
+
+def _serialise(events: Iterable[Event]) -> str:
+    return "".join([_escape_text(value) if kind == _TEXT else markup
+                    for kind, value, markup in events])  # fmt: skip
+
+
+def _cut_point(plain: str, budget: int) -> int:
+    """How many characters of ``plain`` to keep so they take at most ``budget`` UTF-16 units."""
+    if budget <= 0:
+        return 0
+    kept = plain.encode("utf-16-le", "surrogatepass")[: 2 * budget].decode(
+        "utf-16-le", "surrogatepass"
+    )
+    index = len(kept)
+    if kept and "\ud800" <= kept[-1] <= "\udbff" and kept[-1] != plain[index - 1]:
+        index -= 1  # the budget ended between the halves of a pair
+    if 0 < index < len(plain) and not plain[index].isspace() and not plain[index - 1].isspace():
+        boundary = max(plain.rfind(" ", 0, index), plain.rfind("\n", 0, index))
+        if boundary > index // 2:
+            index = boundary
+    while 0 < index < len(plain) and (
+        plain[index] in _GLUE or plain[index - 1] == "\u200d" or unicodedata.combining(plain[index])
+    ):
+        index -= 1  # do not split a joined emoji, a flag's selector or a combining accent
+    if 0 < index < len(plain) and _is_flag_half(plain[index]):
+        run = index
+        while run and _is_flag_half(plain[run - 1]):
+            run -= 1
+        index -= (index - run) % 2  # regional indicators pair up into flags from the left
+    while index and plain[index - 1].isspace():
+        index -= 1
+    return index
+
+
+def _is_flag_half(char: str) -> bool:
+    return "\U0001f1e6" <= char <= "\U0001f1ff"
+
+
+def _render(events: list[Event], limit: int, ellipsis: str) -> str:
+    """Serialise events, cut to ``limit`` visible UTF-16 units with ``ellipsis`` if longer."""
+    plain = "".join(value for kind, value, _ in events if kind == _TEXT)
+    if utf16_len(plain) <= limit:
+        return _serialise(events)
+    if limit < utf16_len(ellipsis):
+        return ""
+    cut = _cut_point(plain, limit - utf16_len(ellipsis))
+    kept: list[Event] = []
+    open_tags: list[str] = []
+    position = 0
+    for kind, value, attrs in events:
+        if position >= cut:
+            break  # what is still open closes after the ellipsis, so "…" stays inside it
+        if kind == _CLOSE:
+            if open_tags and open_tags[-1] == value:
+                open_tags.pop()
+                kept.append((kind, value, attrs))
+            continue
+        if kind == _OPEN:
+            open_tags.append(value)
+            kept.append((kind, value, attrs))
+            continue
+        piece = value[: cut - position]
+        position += len(value)
+        kept.append((_TEXT, piece, ""))
+    kept.append((_TEXT, ellipsis, ""))
+    kept.extend((_CLOSE, tag, f"</{tag}>") for tag in reversed(open_tags))
+    return _serialise(kept)

@@ -1,0 +1,423 @@
+"""Feed HTML → Telegram HTML: exact outputs for hostile input, and properties over many inputs.
+
+The oracle for "Telegram accepts it" is the fake Bot API's validator
+(:func:`tests.helpers.fake_bot_api.telegram_html_to_plain`), which parses independently of
+:mod:`bot.richtext`; the nesting rules it does not check (code/pre hold no tags, links hold no
+links…) are checked here by :func:`_check_nesting`, and lengths are compared with a UTF-16
+counter written out in this file rather than :func:`bot.richtext.utf16_len`.
+"""
+
+from __future__ import annotations
+
+import random
+from html.parser import HTMLParser
+
+import pytest
+
+from bot.richtext import (
+    ELLIPSIS,
+    SUMMARY_LIMIT,
+    absolute_http_url,
+    convert,
+    first_image,
+    to_telegram_html,
+    truncate_html,
+    utf16_len,
+    visible_len,
+)
+from tests.helpers.fake_bot_api import TelegramHTMLError, telegram_html_to_plain
+
+BASE = "https://example.com/news/item-1"
+
+
+def _units(text: str) -> int:
+    """UTF-16 code units counted the long way: astral characters take two."""
+    return sum(2 if ord(char) > 0xFFFF else 1 for char in text)
+
+
+class _NestingChecker(HTMLParser):
+    """Telegram's nesting rules on top of the fake's parse-level validation."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        assert not {"code", "pre"} & set(self.stack), f"<{tag}> inside code/pre: {self.stack}"
+        if tag in ("a", "code", "pre"):
+            assert not {"a", "code", "pre"} & set(self.stack), f"<{tag}> in {self.stack}"
+        if tag == "blockquote":
+            assert "blockquote" not in self.stack
+        if tag == "a":
+            href = dict(attrs)["href"] or ""
+            assert href.startswith(("http://", "https://")), href
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        self.stack.pop()
+
+
+def _valid(telegram_html: str, limit: int = SUMMARY_LIMIT) -> str:
+    """Assert ``telegram_html`` is what Telegram accepts and within ``limit``; its plain text."""
+    plain = telegram_html_to_plain(telegram_html)
+    checker = _NestingChecker()
+    checker.feed(telegram_html)
+    checker.close()
+    for entity in ("&#", "&nbsp;", "&apos;", "&#x27;"):
+        assert entity not in telegram_html
+    assert _units(plain) <= limit
+    assert not plain.startswith("\n")
+    assert not plain.startswith(" ") or "<pre>" in telegram_html or not plain.strip()
+    return plain
+
+
+# --------------------------------------------------------------------------- exact outputs
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("<p>Hello <b>world</b></p><p>Next <i>para</i></p>",
+         "Hello <b>world</b>\n\nNext <i>para</i>"),
+        ("<strong>s</strong> <em>e</em> <ins>i</ins> <del>d</del> <strike>k</strike> <kbd>c</kbd>",
+         "<b>s</b> <i>e</i> <u>i</u> <s>d</s> <s>k</s> <code>c</code>"),
+        ("<h2>Title</h2><p>Body</p>", "<b>Title</b>\n\nBody"),
+        ("<pre>\n\n  x\n\n\n\ny\n</pre>", "<pre>  x\n\ny\n</pre>"),
+        ("<p>a</p><pre>\n\n\nb</pre>", "a\n\n<pre>b</pre>"),
+        ("<ul><ul><li>nested first</li></ul></ul>", "• nested first"),
+        ("<ul><li>one</li><li>two<ol start=3><li>a</li><li>b</li></ol></li></ul>after",
+         "• one\n• two\n  3. a\n  4. b\nafter"),
+        ("line1<br>line2<br/><br><br><br>line3", "line1\nline2\n\nline3"),
+        ("<pre>  code\n   indented &lt;x&gt;</pre>after",
+         "<pre>  code\n   indented &lt;x&gt;</pre>\nafter"),
+        ("<blockquote><p>q1</p><blockquote>q2</blockquote></blockquote>x",
+         "<blockquote>q1\n\nq2</blockquote>\nx"),
+        ("<p>  </p><p></p><div>x</div><b></b><i> </i>", "x"),
+        ("<p>  lots   of\n\n white\tspace  </p>", "lots of white space"),
+        ("  plain   text\n\n keeps\tparagraphs  ", "plain text\n\nkeeps paragraphs"),
+        ("plain text\n\n\n\nsecond paragraph\r\nsame paragraph",
+         "plain text\n\nsecond paragraph\nsame paragraph"),
+        ("<table><tr><td>a</td><td>b<table><tr><td>c</td></tr></table></td></tr>"
+         "<tr><th>d</th></tr></table>tail", "a b\nc\nd\ntail"),
+        ('I <img class="wp-smiley" alt="🙂" src="https://s.w.org/1f642.png"> it', "I 🙂 it"),
+    ],
+)  # fmt: skip
+def test_structure_is_rendered_as_lines_and_telegram_tags(source: str, expected: str) -> None:
+    assert to_telegram_html(source, BASE) == expected
+    _valid(expected)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("<script>alert('x')</script>Text<style>p { color: red }</style> after",
+         "Text after"),
+        ("<head><title>T</title></head>Body", "Body"),
+        ("<template><b>hidden</b></template><iframe src=x>fallback</iframe>"
+         "<object>o</object><noscript><p>enable js</p></noscript>shown", "shown"),
+        ("<svg><svg><text>x</text></svg><text>y</text></svg>after", "after"),
+        ("<script>never closed <b>bold</b>", ""),
+        ("before<!-- a comment --> after<?php echo 1 ?> <![CDATA[cdata]]>", "before after"),
+        ("<![if !supportLists]>·<![endif]>item <![bogus[x]]> <!weird> <!DOCTYPE html>end",
+         "·item end"),
+        ("<![CDATA[a > b]]>", "b]]&gt;"),  # HTML5: a bogus comment ends at the first ">"
+    ],
+)  # fmt: skip
+def test_code_styles_and_embeds_are_dropped_with_their_content(source: str, expected: str) -> None:
+    assert to_telegram_html(source, BASE) == expected
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("<b>unclosed <i>tags", "<b>unclosed <i>tags</i></b>"),
+        ("<b><i>x</b>y</i>", "<b><i>x</i></b><i>y</i>"),
+        ("<b>a <b>b</b> c</b> d", "<b>a b c</b> d"),
+        ("</i>stray</b> end tags</p>", "stray end tags"),
+        ("<code><b>x</b></code> <b><code>y</code></b> <a href='http://a.b/'><code>z</code></a>",
+         '<code>x</code> <b>y</b> <a href="http://a.b/">z</a>'),
+        ('<a href="http://a.b/">out <a href="http://c.d/">in</a> after</a>',
+         '<a href="http://a.b/">out in after</a>'),
+        ("<pre><code class='language-py'>x = <b>1</b></code></pre>", "<pre>x = 1</pre>"),
+        ("<a href='http://a.b/'><blockquote>q</blockquote></a>", '<a href="http://a.b/">q</a>'),
+        ("<b/>after <br/> x", "after\nx"),
+        ("<p>a<div>b</p>c</div>", "a\nb\n\nc"),
+    ],
+)  # fmt: skip
+def test_nesting_is_repaired_and_telegram_rules_hold(source: str, expected: str) -> None:
+    result = to_telegram_html(source, BASE)
+    assert result == expected
+    _valid(result)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("Tom &amp; Jerry &lt;3 &gt; &quot;q&quot; &apos;a&apos;",
+         "Tom &amp; Jerry &lt;3 &gt; \"q\" 'a'"),
+        ("&#128512; &#x1F600; &#X1f600; &copy; &nbsp;x", "😀 😀 😀 © \xa0x"),
+        ("&#0; &#xD800; &#x110000; &#99999999999;", "\ufffd \ufffd \ufffd \ufffd"),
+        ("&bogus; & &; &#; &#x; AT&T", "&amp;bogus; &amp; &amp;; &amp;#; &amp;#x; AT&amp;T"),
+        ("<b>&lt;b&gt;</b>", "<b>&lt;b&gt;</b>"),
+        ("bell\x07 nul\x00 ok\ud800", "bell nul ok\ufffd"),
+    ],
+)  # fmt: skip
+def test_entities_are_decoded_then_escaped_with_the_four_telegram_knows(
+    source: str, expected: str
+) -> None:
+    result = to_telegram_html(source, BASE)
+    assert result == expected
+    _valid(result)
+
+
+@pytest.mark.parametrize(
+    ("href", "expected"),
+    [
+        ("/rel?a=1&amp;b=2", '<a href="https://example.com/rel?a=1&amp;b=2">t</a>'),
+        ("other", '<a href="https://example.com/news/other">t</a>'),
+        ("//cdn.example.org/x", '<a href="https://cdn.example.org/x">t</a>'),
+        ("https://x.y/&quot;q&quot;&lt;&gt;", '<a href="https://x.y/&quot;q&quot;&lt;&gt;">t</a>'),
+        ("javascript:alert(1)", "t"),
+        (" JavaScript:alert(1)", "t"),
+        ("java\tscript:alert(1)", "t"),
+        ("data:text/html;base64,PHNjcmlwdD4=", "t"),
+        ("mailto:a@b.c", "t"),
+        ("ftp://x.y/f", "t"),
+        ("http://[::1", "t"),
+        ("", "t"),
+        ("#fragment", '<a href="https://example.com/news/item-1#fragment">t</a>'),
+    ],
+)
+def test_links_are_absolutised_and_only_http_links_survive(href: str, expected: str) -> None:
+    assert to_telegram_html(f'<a href="{href}">t</a>', BASE) == expected
+
+
+def test_relative_links_without_a_base_lose_the_link_but_keep_the_text() -> None:
+    source = '<a href="/rel">rel</a> <a href="https://x.y/">abs</a> <a name="n">anchor</a>'
+    assert to_telegram_html(source, None) == 'rel <a href="https://x.y/">abs</a> anchor'
+
+
+def test_rtl_emoji_astral_and_joiners_pass_through_untouched() -> None:
+    text = "שלום עולם مرحبا 👨‍👩‍👧 🇺🇦 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 e\u0301 a\u200bb"
+    assert to_telegram_html(f"<p>{text}</p>", BASE) == text
+    assert visible_len(text) == _units(text)
+
+
+# --------------------------------------------------------------------------- lengths
+
+
+@pytest.mark.parametrize(
+    "text", ["", "abc", "😀", "a😀b", "👨‍👩‍👧", "🇺🇦", "𝔘𝔫", "é", "e\u0301", "\uffff", "\U0010ffff"]
+)
+def test_utf16_len_counts_astral_characters_twice(text: str) -> None:
+    assert utf16_len(text) == _units(text)
+
+
+@pytest.mark.parametrize(
+    ("telegram_html", "expected"),
+    [
+        ("", 0),
+        ("<b>bold</b>", 4),
+        ('<a href="https://a.very.long/url">x</a>', 1),
+        ("&lt;&gt;&amp;&quot;", 4),
+        ("&#128512;", 2),
+        ("<b>😀</b>\n<i>🇺🇦</i>", 7),
+        ('<blockquote expandable>q</blockquote><pre><code class="language-py">c</code></pre>', 2),
+    ],
+)
+def test_visible_len_counts_text_after_entity_parsing(telegram_html: str, expected: int) -> None:
+    assert visible_len(telegram_html) == expected
+
+
+def test_a_long_body_is_cut_at_a_word_boundary_within_the_limit() -> None:
+    body = "<p>" + " ".join(f"word{n}" for n in range(3000)) + "</p>"  # ~20,000 characters
+    result = to_telegram_html(body, BASE, limit=50)
+    assert result == "word0 word1 word2 word3 word4 word5 word6 word7…"
+    assert _units(_valid(result, 50)) <= 50
+
+
+def test_the_default_limit_is_summary_limit() -> None:
+    body = "x " * 10_000
+    result = to_telegram_html(body, BASE)
+    assert _units(_valid(result)) == SUMMARY_LIMIT
+    assert result.endswith("x" + ELLIPSIS)
+
+
+def test_a_cut_closes_open_tags_in_order_and_never_splits_an_entity() -> None:
+    body = '<b>bold <a href="https://a.b/?x=1&amp;y=2">link &amp; text here</a> more</b>'
+    result = to_telegram_html(body, BASE, limit=14)
+    assert result == '<b>bold <a href="https://a.b/?x=1&amp;y=2">link &amp;…</a></b>'
+    _valid(result, 14)
+
+
+def test_a_single_huge_word_is_cut_inside_the_word() -> None:
+    assert to_telegram_html("a" * 10_000, BASE, limit=10) == "a" * 9 + ELLIPSIS
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        ("😀" * 10, 7, "😀😀😀…"),  # 3 × 2 units + 1: a pair is never split
+        ("ab👨‍👩‍👧cd", 7, "ab…"),  # the family emoji is kept whole or not at all
+        ("xy🇺🇦🇺🇦", 6, "xy…"),  # a flag is two regional indicators: never half a flag
+        ("xy🇺🇦🇺🇦", 7, "xy🇺🇦…"),
+        ("ae\u0301e\u0301e\u0301", 4, "ae\u0301…"),  # an accent stays with its letter
+        ("short", 5, "short"),
+        ("toolong", 0, ""),
+    ],
+)
+def test_cuts_respect_utf16_and_joined_characters(text: str, limit: int, expected: str) -> None:
+    result = to_telegram_html(text, None, limit=limit)
+    assert result == expected
+    assert _units(result) <= limit
+
+
+def test_truncate_html_returns_fitting_text_unchanged() -> None:
+    text = '<blockquote expandable>a &amp; b</blockquote> <a href="https://a.b/?q=&quot;">x</a>'
+    assert truncate_html(text, visible_len(text)) == text
+
+
+def test_truncate_html_cuts_converted_html_and_keeps_attributes() -> None:
+    text = '<b>hello <i>big</i> world</b> tail <a href="https://a.b/?q=1&amp;r=2">link text</a>'
+    assert truncate_html(text, 12) == "<b>hello <i>big…</i></b>"
+    assert truncate_html(text, 22, ellipsis=" [more]") == "<b>hello <i>big</i> world [more]</b>"
+    assert truncate_html(text, 27) == (
+        '<b>hello <i>big</i> world</b> tail <a href="https://a.b/?q=1&amp;r=2">link…</a>'
+    )
+
+
+def test_truncate_html_keeps_empty_tags_before_the_cut_point_balanced() -> None:
+    text = "<b></b>one two three <i>four</i>"
+    result = truncate_html(text, 8)
+    assert result == "<b></b>one two…"
+    telegram_html_to_plain(result)
+
+
+# --------------------------------------------------------------------------- images
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ('<p>x</p><img src="/a.jpg"><img src="/b.jpg">', "https://example.com/a.jpg"),
+        ('<img src="data:image/png;base64,AAAA"><img src="pic.png">',
+         "https://example.com/news/pic.png"),
+        ('<img src="/pixel.gif" width="1" height="1"><img src="/real.jpg">',
+         "https://example.com/real.jpg"),
+        ('<img src="/p.gif" height="1"><img src="/q.gif" width="0"><img>', None),
+        ('<img class="emoji" src="/e.png"><img data-src="//cdn.x.y/lazy.jpg">',
+         "https://cdn.x.y/lazy.jpg"),
+        ('<img src="javascript:alert(1)"><img src="ftp://x.y/a.png">', None),
+        ("<noscript><img src='https://x.y/ns.jpg'></noscript>", "https://x.y/ns.jpg"),
+        ("no image at all", None),
+    ],
+)  # fmt: skip
+def test_first_image_is_the_first_real_http_image(source: str, expected: str | None) -> None:
+    assert first_image(source, BASE) == expected
+
+
+def test_first_image_without_a_base_needs_an_absolute_source() -> None:
+    assert first_image('<img src="/a.jpg"><img src="https://x.y/b.jpg">', None) == (
+        "https://x.y/b.jpg"
+    )
+
+
+def test_convert_finds_an_image_far_past_the_text_limit() -> None:
+    body = "<p>" + "text " * 3000 + '</p><img src="/late.jpg">'
+    result = convert(body, BASE, limit=20)
+    assert result.image == "https://example.com/late.jpg"
+    assert result.html == "text text text text…"
+
+
+def test_convert_without_image_search_reports_none() -> None:
+    result = convert('<p>x</p><img src="https://x.y/a.jpg">', BASE, find_image=False)
+    assert (result.html, result.image) == ("x", None)
+
+
+def test_absolute_http_url_rejects_hosts_missing() -> None:
+    assert absolute_http_url("http:///nohost", None) is None
+    assert absolute_http_url("HTTPS://Example.com/A", None) == "https://Example.com/A"
+    assert absolute_http_url(None, BASE) is None
+
+
+# --------------------------------------------------------------------------- properties
+
+_TAGS = [
+    "b", "i", "u", "s", "em", "strong", "a", "code", "pre", "blockquote", "p", "div", "br",
+    "ul", "ol", "li", "table", "tr", "td", "h1", "h3", "span", "font", "script", "style",
+    "iframe", "img", "sup", "del", "q", "tt", "svg",
+]  # fmt: skip
+_TEXTS = [
+    "hello", "world", " ", "\n", "  \t ", "&amp;", "&lt;", "&", "<", ">", '"', "'", "&#128512;",
+    "&#0;", "&bogus;", "😀", "👨‍👩‍👧", "שלום", "مرحبا", "\u200d", "\ufe0f", "e\u0301", "𝔘",
+    "a" * 40, "long words " * 5, "&#x1F1FA;&#x1F1E6;", "\xa0", "\x00", "]]>", "-->",
+]  # fmt: skip
+_ATTRS = [
+    "", ' href="/x"', " href='javascript:alert(1)'", ' href="https://a.b/?q=1&amp;r=<>"',
+    " href", ' src="/i.png" width=1', ' class="x" style="color:red"', ' href="data:x"',
+    ' start="5"', " href=//cdn.x/y", ' href="/q&quot;x"', " href='https://a.b/\"x'",
+    ' onclick="alert(1)"', ' src="https://x.y/a.jpg"',
+]  # fmt: skip
+
+
+def _random_html(rng: random.Random, parts: int) -> str:
+    out: list[str] = []
+    for _ in range(parts):
+        roll = rng.random()
+        tag = rng.choice(_TAGS)
+        if roll < 0.3:
+            out.append(f"<{tag}{rng.choice(_ATTRS)}>")
+        elif roll < 0.5:
+            out.append(f"</{tag}>")
+        elif roll < 0.53:
+            out.append(f"<{tag}/>")
+        elif roll < 0.55:
+            out.append(rng.choice(["<!--", "<!DOCTYPE html>", "<?x?>", "<![CDATA[", "<", "</"]))
+        else:
+            out.append(rng.choice(_TEXTS))
+    return "".join(out)
+
+
+def _mutate(rng: random.Random, text: str) -> str:
+    """Cut, duplicate or splice a document at random character positions (tags included)."""
+    if not text:
+        return text
+    a, b = sorted(rng.randrange(len(text) + 1) for _ in range(2))
+    return rng.choice([text[:a] + text[b:], text[:b] + text[a:], text[a:b] * 3, text[::-1]])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_any_input_gives_valid_bounded_telegram_html(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(25):
+        source = _random_html(rng, rng.randrange(1, 120))
+        if rng.random() < 0.4:
+            source = _mutate(rng, source)
+        limit = rng.choice([0, 1, 2, 3, 10, 50, 300, SUMMARY_LIMIT])
+        result = convert(source, rng.choice([BASE, None]), limit=limit)
+        try:
+            plain = _valid(result.html, limit)
+        except (TelegramHTMLError, AssertionError) as error:
+            raise AssertionError(f"{source!r} (limit {limit}) → {result.html!r}") from error
+        assert visible_len(result.html) == _units(plain)
+        assert "\n\n\n" not in plain
+        assert result.image is None or result.image.startswith(("http://", "https://"))
+        cut = rng.randrange(0, 60)
+        truncated = truncate_html(result.html, cut)
+        assert _units(_valid(truncated, cut)) <= cut
+        if visible_len(result.html) <= cut:
+            assert truncated == result.html
+
+
+def test_real_world_body_converts_within_the_caption_budget() -> None:
+    paragraph = (
+        '<p>The <a href="/story">council</a> voted <strong>7–2</strong> on Tuesday to approve '
+        "the plan, which <em>critics</em> say will raise rents. “It’s a start,” said the mayor."
+        '<img src="/photos/vote.jpg" width="640" height="360"></p>'
+    )
+    result = convert(paragraph * 30, BASE)
+    plain = _valid(result.html)
+    assert _units(plain) <= SUMMARY_LIMIT < 1024
+    assert plain.startswith("The council voted 7–2 on Tuesday")
+    assert result.html.startswith('The <a href="https://example.com/story">council</a> voted')
+    assert result.image == "https://example.com/photos/vote.jpg"
