@@ -32,11 +32,13 @@ from bot.handlers import (
     delivery,
     errors,
     feeds,
+    filters,
     language,
     manage,
     news,
     opml,
     posts,
+    rename,
     topics,
 )
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, N_, translator
@@ -145,9 +147,10 @@ def build_application(
     app.bot_data[SERVICES_KEY] = services
     # conflict before errors: its error handler stops 409s reaching the generic one.
     # access first: its gate (handler group -1) stops refused updates before any handler.
+    # rename adds the prompt-answer catch-all in a group of its own (RENAME_HANDLER_GROUP).
     for module in (
-        access, basic, news, feeds, manage, opml, delivery, posts, language, channels, admin,
-        chats, topics, conflict, errors,
+        access, basic, news, feeds, manage, rename, filters, opml, delivery, posts, language,
+        channels, admin, chats, topics, conflict, errors,
     ):  # fmt: skip
         module.register(app)
     return app

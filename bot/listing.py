@@ -2,11 +2,12 @@
 
 Pure apart from sync in-memory storage reads in :func:`entries_of`: every view is text
 (Telegram HTML) plus an inline keyboard whose buttons carry signed data
-(:mod:`bot.services.buttons`), so the handlers in :mod:`bot.handlers.manage` only decide
-what to show and where. A page is one message of at most :data:`PAGE_SIZE` subscriptions,
-so a chat may follow any number of feeds (one message for all of them broke at about 40).
-Numbers are positions in the chat's list, the same numbers ``/remove``, ``/rename`` and
-``/filter`` take.
+(:mod:`bot.services.buttons`), so the handlers in :mod:`bot.handlers.manage`,
+:mod:`bot.handlers.rename` and :mod:`bot.handlers.filters` only decide what to show and
+where. A page is one message of at most :data:`PAGE_SIZE` subscriptions, so a chat may
+follow any number of feeds (one message for all of them broke at about 40). Numbers are
+positions in the chat's list, the same numbers ``/remove``, ``/rename`` and ``/filter``
+take (:func:`numbered`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.formatting import _shorten, esc, host_of
-from bot.i18n import Translator
+from bot.i18n import N_, Translator
 from bot.models import NO_FILTERS, Chat, Filters
 from bot.services.buttons import ButtonAction, ButtonData, ButtonSigner, url_key
 from bot.storage import StorageService
@@ -30,6 +31,8 @@ PAGE_SIZE = 10  # subscriptions per /list page: 10 rows of 4 buttons, well under
 # a page is at most ~2,700 visible characters, a filters view ~2,500.
 TITLE_CHARS = 80  # a title longer than this is shortened in lists
 URL_CHARS = 100  # enough to tell feeds apart; 10 per page stay far below 4096 characters
+# The answer to a number that is not in the list (/rename, /filter).
+NO_SUCH_FEED = N_("No such feed here. See /list for the numbers.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,11 @@ def page_count(total: int) -> int:
 def page_of(n: int) -> int:
     """The 0-based page subscription number ``n`` is on."""
     return (max(1, n) - 1) // PAGE_SIZE
+
+
+def numbered(entries: list[Entry], n: int) -> Entry | None:
+    """Subscription number ``n`` as ``/list`` shows it (1-based); None when there is none."""
+    return entries[n - 1] if 0 < n <= len(entries) else None
 
 
 def find(entries: list[Entry], key: str) -> Entry | None:

@@ -7,7 +7,16 @@ from dataclasses import replace
 import pytest
 
 from bot.i18n import translator
-from bot.listing import PAGE_SIZE, Entry, find, page_count, page_of, render_filters, render_page
+from bot.listing import (
+    PAGE_SIZE,
+    Entry,
+    find,
+    numbered,
+    page_count,
+    page_of,
+    render_filters,
+    render_page,
+)
 from bot.models import Chat, Filters
 from bot.services.buttons import MAX_DATA_BYTES, ButtonSigner, url_key
 from bot.services.filters import MAX_TERM_CHARS, MAX_TERMS
@@ -79,3 +88,10 @@ def test_find_uses_the_key_wherever_the_feed_is_now() -> None:
     entries = worst_entries(3)
     assert find(entries, url_key(entries[2].url)) is entries[2]
     assert find(entries, url_key("https://gone.example/")) is None
+
+
+def test_numbered_takes_the_numbers_list_shows_and_nothing_else() -> None:
+    entries = worst_entries(3)
+    assert [numbered(entries, n) for n in (1, 2, 3)] == entries
+    assert [numbered(entries, n) for n in (0, -1, 4, 10**9)] == [None] * 4
+    assert numbered([], 1) is None

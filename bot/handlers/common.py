@@ -327,5 +327,15 @@ async def reply_about(
     """:func:`reply`, naming the chat first when the command acted on another chat."""
     parts = [texts] if isinstance(texts, str) else list(texts)
     if target.remote and parts:
-        parts[0] = f"<b>{esc(target.label)}</b>\n{parts[0]}"
+        parts[0] = headed(target.label, parts[0])
     return await reply(update, context, parts, reply_markup=reply_markup)
+
+
+def headed(label: str, text: str) -> str:
+    """``text`` (HTML) under the bold name of the chat it is about.
+
+    An answer about a chat other than the one it is read in starts with that chat's name
+    (one rule for replies and for edited /list messages): a user managing several chats
+    from a private chat always sees which one an answer concerns.
+    """
+    return f"<b>{esc(label)}</b>\n{text}"
