@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from babel.dates import format_skeleton, format_timedelta
 
-from bot.i18n import Translator
+from bot.i18n import DEFAULT_LANGUAGE, N_, Translator, translator
 from bot.models import Backlog, FeedItem, LogEntry, PostFormat
 from bot.richtext import truncate_html, utf16_len, visible_len
 
@@ -29,12 +29,29 @@ MAX_MESSAGE_LEN = 4096
 MAX_CAPTION_LEN = 1024  # a photo's caption, in the same units
 MAX_TITLE_LEN = 300  # a feed title longer than this is noise, not news
 ELLIPSIS = "…"
-TOO_LONG = "<i>(an item too long to show was skipped)</i>"
+TOO_LONG = N_("(an item too long to show was skipped)")
+DIGEST_HEADER = N_("📰 Digest")
 
 
 def esc(text: str) -> str:
     """Escape text for Telegram's HTML parse mode (``<``, ``>``, ``&`` and quotes)."""
     return html.escape(text, quote=True)
+
+
+def too_long_note(t: Translator) -> str:
+    """What stands in for a block too long for any message (italic, in the chat's language)."""
+    return f"<i>{esc(t.gettext(TOO_LONG))}</i>"
+
+
+def skipped_note(t: Translator, count: int, title: str) -> str:
+    """Says that ``count`` items of the feed ``title`` were missed: never silently (italic)."""
+    text = t.ngettext(
+        "… %(n)d earlier item of %(title)s was skipped: the feed moved on before it could be sent.",
+        "… %(n)d earlier items of %(title)s were skipped: the feed moved on before they could "
+        "be sent.",
+        count,
+    ) % {"n": count, "title": esc(_shorten(title, 80))}
+    return f"<i>{text}</i>"
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -104,18 +121,24 @@ def format_item(
 
 
 def pack_blocks(
-    header: str, blocks: Iterable[str], limit: int = MAX_MESSAGE_LEN, separator: str = "\n\n"
+    header: str,
+    blocks: Iterable[str],
+    limit: int = MAX_MESSAGE_LEN,
+    separator: str = "\n\n",
+    *,
+    t: Translator,
 ) -> list[str]:
     """Pack HTML blocks into as few messages as fit, each at most ``limit`` UTF-16 units.
 
-    A block that alone exceeds the limit is replaced by a notice rather than cut mid-tag,
-    because a cut tag would make Telegram reject the whole message.
+    A block that alone exceeds the limit is replaced by a notice (:func:`too_long_note`, in
+    ``t``'s language) rather than cut mid-tag, because a cut tag would make Telegram reject
+    the whole message.
     """
     messages: list[str] = []
     current = header
     for raw in blocks:
         fits = utf16_len(raw) + utf16_len(separator) <= limit - utf16_len(header)
-        block = raw if fits else TOO_LONG
+        block = raw if fits else too_long_note(t)
         candidate = f"{current}{separator}{block}" if current else block
         if utf16_len(candidate) <= limit:
             current = candidate
@@ -131,7 +154,7 @@ def format_news(
     items: Sequence[FeedItem], header: str, now: datetime | None = None, *, t: Translator
 ) -> list[str]:
     """Format items as one or more messages under ``header`` (already HTML-safe)."""
-    return pack_blocks(header, (format_item(i, now, t=t) for i in items))
+    return pack_blocks(header, (format_item(i, now, t=t) for i in items), t=t)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,13 +185,13 @@ def format_backlogs(
         if digest:
             blocks.append((f"<b>{esc(_shorten(backlog.title, 120))}</b>", backlog.url, 0, None))
         if backlog.skipped:
-            note = f"<i>… {backlog.skipped} earlier item(s) of {esc(_shorten(backlog.title, 80))}"
-            note += " were skipped: the feed moved on before they could be sent.</i>"
+            note = skipped_note(t, backlog.skipped, backlog.title)
             blocks.append((note, backlog.url, 0, None))
         for entry in backlog.entries:
             html = format_item(entry.item, now, t=t, show_source=not digest)
             blocks.append((html, backlog.url, entry.seq, entry.item.id))
-    header = "<b>📰 Digest</b>" if digest else ""
+    header = f"<b>{esc(t.gettext(DIGEST_HEADER))}</b>" if digest else ""
+    too_long = too_long_note(t)
     messages: list[OutMessage] = []
     current: list[tuple[str, str, int, str | None]] = []
     # Sizes are UTF-16 units of the raw HTML: never less than Telegram's count of the visible
@@ -177,7 +200,7 @@ def format_backlogs(
     for block in blocks:
         units = utf16_len(block[0])
         text, units = (block[0], units) if units + header_units + 2 <= MAX_MESSAGE_LEN else (
-            TOO_LONG, utf16_len(TOO_LONG))  # fmt: skip
+            too_long, utf16_len(too_long))  # fmt: skip
         if current and size + 2 + units > MAX_MESSAGE_LEN:
             # A feed header or skip note belongs with the items after it, not alone at the
             # bottom of a message: carry trailing ones over to the next message.
@@ -360,7 +383,10 @@ def _item_posts(
 
 
 def format_counters(counters: Mapping[str, Mapping[str, object]], top: int = 10) -> str:
-    """Operator view of the persisted counters: global totals and the busiest chats."""
+    """Operator view of the persisted counters: global totals and the busiest chats.
+
+    In English whoever asks: it is for the bot's operators, like the logs and metrics.
+    """
     glob = counters.get("global", {})
     lines = ["<b>Counters</b>"]
     lines += [f"{esc(k)}: {v}" for k, v in sorted(glob.items())] or ["(none yet)"]
@@ -375,4 +401,4 @@ def format_counters(counters: Mapping[str, Mapping[str, object]], top: int = 10)
             if isinstance(values, Mapping):
                 summary = ", ".join(f"{esc(k)}={v}" for k, v in sorted(values.items()))
                 lines.append(f"{esc(str(chat_id))}: {summary}")
-    return pack_blocks("", ["\n".join(lines)])[0]
+    return pack_blocks("", ["\n".join(lines)], t=translator(DEFAULT_LANGUAGE))[0]

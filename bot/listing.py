@@ -20,7 +20,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.formatting import _shorten, esc, host_of
 from bot.i18n import N_, Translator
-from bot.models import NO_FILTERS, Chat, Filters
+from bot.models import NO_FILTERS, POST_FORMATS, Chat, Filters, PostFormat
 from bot.services.buttons import ButtonAction, ButtonData, ButtonSigner, url_key
 from bot.storage import StorageService
 
@@ -47,6 +47,7 @@ class Entry:
         filters: the subscription's own keyword filters.
         paused: the feed kept failing and is now only retried every few hours.
         failing: the last fetch failed.
+        format: the subscription's own post format (None: the chat's).
     """
 
     n: int
@@ -56,6 +57,7 @@ class Entry:
     filters: Filters = NO_FILTERS
     paused: bool = False
     failing: bool = False
+    format: PostFormat | None = None
 
 
 def entries_of(storage: StorageService, chat_id: int) -> list[Entry]:
@@ -66,7 +68,8 @@ def entries_of(storage: StorageService, chat_id: int) -> list[Entry]:
         title = sub.title or (state.title if state else "") or host_of(sub.url)
         out.append(
             Entry(n, sub.url, title, sub.muted, sub.filters,
-                  paused=bool(state and state.paused), failing=bool(state and state.failures))
+                  paused=bool(state and state.paused), failing=bool(state and state.failures),
+                  format=sub.format)
         )  # fmt: skip
     return out
 
@@ -79,6 +82,11 @@ def page_count(total: int) -> int:
 def page_of(n: int) -> int:
     """The 0-based page subscription number ``n`` is on."""
     return (max(1, n) - 1) // PAGE_SIZE
+
+
+def shorten_title(title: str) -> str:
+    """A title as lists and answers show it: at most TITLE_CHARS (plain text, not escaped)."""
+    return _shorten(title, TITLE_CHARS)
 
 
 def numbered(entries: list[Entry], n: int) -> Entry | None:
@@ -122,8 +130,16 @@ def filter_usage(t: Translator, n: int | None = None) -> str:
     )
 
 
+def next_format(current: PostFormat | None) -> PostFormat | None:
+    """What the 📝 button switches a subscription to: the chat format, then each format."""
+    cycle: list[PostFormat | None] = [None, *POST_FORMATS]
+    return cycle[(cycle.index(current) + 1) % len(cycle)]
+
+
 def _status(t: Translator, entry: Entry) -> str:
     flags = []
+    if entry.format is not None:
+        flags.append(t.gettext("📝 %(format)s") % {"format": entry.format})
     if entry.muted:
         flags.append(t.gettext("🔇 muted"))
     if entry.filters:
@@ -175,10 +191,12 @@ def render_page(
     if chat.filters:
         lines.append(t.gettext("🔎 This chat has keyword filters: /filter shows them."))
     for entry in shown:
-        title = esc(_shorten(entry.title, TITLE_CHARS))
+        title = esc(shorten_title(entry.title))
         url = esc(_shorten(entry.url, URL_CHARS))
         lines.append(f"{entry.n}. {title}{_status(t, entry)}\n   <code>{url}</code>")
-    footer = t.gettext("Buttons: 🔇 mute · 🔔 unmute · 🔎 filters · ✏️ rename · 🗑 remove")
+    footer = t.gettext(
+        "Buttons: 🔇 mute · 🔔 unmute · 🔎 filters · 📝 post format · ✏️ rename · 🗑 remove"
+    )
     if pages > 1:
         where = t.gettext("Page %(page)d of %(pages)d.") % {"page": page + 1, "pages": pages}
         footer = f"{where} {footer}"
@@ -190,6 +208,7 @@ def render_page(
             [
                 buttons.make(f"{entry.n} {'🔔' if entry.muted else '🔇'}", "mute", key),
                 buttons.make(f"{entry.n} 🔎", "filters", key),
+                buttons.make(f"{entry.n} 📝", "format", key),
                 buttons.make(f"{entry.n} ✏️", "rename", key),
                 buttons.make(f"{entry.n} 🗑", "remove", key),
             ]
@@ -210,7 +229,7 @@ def render_filters(
     """The filters of one subscription, how to change them, and a button to clear them."""
     lines = [
         t.gettext("🔎 Filters of %(n)d. <b>%(title)s</b>")
-        % {"n": entry.n, "title": esc(_shorten(entry.title, TITLE_CHARS))}
+        % {"n": entry.n, "title": esc(shorten_title(entry.title))}
     ]
     lines += describe_filters(t, entry.filters) or [
         t.gettext("None of its own: every item is posted.")
@@ -231,7 +250,7 @@ def render_confirm_remove(
     """Ask before removing: a stray tap must not drop a feed."""
     text = t.gettext("🗑 Stop following %(n)d. <b>%(title)s</b>?") % {
         "n": entry.n,
-        "title": esc(_shorten(entry.title, TITLE_CHARS)),
+        "title": esc(shorten_title(entry.title)),
     }
     text += f"\n<code>{esc(_shorten(entry.url, URL_CHARS))}</code>"
     buttons = _Buttons(signer, chat.chat_id, page)

@@ -15,7 +15,7 @@ import logging
 from telegram import Update
 from telegram.ext import Application, CommandHandler
 
-from bot.formatting import _shorten, esc
+from bot.formatting import esc
 from bot.handlers.common import (
     COMMAND_UPDATES,
     TARGET_RE,
@@ -33,7 +33,6 @@ from bot.handlers.manage import button_signer
 from bot.i18n import Translator
 from bot.listing import (
     NO_SUCH_FEED,
-    TITLE_CHARS,
     Entry,
     describe_filters,
     entries_of,
@@ -41,6 +40,7 @@ from bot.listing import (
     numbered,
     page_of,
     render_filters,
+    shorten_title,
 )
 from bot.models import Chat, Filters, Subscription
 from bot.services.filter_command import FilterCommand, FilterUsage, parse_filter_command
@@ -89,7 +89,7 @@ async def filter_command(update: Update, context: Context) -> None:
             chat.chat_id, entry.url, lambda s: _store(s, command)
         )
         head = t.gettext("✅ Saved. Filters of %(n)d. <b>%(title)s</b>:") % {
-            "n": entry.n, "title": esc(_shorten(entry.title, TITLE_CHARS)),
+            "n": entry.n, "title": esc(shorten_title(entry.title)),
         }  # fmt: skip
     await reply_about(update, context, target, "\n".join([head, *_described(t, new)]))
 

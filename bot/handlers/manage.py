@@ -43,6 +43,7 @@ from bot.listing import (
     Entry,
     entries_of,
     find,
+    next_format,
     page_count,
     render_confirm_remove,
     render_filters,
@@ -57,6 +58,9 @@ logger = logging.getLogger(__name__)
 TOAST_TITLE_CHARS = 40  # titles in callback answers (Telegram shows 200 characters)
 _SIGNER_KEY = "button_signer"  # in bot_data
 BUTTON_INVALID = N_("This button is not valid any more. Send /list for a fresh list.")
+
+
+ANSWER_CHARS = 180  # under Telegram's 200 for callback answers, whatever emoji they hold
 
 
 def button_signer(context: Context) -> ButtonSigner:
@@ -102,7 +106,8 @@ async def on_button(update: Update, context: Context) -> None:
         answer, alert = await _press(query, context, tr(update, context))
     finally:
         try:
-            await query.answer(answer or None, show_alert=alert)
+            # Telegram refuses answers over 200 characters (a long chat title in a refusal).
+            await query.answer(_shorten(answer, ANSWER_CHARS) or None, show_alert=alert)
         except TelegramError as exc:  # too late (15 s), or answered elsewhere
             logger.info("could not answer a button press", extra={"error": str(exc)})
 
@@ -121,14 +126,14 @@ async def _press(query: CallbackQuery, context: Context, t: Translator) -> tuple
     chat = storage.chat(data.chat_id)
     if chat is None:
         return t.gettext(BUTTON_INVALID), True
+    reason = await may_manage(context, query.from_user.id, chat.chat_id, t, chat_type=chat.type)
+    if reason is not None:
+        return reason, True  # plain text, as answers are
     if data.action == "page":
         await _show_page(query, context, t, chat, data.page)
         if data.page >= page_count(len(storage.feed_urls(chat.chat_id))):
             return t.gettext("That page is gone: the list is shorter now."), False
         return "", False
-    reason = await may_manage(context, query.from_user.id, chat.chat_id, t, chat_type=chat.type)
-    if reason is not None:
-        return reason, True  # plain text, as answers are
     entry = find(entries_of(storage, chat.chat_id), data.key)
     if entry is None:
         await _show_page(query, context, t, chat, data.page)
@@ -163,6 +168,17 @@ async def _act(
         cleared = find(entries_of(storage, chat.chat_id), data.key) or entry
         await _edit(query, chat, *render_filters(t, signer, chat, cleared, data.page))
         return t.gettext("🧹 Filters of %(title)s cleared.") % {"title": title}, False
+    if data.action == "format":
+        fmt = next_format(entry.format)
+        await storage.update_subscription(chat.chat_id, entry.url, _setter("format", fmt))
+        await _show_page(query, context, t, chat, data.page)
+        if fmt is None:
+            toast = t.gettext("📝 %(title)s follows the chat's post format (%(format)s).")
+            return toast % {"title": title, "format": chat.format}, False
+        return t.gettext("📝 %(title)s posts as %(format)s.") % {
+            "title": title,
+            "format": fmt,
+        }, False
     if data.action == "remove":
         await _edit(query, chat, *render_confirm_remove(t, signer, chat, entry, data.page))
         return "", False
@@ -205,7 +221,9 @@ async def _edit(
         logger.warning("could not update a list message", extra={"error": str(exc)})
 
 
-def _setter(field: Literal["muted", "filters"], value: object) -> Callable[[Subscription], None]:
+def _setter(
+    field: Literal["muted", "filters", "format"], value: object
+) -> Callable[[Subscription], None]:
     def apply(sub: Subscription) -> None:
         setattr(sub, field, value)
 

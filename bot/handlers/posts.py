@@ -19,6 +19,7 @@ from bot.formatting import esc
 from bot.handlers.common import (
     COMMAND_UPDATES,
     Context,
+    Target,
     args_of,
     deny,
     may_change,
@@ -29,7 +30,8 @@ from bot.handlers.common import (
     tr,
 )
 from bot.i18n import N_, Translator
-from bot.models import POST_FORMATS, Chat, PostFormat
+from bot.listing import NO_SUCH_FEED, entries_of, numbered, shorten_title
+from bot.models import POST_FORMATS, Chat, PostFormat, Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,13 @@ FORMAT_HELP: dict[PostFormat, str] = {
     "full": N_("as summary, with the item's first image"),
 }
 _SWITCHES = {"on": True, "off": False}
+CHAT_FORMAT = "chat"  # /format <n> chat: the feed follows the chat's format again
+
+
+def _previews_state(t: Translator, on: bool) -> str:
+    """How "Link previews: …" reads the chat's setting."""
+    # TRANSLATORS: the state of link previews ("Link previews: on"), not the command word.
+    return t.gettext("on") if on else t.gettext("off")
 
 
 def _state(t: Translator, chat: Chat, own_formats: int) -> str:
@@ -48,7 +57,7 @@ def _state(t: Translator, chat: Chat, own_formats: int) -> str:
     lines = [
         _("Post format: <b>%(format)s</b> — %(meaning)s")
         % {"format": chat.format, "meaning": _(FORMAT_HELP[chat.format])},
-        _("Link previews: <b>%(state)s</b>") % {"state": _("on") if chat.previews else _("off")},
+        _("Link previews: <b>%(state)s</b>") % {"state": _previews_state(t, chat.previews)},
     ]
     if own_formats:
         lines.append(
@@ -61,6 +70,7 @@ def _state(t: Translator, chat: Chat, own_formats: int) -> str:
         )
     lines.append("")
     lines += [f"/format {name} — {_(FORMAT_HELP[name])}" for name in POST_FORMATS]
+    lines.append(_("/format 2 title — feed 2 of /list in its own format (chat: the chat's again)"))
     lines.append(_("/previews on|off — a preview of the article under each post"))
     lines.append(_("Digests, /news and what /resume sends always list headlines only."))
     return "\n".join(lines)
@@ -80,6 +90,9 @@ async def format_command(update: Update, context: Context) -> None:
     if not args:
         own = sum(1 for s in context.storage.subscriptions(chat.chat_id) if s.format is not None)
         await reply_about(update, context, target, _state(t, chat, own))
+        return
+    if len(args) == 2 and args[0].isdigit():
+        await _subscription_format(update, context, t, target=target, chat=chat, args=args)
         return
     wanted = args[0].lower()
     if len(args) != 1 or wanted not in POST_FORMATS:
@@ -106,9 +119,52 @@ async def format_command(update: Update, context: Context) -> None:
     )
 
 
+async def _subscription_format(
+    update: Update,
+    context: Context,
+    t: Translator,
+    *,
+    target: Target,
+    chat: Chat,
+    args: list[str],
+) -> None:
+    """``/format <n> title|summary|full|chat``: one feed's own format (``chat``: the chat's)."""
+    _ = t.gettext
+    entry = numbered(entries_of(context.storage, chat.chat_id), int(args[0]))
+    wanted = args[1].lower()
+    if entry is None:
+        await reply(update, context, _(NO_SUCH_FEED))
+        return
+    if wanted not in (*POST_FORMATS, CHAT_FORMAT):
+        text = _('Unknown format "%(given)s". Choose one: title, summary, full, or chat '
+                 "(the chat's format).") % {"given": esc(wanted[:40])}  # fmt: skip
+        await reply(update, context, text)
+        return
+    if not await may_change(update, context, target):
+        await deny(update, context)
+        return
+    fmt = next((f for f in POST_FORMATS if f == wanted), None)
+
+    def apply(sub: Subscription) -> None:
+        sub.format = fmt
+
+    await context.storage.update_subscription(chat.chat_id, entry.url, apply)
+    title = esc(shorten_title(entry.title))
+    if fmt is None:
+        text = _("✅ %(title)s follows the chat's post format (%(format)s).") % {
+            "title": title, "format": chat.format
+        }  # fmt: skip
+    else:
+        text = _("✅ %(title)s posts as <b>%(format)s</b> — %(meaning)s") % {
+            "title": title, "format": fmt, "meaning": _(FORMAT_HELP[fmt])
+        }  # fmt: skip
+    await reply_about(update, context, target, text)
+
+
 async def previews_command(update: Update, context: Context) -> None:
     """``/previews`` shows whether posts get link previews; ``/previews on|off`` sets it."""
-    _ = tr(update, context).gettext
+    t = tr(update, context)
+    _ = t.gettext
     target = await resolve_target(update, context, args_of(context))
     if target is None:
         return
@@ -118,7 +174,7 @@ async def previews_command(update: Update, context: Context) -> None:
         return
     usage = _("/previews on — a preview of the article under each post; /previews off — none")
     if not args:
-        state = _("on") if chat.previews else _("off")
+        state = _previews_state(t, chat.previews)
         text = _("Link previews: <b>%(state)s</b>") % {"state": state}
         await reply_about(update, context, target, f"{text}\n{usage}")
         return

@@ -16,6 +16,7 @@ comes, as for every change.
 from __future__ import annotations
 
 import logging
+import unicodedata
 
 from telegram import CallbackQuery, ForceReply, Message, Update
 from telegram import Chat as TgChat
@@ -25,7 +26,7 @@ from telegram.ext import Application, CommandHandler, MessageHandler
 from telegram.ext import filters as tg_filters
 from telegram.helpers import mention_html
 
-from bot.formatting import _shorten, esc
+from bot.formatting import esc
 from bot.handlers.common import (
     COMMAND_UPDATES,
     Context,
@@ -40,8 +41,9 @@ from bot.handlers.common import (
 )
 from bot.handlers.rights import may_manage
 from bot.i18n import Translator
-from bot.listing import NO_SUCH_FEED, TITLE_CHARS, Entry, entries_of, numbered
+from bot.listing import NO_SUCH_FEED, Entry, entries_of, numbered, shorten_title
 from bot.models import Chat, Subscription
+from bot.richtext import clean_text
 from bot.services.delivery import NO_PREVIEW
 from bot.services.prompts import RenamePrompts
 
@@ -84,7 +86,7 @@ async def ask_title(
     ) % {
         "user": mention_html(user.id, user.first_name),
         "n": entry.n,
-        "title": esc(_shorten(entry.title, TITLE_CHARS)),
+        "title": esc(shorten_title(entry.title)),
     }
     try:
         prompt = await context.bot.send_message(
@@ -147,7 +149,11 @@ async def on_text(update: Update, context: Context) -> None:
 
 async def _rename(context: Context, t: Translator, chat_id: int, url: str, words: list[str]) -> str:
     """Set (or with "-" clear) the title; returns the answer for the user."""
-    title = " ".join(w for w in words if w.isprintable())
+    # Words are kept whole: zero-width joiners (👨‍👩‍👧) and direction marks are part of a
+    # title; only control characters go.
+    title = clean_text(" ".join(words)).strip()
+    if not any(unicodedata.category(char)[0] not in "CZ" for char in title):
+        title = ""  # only spaces, joiners or marks: nothing anyone could read
     if title == "-":
         title = ""
     if len(title) > MAX_CUSTOM_TITLE:

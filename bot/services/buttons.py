@@ -28,7 +28,7 @@ from typing import Literal
 
 logger = logging.getLogger(__name__)
 
-ButtonAction = Literal["page", "mute", "filters", "clear", "rename", "remove", "confirm"]
+ButtonAction = Literal["page", "mute", "filters", "clear", "rename", "remove", "confirm", "format"]
 # One character per action in the data; "R" (confirmed removal) differs from "r" (ask first).
 _CODES: dict[ButtonAction, str] = {
     "page": "p",
@@ -38,6 +38,7 @@ _CODES: dict[ButtonAction, str] = {
     "rename": "n",
     "remove": "r",
     "confirm": "R",
+    "format": "F",
 }
 _ACTIONS: dict[str, ButtonAction] = {code: action for action, code in _CODES.items()}
 PREFIX = "l"  # every /list button's data starts with it

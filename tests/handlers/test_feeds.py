@@ -62,7 +62,7 @@ async def test_add_list_remove_roundtrip(
     assert again == f"Already following {one}."
     assert listing == (
         f"Your feeds\n1. One Times\n   {one}\n2. Two Times\n   {two}\n\n"
-        "Buttons: 🔇 mute · 🔔 unmute · 🔎 filters · ✏️ rename · 🗑 remove"
+        "Buttons: 🔇 mute · 🔔 unmute · 🔎 filters · 📝 post format · ✏️ rename · 🗑 remove"
     )
     assert "one story 0" in news
     assert "two story 0" in news

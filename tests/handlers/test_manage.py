@@ -16,8 +16,10 @@ from tests.helpers.conversation import poll_now, press, say, settle
 from tests.helpers.fake_bot_api import FakeBotAPI
 from tests.helpers.feed_server import FeedServer
 from tests.helpers.subscriptions_flow import (
+    ADMINS_ONLY,
     GROUP,
     LEGEND,
+    NO_SUCH_FEED,
     NOT_VALID,
     SettingsFactory,
     add_feed,
@@ -308,3 +310,80 @@ async def test_a_channels_list_and_buttons_work_from_a_private_chat(
     assert subs == [(True, "Daily", ()), (False, "Rusty news", ("rust",))]
     assert chat is not None
     assert chat.filters.exclude == ("ads",)
+
+
+async def test_format_button_gives_a_feed_its_own_post_format(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
+) -> None:
+    async with running_bot(bot_settings()) as app:
+        url = await add_feed(fake_api, feed_server, 43, "old news")
+        await poll_now(app, url)
+        message_id, _ = await show_list(fake_api, 43)
+        storage = get_storage_service()
+        formats, answers = [], []
+        for _n in range(4):  # chat's → title → summary → full → chat's
+            answers.append((await press(fake_api, 43, message_id, "1 📝"))["text"])
+            sub = storage.subscription(43, url)
+            assert sub is not None
+            formats.append(sub.format)
+            if sub.format == "title":
+                listed_line = shown(fake_api, 43, message_id).splitlines()[1]
+        await press(fake_api, 43, message_id, "1 📝")  # back to title
+        before = len(fake_api.sent_messages(43))
+        feed_server.serve("/tech.xml", items("first new", "second new", "old news"))
+        await poll_now(app, url)
+        await settle(app)
+        posts = [m["plain"] for m in fake_api.sent_messages(43)[before:]]
+    assert formats == ["title", "summary", "full", None]
+    assert answers == [
+        "📝 Tech Times posts as title.",
+        "📝 Tech Times posts as summary.",
+        "📝 Tech Times posts as full.",
+        "📝 Tech Times follows the chat's post format (summary).",
+    ]
+    assert listed_line == "1. Tech Times — 📝 title"
+    # The title format shares one message between a feed's new items; summary would not.
+    assert posts == ["second new\nTech Times\n\nfirst new\nTech Times"]  # oldest first
+
+
+async def test_format_command_sets_one_feeds_format(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory
+) -> None:
+    group = -7101
+    fake_api.set_admin(group, 71)
+    async with running_bot(bot_settings()):
+        await follow_many(group, 2, "supergroup")
+        own = await say(fake_api, "/format 2 full", group, user_id=71, **GROUP)
+        shown_state = await say(fake_api, "/format", group, user_id=72, **GROUP)
+        back = await say(fake_api, "/format 2 chat", group, user_id=71, **GROUP)
+        missing = await say(fake_api, "/format 9 title", group, user_id=71, **GROUP)
+        unknown = await say(fake_api, "/format 1 poster", group, user_id=71, **GROUP)
+        member = await say(fake_api, "/format 1 title", group, user_id=72, **GROUP)
+        subs = [s.format for s in get_storage_service().subscriptions(group)]
+    assert own == "✅ Feed 02 posts as full — as summary, with the item's first image"
+    assert "1 feed here has a format of its own." in shown_state
+    assert back == "✅ Feed 02 follows the chat's post format (summary)."
+    assert missing == NO_SUCH_FEED
+    assert unknown == (
+        'Unknown format "poster". Choose one: title, summary, full, or chat (the chat\'s format).'
+    )
+    assert member == ADMINS_ONLY
+    assert subs == [None, None]
+
+
+async def test_page_buttons_recheck_the_pressers_rights(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory
+) -> None:
+    group = -7201
+    fake_api.set_admin(group, 71)
+    async with running_bot(bot_settings()):
+        await follow_many(group, 12, "supergroup")
+        message_id, _ = await show_list(fake_api, group, 71, **GROUP)
+        member = await press(fake_api, group, message_id, "2 ▶", user_id=72)
+        page_after_member = shown(fake_api, group, message_id).splitlines()[0]
+        admin = await press(fake_api, group, message_id, "2 ▶", user_id=71)
+        page_after_admin = shown(fake_api, group, message_id).splitlines()[0]
+    assert member == {"text": "You are not an administrator of G.", "show_alert": True}
+    assert page_after_member == "Your feeds · 1–10 of 12"
+    assert admin == {"text": None, "show_alert": False}
+    assert page_after_admin == "Your feeds · 11–12 of 12"

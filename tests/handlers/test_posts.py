@@ -17,6 +17,7 @@ CHOICES = (
     "/format title — just the headline (several new items of a feed share a post)\n"
     "/format summary — the headline, the source, then the item's text\n"
     "/format full — as summary, with the item's first image\n"
+    "/format 2 title — feed 2 of /list in its own format (chat: the chat's again)\n"
     "/previews on|off — a preview of the article under each post\n"
     "Digests, /news and what /resume sends always list headlines only."
 )

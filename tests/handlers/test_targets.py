@@ -79,7 +79,7 @@ async def test_a_channel_is_managed_from_a_private_chat(
     assert added == f"✅ Now following One Times.\n{INSTANT}"
     assert listing == (
         f"@mychannel\nYour feeds\n1. One Times\n   {url}\n\n"
-        "Buttons: 🔇 mute · 🔔 unmute · 🔎 filters · ✏️ rename · 🗑 remove"
+        "Buttons: 🔇 mute · 🔔 unmute · 🔎 filters · 📝 post format · ✏️ rename · 🗑 remove"
     )
     assert by_id == listing
     assert own_list == "No feeds yet. Add one with /add <url>."

@@ -23,7 +23,7 @@ from tests.helpers.feeds import rss
 logger = logging.getLogger(__name__)
 
 SettingsFactory = Callable[..., Settings]
-LEGEND = "Buttons: 🔇 mute · 🔔 unmute · 🔎 filters · ✏️ rename · 🗑 remove"
+LEGEND = "Buttons: 🔇 mute · 🔔 unmute · 🔎 filters · 📝 post format · ✏️ rename · 🗑 remove"
 ADMINS_ONLY = "Only this chat's administrators can change its feeds and delivery."
 NOT_VALID = "This button is not valid any more. Send /list for a fresh list."
 NO_SUCH_FEED = "No such feed here. See /list for the numbers."
@@ -57,7 +57,7 @@ def listed(numbers: range) -> str:
 
 def row(n: int, muted: bool = False) -> list[str]:
     """The button labels of feed ``n``'s row."""
-    return [f"{n} {'🔔' if muted else '🔇'}", f"{n} 🔎", f"{n} ✏️", f"{n} 🗑"]
+    return [f"{n} {'🔔' if muted else '🔇'}", f"{n} 🔎", f"{n} 📝", f"{n} ✏️", f"{n} 🗑"]
 
 
 async def show_list(
