@@ -282,15 +282,21 @@ def feed_etag(feed: int, version: int) -> str:
     return f'"f{feed}-v{version}"'
 
 
-async def _serve_feeds(conn: Connection, feeds: int, items: int) -> None:
+async def _serve_feeds(conn: Connection, feeds: int, items: int, close: bool) -> None:
     """Body of the feed server process: serve, then obey commands from the pipe."""
     from tests.helpers.feed_server import FeedServer  # noqa: PLC0415 - child process only
 
     server = FeedServer()
     await server.start()
     versions = [0] * feeds
+    extra = {"Connection": "close"} if close else None
     for n in range(feeds):
-        server.serve(FEED_PATH.format(n=n), feed_document(n, 0, items), etag=feed_etag(n, 0))
+        server.serve(
+            FEED_PATH.format(n=n),
+            feed_document(n, 0, items),
+            etag=feed_etag(n, 0),
+            headers=extra,
+        )
     conn.send(("ready", server.port))
     loop = asyncio.get_running_loop()
     try:
@@ -306,6 +312,7 @@ async def _serve_feeds(conn: Connection, feeds: int, items: int) -> None:
                         FEED_PATH.format(n=n),
                         feed_document(n, versions[n], items),
                         etag=feed_etag(n, versions[n]),
+                        headers=extra,
                     )
                 conn.send(("ok", len(argument)))
             elif command == "requests":
@@ -317,9 +324,9 @@ async def _serve_feeds(conn: Connection, feeds: int, items: int) -> None:
         await server.stop()
 
 
-def _feed_server_main(conn: Connection, feeds: int, items: int) -> None:
+def _feed_server_main(conn: Connection, feeds: int, items: int, close: bool) -> None:
     """Entry point of the feed server process (must be importable for ``spawn``)."""
-    asyncio.run(_serve_feeds(conn, feeds, items))
+    asyncio.run(_serve_feeds(conn, feeds, items, close))
 
 
 class FeedServerProcess:
@@ -327,14 +334,19 @@ class FeedServerProcess:
 
     A separate process keeps the server's CPU out of the measured event loop. Each feed has
     an ETag, so a conditional GET of an unchanged feed gets 304; :meth:`bump` publishes a
-    new version (new item, new ETag) of some feeds. Methods block: call them from async
+    new version (new item, new ETag) of some feeds. With ``connection_close`` every answer
+    carries ``Connection: close``, so each request opens a new connection (as fetching
+    10,000 feeds from as many hosts would). Methods block: call them from async
     code with ``asyncio.to_thread``.
     """
 
-    def __init__(self, feeds: int, items: int, *, cpu: int | None = None) -> None:
+    def __init__(
+        self, feeds: int, items: int, *, cpu: int | None = None, connection_close: bool = False
+    ) -> None:
         self.feeds = feeds
         self.items = items
         self.cpu = cpu  # pin the server to this CPU (keep it off the measured core)
+        self.connection_close = connection_close
         self._conn: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
         self._port: int | None = None
@@ -345,7 +357,7 @@ class FeedServerProcess:
         parent, child = ctx.Pipe()
         process = ctx.Process(
             target=_feed_server_main,
-            args=(child, self.feeds, self.items),
+            args=(child, self.feeds, self.items, self.connection_close),
             name="bench-feed-server",
             daemon=True,
         )

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import logging
 import math
 import os
@@ -52,6 +53,7 @@ from benchmarks._common import (
     print_table,
     process_cpu_s,
     process_memory_mb,
+    profile_summary,
     stop_poll_job,
     verdict,
 )
@@ -190,8 +192,15 @@ async def run_config(
         writes_before = storage.write_count
         chats = math.ceil(len(urls) / FEEDS_PER_CHAT)
         offer = asyncio.create_task(_offer_news(app, chats, args.news_rate, stop, enqueued))
+        # CPU of the event-loop thread only: wall-clock timing would charge the parser
+        # threads' GIL holds to whatever syscall released the GIL on the loop.
+        profiler = cProfile.Profile(time.thread_time) if args.profile else None
         meter.start()
+        if profiler is not None:
+            profiler.enable()
         report = await feeds.poll_due()
+        if profiler is not None:
+            profiler.disable()
         measured = meter.stop()
         stop.set()
         await offer
@@ -220,6 +229,7 @@ async def run_config(
             "storage_writes": writes,
         },
         "rss": rss,
+        "profile": profile_summary(profiler, 25) if profiler is not None else None,
         "news": {
             "offered": len(enqueued),
             "answered": len(latencies),
@@ -254,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--news-rate", type=positive_float, default=20.0, help="/news per second meanwhile"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile the measured cycle (bot process): top 25"
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin to one CPU core")
     parser.add_argument("--data-root", type=Path, default=None, help="where DATA_DIR goes")
@@ -309,6 +322,8 @@ def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
                 ),
             ],
         )
+        if c["profile"]:
+            print(c["profile"])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

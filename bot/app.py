@@ -273,7 +273,7 @@ async def _post_shutdown(app: AnyApp) -> None:
     if services.health_server is not None:
         await services.health_server.stop()
     if services.http is not None:
-        await services.http.aclose()
+        await services.http.close()
     if services.parse_executor is not None:
         services.parse_executor.shutdown(wait=True, cancel_futures=True)
     await get_storage_service().close()

@@ -22,7 +22,7 @@ from bot.services.ratelimit import NewsRateLimiter
 from bot.storage import StorageService, get_storage_service
 
 if TYPE_CHECKING:
-    import httpx
+    import aiohttp
 
     from bot.services.delivery import Dispatcher
     from bot.services.digests import DigestScheduler
@@ -45,7 +45,7 @@ class Services:
     rate_limiter: NewsRateLimiter
     # /add and /import's per-user budget (ADD_RATE_LIMIT); set when the app is built.
     add_rate_limiter: NewsRateLimiter | None = None
-    http: httpx.AsyncClient | None = None
+    http: aiohttp.ClientSession | None = None  # feed fetching (the Bot API has its own)
     parse_executor: Executor | None = None
     feeds_service: FeedService | None = None
     dispatcher_service: Dispatcher | None = None

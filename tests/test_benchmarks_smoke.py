@@ -8,13 +8,22 @@ agree with what was sent.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from telegram import Bot, ReplyParameters
 
-from benchmarks import bench_fanout, bench_news, bench_parse, bench_poll, bench_storage, load
+from benchmarks import (
+    bench_fanout,
+    bench_fetch,
+    bench_news,
+    bench_parse,
+    bench_poll,
+    bench_storage,
+    load,
+)
 from benchmarks._common import median_by, percentiles, pinned_to_one_core, process_cpu_s
 from benchmarks._telegram import BOT_USER, TOKEN, InMemoryRequest
 
@@ -95,7 +104,7 @@ def test_bench_poll_logs_every_feed_then_the_changed_half_with_both_parsers(
     result = bench_poll.main(
         [
             "--feeds", "12", "--items", "5", "--parsers", "0,1", "--news-rate", "50",
-            "--no-pin", "--quiet", "--data-root", str(tmp_path),
+            "--no-pin", "--quiet", "--data-root", str(tmp_path), "--profile",
         ]
     )  # fmt: skip
     configs = result["configs"]
@@ -111,6 +120,8 @@ def test_bench_poll_logs_every_feed_then_the_changed_half_with_both_parsers(
         news = config["news"]
         assert news["offered"] > 0
         assert news["answered"] == news["offered"] == news["news_replies"]
+        calls = re.search(r"(\d+) function calls", config["profile"])
+        assert calls is not None and int(calls.group(1)) > 0  # the measured cycle was profiled
     assert configs[0]["first"]["workers"] == 0  # threads
     assert configs[1]["first"]["workers"] == 1  # the pool's process is counted
     assert list(tmp_path.iterdir()) == []
@@ -121,6 +132,22 @@ def test_bench_poll_rejects_bad_parser_counts() -> None:
         with pytest.raises(SystemExit) as exc:
             bench_poll.main(["--parsers", bad, "--quiet"])
         assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("close", [False, True], ids=["keep-alive", "connection-close"])
+def test_bench_fetch_times_every_variant_on_every_feed(close: bool) -> None:
+    argv = ["--feeds", "40", "--items", "3", "--rounds", "2", "--no-pin", "--quiet"]
+    result = bench_fetch.main([*argv, "--connection-close"] if close else argv)
+    variants = result["variants"]
+    assert set(variants) == set(bench_fetch.VARIANTS)
+    for figures in variants.values():
+        assert set(figures) == set(bench_fetch.PASSES)
+        for one_pass in figures.values():
+            assert len(one_pass["runs_ms"]) == 2  # one per round
+            assert one_pass["median_ms"] > 0
+    # Per variant and round: the warm-up, then every feed once per pass (200, then 304).
+    per_round = bench_fetch.WARM_UP + 2 * 40
+    assert result["requests"] == len(bench_fetch.VARIANTS) * 2 * per_round
 
 
 def test_bench_storage_measures_both_sizes_and_a_fresh_load(tmp_path: Path) -> None:
@@ -193,6 +220,7 @@ def test_process_cpu_counts_this_process_and_not_a_missing_one() -> None:
     [
         (bench_news.main, ["--updates", "0"]),
         (bench_poll.main, ["--feeds", "-3"]),
+        (bench_fetch.main, ["--rounds", "0"]),
         (bench_storage.main, ["--chats", "0"]),
         (bench_fanout.main, ["--chats", "0"]),
         (load.main, ["--rate", "0"]),

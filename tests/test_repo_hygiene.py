@@ -320,7 +320,7 @@ def test_no_bot_module_imports_requests() -> None:
         for path in modules
         if "requests" in imported_top_level_modules(path.read_text(encoding="utf-8"))
     ]
-    assert offenders == [], "bot/ must use the shared httpx.AsyncClient, not requests"
+    assert offenders == [], "bot/ must use the shared HTTP clients (feeds: aiohttp; Bot API: httpx)"
 
 
 # --- ci_tools: ignored advisories ------------------------------------------------------------

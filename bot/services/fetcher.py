@@ -3,12 +3,13 @@
 This is the only code that talks to feed servers, and feed URLs are attacker-controlled, so
 every request is fenced in:
 
-* **SSRF guard** (:mod:`bot.services.netguard`): the shared client's network backend resolves
+* **SSRF guard** (:mod:`bot.services.netguard`): the shared session's connector resolves
   each host once, checks every address and connects to the checked IP; this module refuses
   bad URLs and IP literals up front and re-checks the peer of any connection the guard did
   not open.
 * **Redirects by hand**: each hop is checked the same way, at most ``max_redirects``.
-* **Deadlines**: a connect timeout and one total deadline around the whole fetch.
+* **Deadlines**: a connect timeout, a read timeout and one total deadline around the whole
+  fetch.
 * **Size cap after decompression**, enforced while streaming with a bounded decompressor, so
   a gzip bomb costs at most ``max_bytes`` of memory (see :func:`_read_body`).
 * **Conditional GET**: ``If-None-Match``/``If-Modified-Since``; a 304 costs no parse.
@@ -21,13 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-import httpx
+import aiohttp
+import yarl
 
 from bot.i18n import N_
 from bot.services.feed_errors import (
@@ -46,8 +48,7 @@ from bot.services.feed_errors import (
     TooManyRedirectsError,
 )
 from bot.services.netguard import (
-    ACCEPT_ENCODING,
-    GUARD_MARK,
+    GuardedConnector,
     ip_literal,
     is_public_address,
     numeric_ipv4,
@@ -56,6 +57,9 @@ from bot.services.netguard import (
 logger = logging.getLogger(__name__)
 
 MAX_URL_LENGTH: Final = 2048
+# ASCII control characters: no valid URL holds one, and a NUL in a host name would reach the
+# resolver (which raises ValueError for it) instead of being refused as a bad address.
+_CONTROL_CHARS: Final = re.compile(r"[\x00-\x1f\x7f]")
 _REDIRECT_CODES: Final = frozenset({301, 302, 303, 307, 308})
 # User-facing reasons (``FeedError.reason``). Class defaults are defined once, in
 # bot/services/feed_errors.py; the names below are kept for callers and tests, and the
@@ -110,9 +114,10 @@ def _safe_for_log(url: str) -> str:
 class _Decoder:
     """Content-Encoding decoder whose output per call is capped (gzip/deflate via zlib).
 
-    httpx's own decoders inflate each network chunk in one go: a 64 KiB chunk of a gzip bomb
-    becomes ~64 MiB before any size check can run (measured with a 5 MiB cap: 148.5 MB peak
-    for a 1 GiB bomb read with ``aiter_bytes``, 12.2 MB with this decoder). Here every
+    HTTP clients' own decoders inflate each network chunk in one go: a 64 KiB chunk of a gzip
+    bomb becomes ~64 MiB before any size check can run (measured with a 5 MiB cap: 148.5 MB
+    peak for a 1 GiB bomb read with httpx's ``aiter_bytes``, 12.2 MB with this decoder), so
+    the session reads raw bytes (``auto_decompress=False``) and decodes here. Every
     ``decompress`` call gets ``max_length`` = the remaining budget + 1, so decoded data in
     memory stays below about twice ``max_bytes``.
     """
@@ -148,25 +153,27 @@ class _Decoder:
         except zlib.error:
             if not (first and self._coding == "deflate"):
                 raise
-        # "deflate" is often sent as raw deflate without the zlib header; like httpx, retry
-        # the first chunk as raw deflate.
+        # "deflate" is often sent as raw deflate without the zlib header; like browsers,
+        # retry the first chunk as raw deflate.
         self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
         return bytes(self._zlib.decompress(data, budget + 1))
 
 
 class Fetcher:
-    """Fetches feed documents safely; one instance shares the bot's one HTTP client.
+    """Fetches feed documents safely; one instance shares the bot's one HTTP session.
 
-    The address guard for *hostnames* lives in the client's network backend (see
-    :func:`create_http_client`); this class refuses bad URLs and IP literals up front (so
-    they never reach the network and get a precise reason), follows redirects by hand,
-    enforces the deadline and size cap, and re-checks the peer address of any connection
-    that was not opened by the guarded backend (defence in depth against a mis-wired client).
+    The address guard lives in the session's connector (see
+    :func:`~bot.services.netguard.create_http_client`); this class refuses bad URLs and IP
+    literals up front (so they never reach the network and get a precise reason), follows
+    redirects by hand, enforces the deadlines and size cap, and checks the peer address of
+    every connection when the session's connector is not a
+    :class:`~bot.services.netguard.GuardedConnector` (defence in depth against a mis-wired
+    session).
     """
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         *,
         allow_private: bool,
         max_bytes: int,
@@ -175,11 +182,17 @@ class Fetcher:
         max_redirects: int = 5,
     ) -> None:
         self._client = client
+        self._guarded = isinstance(client.connector, GuardedConnector)
         self._allow_private = allow_private
         self._max_bytes = max_bytes
-        self._connect_timeout = connect_timeout
         self._total_timeout = total_timeout
         self._max_redirects = max_redirects
+        # No limit on waiting for a free pooled connection (the total deadline covers it);
+        # TCP + TLS connect within connect_timeout (the guarded resolver bounds DNS by the
+        # same figure); each read within the total deadline's length.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=connect_timeout, sock_read=total_timeout
+        )
 
     async def fetch(
         self, url: str, *, etag: str | None = None, last_modified: str | None = None
@@ -210,6 +223,8 @@ class Fetcher:
         raw = raw.strip()
         if len(raw) > MAX_URL_LENGTH:
             raise BadURLError(REASON_TOO_LONG)
+        if _CONTROL_CHARS.search(raw):
+            raise BadURLError
         try:
             parts = urlsplit(raw)
             host = parts.hostname
@@ -234,51 +249,64 @@ class Fetcher:
             if host.rstrip(".") == "localhost" or host.rstrip(".").endswith(".localhost"):
                 raise BlockedAddressError
         try:
-            httpx.URL(raw)
-        except httpx.InvalidURL as exc:
+            yarl.URL(raw)  # what the session will parse: refuse here what it would refuse
+        except (ValueError, TypeError) as exc:
             raise BadURLError from exc
         return raw
 
-    def _check_peer(self, response: httpx.Response) -> None:
+    def _check_peer(self, response: aiohttp.ClientResponse) -> None:
         """Refuse a response whose connection went to a non-public address.
 
-        Connections from :class:`GuardedNetworkBackend` were checked before connecting and
-        carry a mark; this only matters when the client was built some other way.
+        Connections of a :class:`GuardedConnector` were checked before connecting; this only
+        matters when the session was built some other way, and then an unknown peer is
+        refused too.
         """
-        if self._allow_private:
+        if self._allow_private or self._guarded:
             return
-        stream = response.extensions.get("network_stream")
-        if stream is None or stream.get_extra_info(GUARD_MARK):
-            return
-        peer = stream.get_extra_info("server_addr")
-        if peer and not is_public_address(str(peer[0])):
+        connection = response.connection
+        transport = connection.transport if connection is not None else None
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        if not peer or not is_public_address(str(peer[0])):
             raise BlockedAddressError
+
+    def _redirect_target(self, current: str, location: str) -> str:
+        """The checked URL a ``Location`` points to, judged as text like the first URL.
+
+        Numeric spellings such as ``http://0177.0.0.1/`` are canonicalised and refused like
+        any other internal address; a target that is no web address at all is "an invalid
+        address" of the server's, not the user's.
+        """
+        try:
+            return self._check_url(urljoin(current, location.strip()))
+        except BadURLError as exc:
+            if exc.reason == REASON_BAD_URL:
+                raise BadURLError(REASON_BAD_REDIRECT) from exc
+            raise
+        except ValueError as exc:  # urljoin: e.g. an unbalanced "[" in the host
+            raise BadURLError(REASON_BAD_REDIRECT) from exc
 
     async def _fetch(self, url: str, etag: str | None, last_modified: str | None) -> FetchResult:
         current = self._check_url(url)
-        headers: dict[str, str] = {"Accept-Encoding": ACCEPT_ENCODING}
+        headers: dict[str, str] = {}
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        timeout = httpx.Timeout(self._total_timeout, connect=self._connect_timeout)
         for _hop in range(self._max_redirects + 1):
             logger.debug("GET %s", _safe_for_log(current))
             try:
-                async with self._client.stream(
-                    "GET", current, headers=headers, timeout=timeout, follow_redirects=False
+                async with self._client.get(
+                    current, headers=headers, allow_redirects=False, timeout=self._timeout
                 ) as response:
                     self._check_peer(response)
-                    status = response.status_code
+                    status = response.status
                     if status in _REDIRECT_CODES:
                         location = response.headers.get("location")
                         if not location:
                             raise HTTPStatusError(
                                 status, HTTP_NO_TARGET_REASON % {"status": status}
                             )
-                        # urljoin, not httpx's join: a hostile Location such as
-                        # http://0177.0.0.1/ must reach _check_url as text to be judged.
-                        current = self._check_url(urljoin(current, location.strip()))
+                        current = self._redirect_target(current, location)
                         continue
                     if status == 304 and (etag or last_modified):
                         return FetchResult(
@@ -300,20 +328,18 @@ class Fetcher:
                         last_modified=response.headers.get("last-modified"),
                         content_type=response.headers.get("content-type"),
                     )
-            except httpx.TimeoutException as exc:
-                raise FetchTimeoutError from exc
-            except httpx.ConnectError as exc:
-                if _caused_by(exc, ssl.SSLCertVerificationError):
-                    raise TLSError from exc
+            except aiohttp.ClientConnectorCertificateError as exc:
+                raise TLSError from exc
+            except aiohttp.ClientConnectorDNSError as exc:
+                raise DNSError from exc  # only a session without the guarded resolver
+            except aiohttp.ClientConnectorError as exc:
                 raise ConnectError from exc
-            except httpx.RemoteProtocolError as exc:
-                # httpx parses every redirect's Location itself (for response.next_request),
-                # even with follow_redirects=False, and refuses ones like http://0177.0.0.1/.
-                if str(exc).startswith("Invalid URL in location header"):
-                    raise BadURLError(REASON_BAD_REDIRECT) from exc
-                logger.debug("fetch of %s failed: protocol error", _safe_for_log(current))
-                raise NetworkError from exc
-            except httpx.TransportError as exc:
+            except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
+                # A connect or read timeout (the total deadline surfaces in fetch()).
+                raise FetchTimeoutError from exc
+            except aiohttp.InvalidURL as exc:
+                raise BadURLError from exc
+            except (aiohttp.ClientError, OSError) as exc:
                 logger.debug("fetch of %s failed: %s", _safe_for_log(current), type(exc).__name__)
                 raise NetworkError from exc
         raise TooManyRedirectsError
@@ -321,7 +347,7 @@ class Fetcher:
     def _too_large(self) -> TooLargeError:
         return TooLargeError(TOO_LARGE_REASON % {"size": _human_size(self._max_bytes)})
 
-    async def _read_body(self, response: httpx.Response) -> bytes:
+    async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
         """Stream the body, decompressing with a bounded decoder, capped at ``max_bytes``.
 
         The raw (compressed) bytes are capped at ``max_bytes`` too, so a server cannot keep us
@@ -338,7 +364,7 @@ class Fetcher:
         decoder = _Decoder(coding)
         body = bytearray()
         raw_total = 0
-        async for raw in response.aiter_raw():
+        async for raw in response.content.iter_any():
             raw_total += len(raw)
             if raw_total > self._max_bytes:
                 raise self._too_large()
@@ -351,18 +377,6 @@ class Fetcher:
             if decoder.done:
                 break
         return bytes(body)
-
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    """Whether ``kind`` is anywhere in ``exc``'s cause/context chain."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def _human_size(n: int) -> str:

@@ -18,14 +18,14 @@ import struct
 import subprocess
 import tracemalloc
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpcore
-import httpx
+import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from bot.services.feed_errors import (
     BadURLError,
@@ -92,26 +92,30 @@ def public(*hosts: str) -> StubResolver:
     return StubResolver({h: [[PUBLIC_IP]] for h in hosts})
 
 
-class NatBackend(httpcore.AsyncNetworkBackend):
-    """Connects every address to 127.0.0.1 (same port) and records what it was asked for."""
+class _NatSocket(socket.socket):
+    """A socket whose connect() goes to 127.0.0.1 (same port), whatever address it is given."""
+
+    nat: NatBackend
+
+    def connect(self, address: Any) -> None:
+        self.nat.connected.append(str(address[0]))
+        super().connect(("127.0.0.1", address[1]))
+
+
+class NatBackend:
+    """Connects every address to 127.0.0.1 (same port) and records what it was asked for.
+
+    The guarded session's socket factory (``create_http_client(socket_factory=...)``): the
+    guard has judged the address before this makes the socket.
+    """
 
     def __init__(self) -> None:
         self.connected: list[str] = []
-        self._real = httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        self.connected.append(host)
-        return await self._real.connect_tcp("127.0.0.1", port, timeout=timeout)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    def __call__(self, addr_info: aiohttp.AddrInfoType) -> socket.socket:
+        sock = _NatSocket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.nat = self
+        return sock
 
 
 async def refusing_resolver(host: str, port: int) -> list[str]:
@@ -175,7 +179,7 @@ FetcherFactory = Callable[..., Awaitable[Fetcher]]
 @pytest.fixture
 async def make_fetcher() -> AsyncIterator[FetcherFactory]:
     """Build a Fetcher on a guarded client; all clients are closed after the test."""
-    clients: list[httpx.AsyncClient] = []
+    clients: list[aiohttp.ClientSession] = []
 
     async def make(
         *,
@@ -193,7 +197,7 @@ async def make_fetcher() -> AsyncIterator[FetcherFactory]:
             connect_timeout=connect_timeout,
             resolver=resolver,
             # Always NAT to 127.0.0.1: whatever a test asks for, nothing leaves the machine.
-            inner_backend=nat or NatBackend(),
+            socket_factory=nat or NatBackend(),
             ssl_context=ssl_context,
         )
         clients.append(client)
@@ -208,7 +212,7 @@ async def make_fetcher() -> AsyncIterator[FetcherFactory]:
 
     yield make
     for client in clients:
-        await client.aclose()
+        await client.close()
 
 
 # The class raised for each metrics kind (TLSError is a ConnectError, kind "connect").
@@ -457,18 +461,65 @@ async def test_dns_rebinding_cannot_swap_the_address_after_the_check(
     assert server.request_count("/feed") == 1
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]", "10.0.0.1"])
+async def test_the_session_itself_refuses_ip_literals_at_connect_time(
+    server: FeedServer, host: str
+) -> None:
+    """The connector's socket factory: even a request that skips the Fetcher's URL checks
+    (aiohttp never asks a resolver about an IP literal) gets no socket to a private address."""
+    server.serve("/feed", RSS)
+    client = create_http_client(allow_private=False, resolver=refusing_resolver)
+    try:
+        with pytest.raises(BlockedAddressError):
+            await client.get(f"http://{host}:{server.port}/feed")
+    finally:
+        await client.close()
+    assert server.requests == []
+
+
+async def test_the_session_refuses_a_private_answer_without_the_fetcher(
+    server: FeedServer,
+) -> None:
+    server.serve("/feed", RSS)
+    nat = NatBackend()
+    client = create_http_client(
+        allow_private=False,
+        resolver=StubResolver({"inside.example": [["10.0.0.1"]]}),
+        socket_factory=nat,
+    )
+    try:
+        with pytest.raises(BlockedAddressError):
+            await client.get(f"http://inside.example:{server.port}/feed")
+    finally:
+        await client.close()
+    assert nat.connected == []
+    assert server.requests == []
+
+
 async def test_unguarded_client_is_still_caught_by_the_peer_address_check(
     server: FeedServer,
 ) -> None:
     """Defence in depth: a client not built by create_http_client (mis-wiring)."""
 
-    class NameNat(NatBackend):
-        pass  # connects "feed.example" to 127.0.0.1 without any check, like plain DNS
+    class NameNat(AbstractResolver):
+        """Answers 127.0.0.1 for every name without any check, like plain DNS."""
 
-    transport = httpx.AsyncHTTPTransport()
-    transport._pool = httpcore.AsyncConnectionPool(network_backend=NameNat())
+        async def resolve(
+            self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+        ) -> list[ResolveResult]:
+            return [
+                ResolveResult(
+                    hostname=host, host="127.0.0.1", port=port, family=socket.AF_INET,
+                    proto=0, flags=0,
+                )
+            ]  # fmt: skip
+
+        async def close(self) -> None:
+            pass
+
     server.serve("/feed", RSS)
-    async with httpx.AsyncClient(transport=transport) as client:
+    connector = aiohttp.TCPConnector(resolver=NameNat())
+    async with aiohttp.ClientSession(connector=connector) as client:
         fetcher = Fetcher(client, allow_private=False, max_bytes=MiB)
         err = await fetch_error(fetcher, public_url(server, "/feed"))
     assert (err.kind, err.reason) == ("blocked_address", REASON_BLOCKED)
@@ -491,6 +542,8 @@ async def test_unguarded_client_is_still_caught_by_the_peer_address_check(
         ("https://:@feed.example/rss", REASON_USERINFO),
         ("http:///rss", "that does not look like a web address"),
         ("http://feed.example:99999/rss", "that does not look like a web address"),
+        ("http://feed.ex\x00ample/rss", "that does not look like a web address"),
+        ("http://feed.example/r\nss", "that does not look like a web address"),
         ("http://feed.example/" + "a" * 3000, REASON_TOO_LONG),
     ],
 )
@@ -513,8 +566,9 @@ async def test_bad_urls_are_refused_before_any_lookup(
         ("http://127.0.0.1:{port}/secret", "blocked_address", REASON_BLOCKED),
         ("http://2130706433:{port}/secret", "blocked_address", REASON_BLOCKED),
         ("http://0x7f.1:{port}/secret", "blocked_address", REASON_BLOCKED),
-        # httpx itself refuses to parse this Location; still never connected.
-        ("http://0177.0.0.1:{port}/secret", "bad_url", REASON_BAD_REDIRECT),
+        # Numeric spellings are canonicalised, then refused like the dotted quad.
+        ("http://0177.0.0.1:{port}/secret", "blocked_address", REASON_BLOCKED),
+        ("http://[::1:{port}/secret", "bad_url", REASON_BAD_REDIRECT),  # no address at all
         ("http://[::ffff:7f00:1]:{port}/secret", "blocked_address", REASON_BLOCKED),
         ("http://169.254.169.254/latest/meta-data/", "blocked_address", REASON_BLOCKED),
         ("http://internal.example:{port}/secret", "blocked_address", REASON_BLOCKED),
@@ -732,6 +786,17 @@ async def test_unsupported_or_corrupt_encodings_are_refused(
     assert (err.kind, err.reason) == ("network", reason)
 
 
+async def test_big_response_headers_are_accepted(make_fetcher: FetcherFactory) -> None:
+    # Real sites send Content-Security-Policy or Set-Cookie lines of tens of KiB; aiohttp's
+    # default limit (8 KiB a line) would refuse them, httpx accepted a 100 KiB head.
+    headers = {"Content-Security-Policy": "default-src " + "a" * 30_000, "X-Pad": "b" * 20_000}
+    headers["Content-Length"] = str(len(RSS))
+    async with RawServer(raw_response(headers, RSS)) as raw:
+        fetcher = await make_fetcher(allow_private=True)
+        result = await fetcher.fetch(f"http://127.0.0.1:{raw.port}/feed")
+    assert result.body == RSS
+
+
 async def test_truncated_body_is_a_network_error(make_fetcher: FetcherFactory) -> None:
     async with RawServer(raw_response({"Content-Length": "1000"}, b"<rss>short")) as raw:
         fetcher = await make_fetcher(allow_private=True)
@@ -796,7 +861,7 @@ async def test_connection_refused(make_fetcher: FetcherFactory) -> None:
     err = await fetch_error(fetcher, f"http://127.0.0.1:{port}/feed")
     assert (err.kind, err.reason) == ("connect", REASON_CONNECT)
     assert not isinstance(err, TLSError)
-    assert isinstance(err.__cause__, httpx.ConnectError)
+    assert isinstance(err.__cause__, aiohttp.ClientConnectorError)
 
 
 @pytest.mark.parametrize("status", [404, 410, 500, 503])
