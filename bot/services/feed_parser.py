@@ -277,6 +277,7 @@ def parse_feed(
     content_type: str | None = None,
     max_items: int = 200,
     known_ids: Collection[str] = (),
+    with_text: bool = True,
 ) -> ParsedFeed:
     """Parse an RSS/Atom document into normalised items, newest first.
 
@@ -292,6 +293,8 @@ def parse_feed(
         known_ids: ids of items the caller has already logged: their bodies are not
             converted again (their summary and image stay empty here), which keeps a poll
             that finds one new item from converting all twenty.
+        with_text: False converts no bodies at all: a feed's first fetch is its baseline
+            (history no chat is ever sent), so its summaries would be work thrown away.
 
     Returns:
         The feed title (or the URL's host) and at most ``max_items`` items: dated ones newest
@@ -306,7 +309,8 @@ def parse_feed(
     if not isinstance(body, bytes | bytearray | memoryview):
         raise TypeError(f"parse_feed needs the document's bytes, not {type(body).__name__}")
     try:
-        return _parse(bytes(body), feed_url, content_type, max_items, known_ids)
+        return _parse(bytes(body), feed_url, content_type, max_items,
+                      known_ids, text_keep=TEXT_KEEP if with_text else 0)  # fmt: skip
     except ParseError:
         raise
     except Exception as exc:  # a bug or limit in a codec, expat or feedparser: per-feed error
@@ -322,11 +326,14 @@ def _parse(
     content_type: str | None,
     max_items: int,
     known_ids: Collection[str],
+    *,
+    text_keep: int,
 ) -> ParsedFeed:
     if not data.strip():
         raise EmptyDocumentError
     if json_feed.looks_like_json(data, content_type):
-        return _finish(json_feed.extract(data), feed_url, max_items, known_ids)
+        return _finish(json_feed.extract(data), feed_url, max_items, known_ids,
+                       text_keep=text_keep)  # fmt: skip
     utf8 = _to_utf8(data, content_type)
     _refuse_entity_declarations(utf8)
     if looks_like_html(utf8, None):
@@ -337,7 +344,7 @@ def _parse(
     parsed = fast_feed.extract(utf8)
     if parsed is None:
         parsed = _feedparser_parse(utf8)
-    return _finish(parsed, feed_url, max_items, known_ids, utf8)
+    return _finish(parsed, feed_url, max_items, known_ids, utf8, text_keep=text_keep)
 
 
 def _finish(
@@ -346,6 +353,8 @@ def _finish(
     max_items: int,
     known_ids: Collection[str],
     utf8: bytes | None = None,
+    *,
+    text_keep: int = TEXT_KEEP,
 ) -> ParsedFeed:
     """Normalise a reader's result (feedparser's, fast_feed's or json_feed's) into items.
 
@@ -378,9 +387,9 @@ def _finish(
     kept = (dated + undated)[: max(0, max_items)]
     items = [
         item if item.id in known_ids else _with_text(item, entry)
-        for item, entry in kept[:TEXT_KEEP]
+        for item, entry in kept[:text_keep]
     ]
-    items += [item for item, _entry in kept[TEXT_KEEP:]]
+    items += [item for item, _entry in kept[text_keep:]]
     return ParsedFeed(title=source_title, items=tuple(items))
 
 

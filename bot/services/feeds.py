@@ -298,15 +298,18 @@ class FeedService:
 
         Items already in the feed's log are named to the parser, which then does not convert
         their bodies again (storage ignores them anyway): a poll that finds one new item pays
-        for one summary, not twenty.
+        for one summary, not twenty. A feed's first fetch converts none (its baseline).
         """
         known = frozenset(entry.item.id for entry in self._storage.feed_log(url))
+        state = self._storage.feed_state(url)
         job = functools.partial(
             parse_feed,
             result.body or b"",
             result.url,
             content_type=result.content_type,
             known_ids=known,
+            # A first fetch is the feed's baseline: history no chat is sent, so no summaries.
+            with_text=state is not None and state.fetched_once,
         )
         return await self._off_loop(job)
 
