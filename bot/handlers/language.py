@@ -4,7 +4,9 @@
 asked (:func:`bot.handlers.common.tr`); posts and digests, which nobody asked for, use it,
 else English (:func:`bot.i18n.chat_translator`). A private chat records its user's language
 when it registers, so its posts match its replies; groups and channels have none until an
-administrator chooses.
+administrator chooses. Like ``/format``, it acts on the chat it is sent in, or — from a
+private chat — on a group or channel named first (``/language @channel ru``, see
+:func:`bot.handlers.common.resolve_target`).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from bot.handlers.common import (
     COMMAND_UPDATES,
     Context,
     args_of,
-    can_manage,
     deny,
-    register_chat,
+    may_change,
+    register_target,
     reply,
+    reply_about,
+    resolve_target,
     tr,
 )
 from bot.i18n import (
@@ -59,20 +63,23 @@ def _current(chosen: str | None, t: Translator) -> str:
 
 async def language(update: Update, context: Context) -> None:
     """``/language`` shows the choice; ``/language en|ru|auto`` changes it (admins in groups)."""
-    args = [a.lower() for a in args_of(context)]
-    chat = await register_chat(update, context)
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return
+    args = [a.lower() for a in target.args]
+    chat = await register_target(update, context, target)
     if chat is None:
         return
     t = tr(update, context)
     if not args:
-        await reply(update, context, f"{_current(chat.language, t)}\n\n{_choices(t)}")
+        await reply_about(update, context, target, f"{_current(chat.language, t)}\n\n{_choices(t)}")
         return
     wanted = supported_language(args[0]) if len(args) == 1 else None
     if wanted is None and args != [AUTO]:
         text = t.gettext("I don't speak that language. Choose one of these:")
         await reply(update, context, f"{text}\n{_choices(t)}")
         return
-    if not await can_manage(update, context):
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
     if wanted is None:  # auto
@@ -84,10 +91,13 @@ async def language(update: Update, context: Context) -> None:
         "chat language set",
         extra={"event": "language_set", "chat_id": chat.chat_id, "language": wanted or AUTO},
     )
-    # The confirmation already speaks the new language.
-    user = update.effective_user
-    now = translator(pick_language(wanted, user.language_code if user else None))
-    await reply(update, context, "✅ " + _current(wanted, now))
+    if target.remote:
+        # The answer is read in the private chat, whose language did not change.
+        now = t
+    else:  # the confirmation already speaks the chat's new language
+        user = update.effective_user
+        now = translator(pick_language(wanted, user.language_code if user else None))
+    await reply_about(update, context, target, "✅ " + _current(wanted, now))
 
 
 def _user_language(update: Update) -> str | None:
