@@ -320,15 +320,28 @@ async def reply_about(
     update: Update,
     context: Context,
     target: Target,
-    texts: str | Sequence[str],
+    text: str,
     *,
     reply_markup: InlineKeyboardMarkup | ForceReply | None = None,
 ) -> int:
-    """:func:`reply`, naming the chat first when the command acted on another chat."""
-    parts = [texts] if isinstance(texts, str) else list(texts)
-    if target.remote and parts:
-        parts[0] = headed(target.label, parts[0])
-    return await reply(update, context, parts, reply_markup=reply_markup)
+    """:func:`reply` with one message, naming the chat first when the command acted on another.
+
+    One message only: an answer long enough to need several is packed by its maker with
+    :func:`heading` as the first message's header (see ``import_reply``), so the chat's name
+    never pushes a packed part over Telegram's limit.
+    """
+    shown = headed(target.label, text) if target.remote else text
+    return await reply(update, context, shown, reply_markup=reply_markup)
+
+
+def heading(target: Target) -> str:
+    """The header an answer about ``target`` starts with: its bold name when remote, else ""."""
+    return label_line(target.label) if target.remote else ""
+
+
+def label_line(label: str) -> str:
+    """A chat's name as the bold first line of an answer about it."""
+    return f"<b>{esc(label)}</b>"
 
 
 def headed(label: str, text: str) -> str:
@@ -338,4 +351,4 @@ def headed(label: str, text: str) -> str:
     (one rule for replies and for edited /list messages): a user managing several chats
     from a private chat always sees which one an answer concerns.
     """
-    return f"<b>{esc(label)}</b>\n{text}"
+    return f"{label_line(label)}\n{text}"
