@@ -11,9 +11,10 @@ What Telegram does, and so what this fake does:
   20 MB "Bad Request: file is too big" (bots may only download up to 20 MB);
 * the bytes are served at ``GET /file/bot<token>/<file_path>`` (a wrong token: 404);
 * ``sendDocument`` takes a multipart upload (or the file_id of a known file); an empty file
-  is "Bad Request: file must be non-empty", a caption over 1,024 characters "Bad Request:
-  message caption is too long". Uploads are recorded in :attr:`FakeFiles.sent_documents`
-  with their bytes, so tests can read what the bot sent.
+  is "Bad Request: file must be non-empty", a caption over 1,024 UTF-16 units (after entity
+  parsing, as sendPhoto counts) "Bad Request: message caption is too long". Uploads are
+  recorded in :attr:`FakeFiles.sent_documents` with their bytes, so tests can read what the
+  bot sent.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from tests.helpers.fake_bot_api import FakeBotAPI
 
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # getFile refuses bigger files
-MAX_CAPTION_LENGTH = 1024
 FILE_URL_PREFIX = "/file/bot"
 
 
@@ -170,9 +170,9 @@ class FakeFiles:
     async def send_document(self, params: dict[str, Any]) -> dict[str, Any]:
         """``sendDocument``: an upload (multipart) or a known file_id, with a caption."""
         from tests.helpers.fake_bot_api import (  # noqa: PLC0415 (import cycle)
-            TelegramHTMLError,
+            MAX_CAPTION_LENGTH,
             _ApiError,
-            telegram_html_to_plain,
+            _utf16_len,
         )
 
         api = self._api
@@ -199,14 +199,9 @@ class FakeFiles:
         else:
             raise _ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
         thread_id = api._place_in_topic(chat_id, params)
-        caption = str(params.get("caption") or "")
-        parse_mode = params.get("parse_mode")
-        if caption and parse_mode is not None and str(parse_mode).lower() == "html":
-            try:
-                caption = telegram_html_to_plain(caption)
-            except TelegramHTMLError as err:
-                raise _ApiError(400, f"Bad Request: can't parse entities: {err}") from err
-        if len(caption) > MAX_CAPTION_LENGTH:
+        # The caption as sendPhoto checks it: entities parsed, UTF-16 units counted.
+        caption = api._visible_text(str(params.get("caption") or ""), params.get("parse_mode"))
+        if _utf16_len(caption) > MAX_CAPTION_LENGTH:
             raise _ApiError(400, "Bad Request: message caption is too long")
         message: dict[str, Any] = {
             "message_id": api._next_message_id(chat_id),
