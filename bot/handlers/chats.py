@@ -7,7 +7,7 @@ import logging
 from telegram import Chat, ChatMember, Update
 from telegram.ext import Application, ChatMemberHandler, MessageHandler, filters
 
-from bot.handlers.common import Context
+from bot.handlers.common import Context, stored_title
 from bot.i18n import supported_language
 from bot.jobs import on_chat_moved
 from bot.services.delivery import deactivate_chat, migrate_chat
@@ -30,7 +30,7 @@ async def my_membership(update: Update, context: Context) -> None:
         )
         return
     if change.old_chat_member.status in _GONE:
-        title = chat.title or chat.full_name or ""
+        title = stored_title(chat)
         # A private chat is its user: record their language, as register_chat does.
         private = chat.type == Chat.PRIVATE
         language = supported_language(change.from_user.language_code) if private else None

@@ -118,8 +118,13 @@ async def register_chat(update: Update, context: Context) -> StoredChat | None:
     chat = update.effective_chat
     if chat is None:
         return None
-    title = chat.title or chat.full_name or chat.username or ""
+    title = stored_title(chat)
     return await store_chat(context, chat.id, chat.type, title, language=_private_language(update))
+
+
+def stored_title(chat: Chat) -> str:
+    """The title a chat is stored under: a group's title, a person's name, else its @name."""
+    return chat.title or chat.full_name or chat.username or ""
 
 
 async def store_chat(
@@ -244,8 +249,7 @@ async def resolve_target(update: Update, context: Context, args: Sequence[str]) 
         return None
     words = tuple(args)
     if not words or not TARGET_RE.match(words[0]):
-        title = chat.title or chat.full_name or chat.username or ""
-        return Target(chat.id, chat.type, title, False, words, chat.username)
+        return Target(chat.id, chat.type, stored_title(chat), False, words, chat.username)
     t = tr(update, context)
     if chat.type != Chat.PRIVATE or update.effective_user is None:
         await reply(

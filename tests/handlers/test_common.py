@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bot.handlers.common import Target, headed, heading
+from telegram import Chat
+
+from bot.handlers.common import Target, headed, heading, stored_title
 
 
 def test_headed_names_the_chat_first_in_bold_and_escapes_its_name() -> None:
@@ -16,3 +18,12 @@ def test_heading_names_a_remote_target_and_nothing_for_the_chat_itself() -> None
     assert heading(remote) == "<b>@mychannel</b>"
     assert heading(titled) == "<b>Title &amp; Co</b>"
     assert heading(local) == ""
+
+
+def test_a_chat_is_stored_under_its_title_else_a_persons_name_else_its_username() -> None:
+    assert stored_title(Chat(-1, Chat.SUPERGROUP, title="Readers", username="readers")) == (
+        "Readers"
+    )
+    assert stored_title(Chat(5, Chat.PRIVATE, first_name="Ann", last_name="Lee")) == "Ann Lee"
+    assert stored_title(Chat(6, Chat.PRIVATE, username="ann")) == "ann"
+    assert stored_title(Chat(7, Chat.PRIVATE)) == ""
