@@ -37,7 +37,12 @@ def esc(text: str) -> str:
     return html.escape(text, quote=True)
 
 
-def _shorten(text: str, limit: int) -> str:
+def shorten(text: str, limit: int) -> str:
+    """``text`` on one line (whitespace runs folded), cut to ``limit`` characters with "…".
+
+    For titles, URLs and toasts whose length is a layout choice, not Telegram's limit (that
+    one is counted in UTF-16 units: :func:`bot.richtext.utf16_len`).
+    """
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + ELLIPSIS
 
@@ -95,10 +100,10 @@ def format_item(
 
     ``source`` overrides the feed's title (a subscription's custom title).
     """
-    title = esc(_shorten(item.title, MAX_TITLE_LEN))
+    title = esc(shorten(item.title, MAX_TITLE_LEN))
     headline = f'<a href="{esc(item.link)}">{title}</a>' if item.link else title
     age = format_age(item.published, now, t=t)
-    meta = [esc(_shorten(source or item.source_title, 80))] if show_source else []
+    meta = [esc(shorten(source or item.source_title, 80))] if show_source else []
     meta += [age] if age else []
     return f"<b>{headline}</b>" + ("\n" + " · ".join(meta) if meta else "")
 
@@ -160,9 +165,9 @@ def format_backlogs(
     blocks: list[tuple[str, str, int, str | None]] = []  # (html, url, seq or 0, item id)
     for backlog in backlogs:
         if digest:
-            blocks.append((f"<b>{esc(_shorten(backlog.title, 120))}</b>", backlog.url, 0, None))
+            blocks.append((f"<b>{esc(shorten(backlog.title, 120))}</b>", backlog.url, 0, None))
         if backlog.skipped:
-            note = f"<i>… {backlog.skipped} earlier item(s) of {esc(_shorten(backlog.title, 80))}"
+            note = f"<i>… {backlog.skipped} earlier item(s) of {esc(shorten(backlog.title, 80))}"
             note += " were skipped: the feed moved on before they could be sent.</i>"
             blocks.append((note, backlog.url, 0, None))
         for entry in backlog.entries:

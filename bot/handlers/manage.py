@@ -25,7 +25,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
-from bot.formatting import _shorten
+from bot.formatting import shorten
 from bot.handlers.common import (
     COMMAND_UPDATES,
     Context,
@@ -107,7 +107,7 @@ async def on_button(update: Update, context: Context) -> None:
     finally:
         try:
             # Telegram refuses answers over 200 characters (a long chat title in a refusal).
-            await query.answer(_shorten(answer, ANSWER_CHARS) or None, show_alert=alert)
+            await query.answer(shorten(answer, ANSWER_CHARS) or None, show_alert=alert)
         except TelegramError as exc:  # too late (15 s), or answered elsewhere
             logger.info("could not answer a button press", extra={"error": str(exc)})
 
@@ -151,7 +151,7 @@ async def _act(
     entry: Entry,
 ) -> tuple[str, bool]:
     storage, signer = context.storage, button_signer(context)
-    title = _shorten(entry.title, TOAST_TITLE_CHARS)  # answers are plain text, not HTML
+    title = shorten(entry.title, TOAST_TITLE_CHARS)  # answers are plain text, not HTML
     if data.action == "mute":
         muted = await _set_muted(context, chat.chat_id, entry.url, not entry.muted)
         await _show_page(query, context, t, chat, data.page)

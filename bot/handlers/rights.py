@@ -36,8 +36,6 @@ from bot.i18n import Translator, translator
 
 logger = logging.getLogger(__name__)
 
-_GROUPS = (Chat.GROUP, Chat.SUPERGROUP)
-
 
 def chat_label(chat_id: int, title: str = "", username: str | None = None) -> str:
     """How answers name a chat: ``@username`` when public, else its title, else its id."""
@@ -199,8 +197,3 @@ async def bot_can_post(
     except TelegramError as exc:
         return error_refusal(exc, label, chat_type, t)
     return bot_refusal(member, chat_type, label, t)
-
-
-def is_group(chat_type: str) -> bool:
-    """Groups and supergroups share the rules above."""
-    return chat_type in _GROUPS
