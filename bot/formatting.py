@@ -113,23 +113,67 @@ def pack_blocks(
 ) -> list[str]:
     """Pack HTML blocks into as few messages as fit, each at most ``limit`` UTF-16 units.
 
-    A block that alone exceeds the limit is replaced by a notice rather than cut mid-tag,
-    because a cut tag would make Telegram reject the whole message.
+    ``header`` opens the first message only. A block that alone exceeds the limit is
+    replaced by a notice rather than cut mid-tag, because a cut tag would make Telegram
+    reject the whole message.
     """
-    messages: list[str] = []
-    current = header
-    for raw in blocks:
-        fits = utf16_len(raw) + utf16_len(separator) <= limit - utf16_len(header)
-        block = raw if fits else TOO_LONG
-        candidate = f"{current}{separator}{block}" if current else block
-        if utf16_len(candidate) <= limit:
-            current = candidate
-            continue
-        messages.append(current)
-        current = block
+    texts = [_fitting(raw, header, separator, limit) for raw in blocks]
+    groups = _pack([utf16_len(t) for t in texts], utf16_len(header), utf16_len(separator),
+                   limit, repeat_header=False)  # fmt: skip
+    if not groups:
+        return [header] if header else []
+    return [
+        _joined(header if n == 0 else "", [texts[i] for i in group], separator)
+        for n, group in enumerate(groups)
+    ]
+
+
+def _fitting(block: str, header: str, separator: str, limit: int) -> str:
+    """``block``, or the notice standing for it when it cannot fit a message under ``header``."""
+    fits = utf16_len(block) + utf16_len(separator) <= limit - utf16_len(header)
+    return block if fits else TOO_LONG
+
+
+def _joined(header: str, texts: Sequence[str], separator: str) -> str:
+    return separator.join([header, *texts] if header else texts)
+
+
+def _pack(
+    units: Sequence[int],
+    header: int,
+    separator: int,
+    limit: int,
+    *,
+    repeat_header: bool,
+    keep_with_next: Sequence[bool] = (),
+) -> list[list[int]]:
+    """The one packing rule: which blocks (by index, in order) share each message.
+
+    Greedy: a block joins the current message while the message stays within ``limit``
+    units, counting ``header`` units (and a separator after a non-empty header) on the
+    first message, and on every message when ``repeat_header``. A block marked in
+    ``keep_with_next`` (a feed's title, a skip note) that would end a full message moves to
+    the next one with the block it introduces. O(1) per block: sizes are tracked, never
+    re-measured.
+    """
+    groups: list[list[int]] = []
+    current: list[int] = []
+    head = size = header  # this message's header units, and its size so far
+    for index, block_units in enumerate(units):
+        if current and size + separator + block_units > limit:
+            carried: list[int] = []
+            while keep_with_next and len(current) > 1 and keep_with_next[current[-1]]:
+                carried.insert(0, current.pop())
+            groups.append(current)
+            current = carried
+            head = header if repeat_header else 0
+            joins = len(carried) - (0 if head else 1)  # separators between head and blocks
+            size = head + sum(units[i] for i in carried) + separator * max(0, joins)
+        size += block_units + (separator if current or head else 0)
+        current.append(index)
     if current:
-        messages.append(current)
-    return messages
+        groups.append(current)
+    return groups
 
 
 def format_news(
@@ -174,28 +218,12 @@ def format_backlogs(
             html = format_item(entry.item, now, t=t, show_source=not digest)
             blocks.append((html, backlog.url, entry.seq, entry.item.id))
     header = "<b>📰 Digest</b>" if digest else ""
-    messages: list[OutMessage] = []
-    current: list[tuple[str, str, int, str | None]] = []
     # Sizes are UTF-16 units of the raw HTML: never less than Telegram's count of the visible
     # text, so titles full of emoji or astral characters cannot overflow a message.
-    size = header_units = utf16_len(header)
-    for block in blocks:
-        units = utf16_len(block[0])
-        text, units = (block[0], units) if units + header_units + 2 <= MAX_MESSAGE_LEN else (
-            TOO_LONG, utf16_len(TOO_LONG))  # fmt: skip
-        if current and size + 2 + units > MAX_MESSAGE_LEN:
-            # A feed header or skip note belongs with the items after it, not alone at the
-            # bottom of a message: carry trailing ones over to the next message.
-            carried: list[tuple[str, str, int, str | None]] = []
-            while len(current) > 1 and current[-1][3] is None:
-                carried.insert(0, current.pop())
-            messages.append(_out(header, current))
-            current = carried
-            size = header_units + sum(2 + utf16_len(b[0]) for b in carried)
-        current.append((text, *block[1:]))
-        size += 2 + units
-    if current:
-        messages.append(_out(header, current))
+    texts = [_fitting(block[0], header, "\n\n", MAX_MESSAGE_LEN) for block in blocks]
+    groups = _pack([utf16_len(t) for t in texts], utf16_len(header), 2, MAX_MESSAGE_LEN,
+                   repeat_header=True, keep_with_next=[b[3] is None for b in blocks])  # fmt: skip
+    messages = [_out(header, [(texts[i], *blocks[i][1:]) for i in group]) for group in groups]
     heads = {b.url: b.head for b in backlogs}
     last_of: dict[str, int] = {}
     for n, message in enumerate(messages):
@@ -210,7 +238,7 @@ def _out(header: str, blocks: Sequence[tuple[str, str, int, str | None]]) -> Out
     advances: dict[str, int] = {}
     for _, url, seq, _ident in blocks:
         advances[url] = max(advances.get(url, 0), seq)
-    text = "\n\n".join(([header] if header else []) + [b[0] for b in blocks])
+    text = _joined(header, [b[0] for b in blocks], "\n\n")
     return OutMessage(text, advances, tuple(b[3] for b in blocks if b[3] is not None))
 
 
