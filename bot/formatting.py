@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from babel.dates import format_skeleton, format_timedelta
 
-from bot.i18n import Translator
+from bot.i18n import DEFAULT_LANGUAGE, N_, Translator, translator
 from bot.models import Backlog, FeedItem, LogEntry, PostFormat
 from bot.richtext import truncate_html, utf16_len, visible_len
 
@@ -29,12 +29,29 @@ MAX_MESSAGE_LEN = 4096
 MAX_CAPTION_LEN = 1024  # a photo's caption, in the same units
 MAX_TITLE_LEN = 300  # a feed title longer than this is noise, not news
 ELLIPSIS = "…"
-TOO_LONG = "<i>(an item too long to show was skipped)</i>"
+TOO_LONG = N_("(an item too long to show was skipped)")
+DIGEST_HEADER = N_("📰 Digest")
 
 
 def esc(text: str) -> str:
     """Escape text for Telegram's HTML parse mode (``<``, ``>``, ``&`` and quotes)."""
     return html.escape(text, quote=True)
+
+
+def too_long_note(t: Translator) -> str:
+    """What stands in for a block too long for any message (italic, in the chat's language)."""
+    return f"<i>{esc(t.gettext(TOO_LONG))}</i>"
+
+
+def skipped_note(t: Translator, count: int, title: str) -> str:
+    """Says that ``count`` items of the feed ``title`` were missed: never silently (italic)."""
+    text = t.ngettext(
+        "… %(n)d earlier item of %(title)s was skipped: the feed moved on before it could be sent.",
+        "… %(n)d earlier items of %(title)s were skipped: the feed moved on before they could "
+        "be sent.",
+        count,
+    ) % {"n": count, "title": esc(shorten(title, 80))}
+    return f"<i>{text}</i>"
 
 
 def shorten(text: str, limit: int) -> str:
@@ -109,16 +126,22 @@ def format_item(
 
 
 def pack_blocks(
-    header: str, blocks: Iterable[str], limit: int = MAX_MESSAGE_LEN, separator: str = "\n\n"
+    header: str,
+    blocks: Iterable[str],
+    limit: int = MAX_MESSAGE_LEN,
+    separator: str = "\n\n",
+    *,
+    t: Translator,
 ) -> list[str]:
     """Pack HTML blocks into as few messages as fit, each at most ``limit`` UTF-16 units.
 
     ``header`` opens the first message only. A block that alone exceeds the limit is
-    replaced by a notice rather than cut mid-tag, because a cut tag would make Telegram
-    reject the whole message.
+    replaced by a notice (:func:`too_long_note`, in ``t``'s language) rather than cut
+    mid-tag, because a cut tag would make Telegram reject the whole message.
     """
-    texts = [_fitting(raw, header, separator, limit) for raw in blocks]
-    groups = _pack([utf16_len(t) for t in texts], utf16_len(header), utf16_len(separator),
+    note = too_long_note(t)
+    texts = [_fitting(raw, header, separator, limit, note) for raw in blocks]
+    groups = _pack([utf16_len(text) for text in texts], utf16_len(header), utf16_len(separator),
                    limit, repeat_header=False)  # fmt: skip
     if not groups:
         return [header] if header else []
@@ -128,10 +151,10 @@ def pack_blocks(
     ]
 
 
-def _fitting(block: str, header: str, separator: str, limit: int) -> str:
-    """``block``, or the notice standing for it when it cannot fit a message under ``header``."""
+def _fitting(block: str, header: str, separator: str, limit: int, note: str) -> str:
+    """``block``, or ``note`` standing for it when it cannot fit a message under ``header``."""
     fits = utf16_len(block) + utf16_len(separator) <= limit - utf16_len(header)
-    return block if fits else TOO_LONG
+    return block if fits else note
 
 
 def _joined(header: str, texts: Sequence[str], separator: str) -> str:
@@ -180,7 +203,7 @@ def format_news(
     items: Sequence[FeedItem], header: str, now: datetime | None = None, *, t: Translator
 ) -> list[str]:
     """Format items as one or more messages under ``header`` (already HTML-safe)."""
-    return pack_blocks(header, (format_item(i, now, t=t) for i in items))
+    return pack_blocks(header, (format_item(i, now, t=t) for i in items), t=t)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,17 +234,17 @@ def format_backlogs(
         if digest:
             blocks.append((f"<b>{esc(shorten(backlog.title, 120))}</b>", backlog.url, 0, None))
         if backlog.skipped:
-            note = f"<i>… {backlog.skipped} earlier item(s) of {esc(shorten(backlog.title, 80))}"
-            note += " were skipped: the feed moved on before they could be sent.</i>"
+            note = skipped_note(t, backlog.skipped, backlog.title)
             blocks.append((note, backlog.url, 0, None))
         for entry in backlog.entries:
             html = format_item(entry.item, now, t=t, show_source=not digest)
             blocks.append((html, backlog.url, entry.seq, entry.item.id))
-    header = "<b>📰 Digest</b>" if digest else ""
+    header = f"<b>{esc(t.gettext(DIGEST_HEADER))}</b>" if digest else ""
+    too_long = too_long_note(t)
     # Sizes are UTF-16 units of the raw HTML: never less than Telegram's count of the visible
     # text, so titles full of emoji or astral characters cannot overflow a message.
-    texts = [_fitting(block[0], header, "\n\n", MAX_MESSAGE_LEN) for block in blocks]
-    groups = _pack([utf16_len(t) for t in texts], utf16_len(header), 2, MAX_MESSAGE_LEN,
+    texts = [_fitting(block[0], header, "\n\n", MAX_MESSAGE_LEN, too_long) for block in blocks]
+    groups = _pack([utf16_len(text) for text in texts], utf16_len(header), 2, MAX_MESSAGE_LEN,
                    repeat_header=True, keep_with_next=[b[3] is None for b in blocks])  # fmt: skip
     messages = [_out(header, [(texts[i], *blocks[i][1:]) for i in group]) for group in groups]
     heads = {b.url: b.head for b in backlogs}
@@ -393,7 +416,10 @@ def _item_posts(
 
 
 def format_counters(counters: Mapping[str, Mapping[str, object]], top: int = 10) -> str:
-    """Operator view of the persisted counters: global totals and the busiest chats."""
+    """Operator view of the persisted counters: global totals and the busiest chats.
+
+    In English whoever asks: it is for the bot's operators, like the logs and metrics.
+    """
     glob = counters.get("global", {})
     lines = ["<b>Counters</b>"]
     lines += [f"{esc(k)}: {v}" for k, v in sorted(glob.items())] or ["(none yet)"]
@@ -408,4 +434,4 @@ def format_counters(counters: Mapping[str, Mapping[str, object]], top: int = 10)
             if isinstance(values, Mapping):
                 summary = ", ".join(f"{esc(k)}={v}" for k, v in sorted(values.items()))
                 lines.append(f"{esc(str(chat_id))}: {summary}")
-    return pack_blocks("", ["\n".join(lines)])[0]
+    return pack_blocks("", ["\n".join(lines)], t=translator(DEFAULT_LANGUAGE))[0]

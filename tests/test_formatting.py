@@ -9,7 +9,6 @@ import pytest
 
 from bot.formatting import (
     MAX_MESSAGE_LEN,
-    TOO_LONG,
     format_age,
     format_backlogs,
     format_counters,
@@ -17,6 +16,7 @@ from bot.formatting import (
     format_news,
     format_when,
     pack_blocks,
+    too_long_note,
 )
 from bot.i18n import translator
 from bot.models import Backlog, FeedItem, LogEntry
@@ -67,15 +67,16 @@ def test_messages_are_split_never_over_limit() -> None:
 
 
 def test_a_single_oversized_block_is_replaced_not_cut() -> None:
-    messages = pack_blocks("<b>H</b>", ["y" * 5000, "<b>ok</b>"])
-    assert messages == ["<b>H</b>\n\n" + TOO_LONG + "\n\n<b>ok</b>"]
+    messages = pack_blocks("<b>H</b>", ["y" * 5000, "<b>ok</b>"], t=EN)
+    note = "<i>(an item too long to show was skipped)</i>"
+    assert messages == ["<b>H</b>\n\n" + note + "\n\n<b>ok</b>"]
 
 
 @pytest.mark.parametrize("header", ["", "<b>H 😀</b>"])
 def test_blocks_fill_each_message_exactly_to_the_limit_in_utf16_units(header: str) -> None:
     limit = 40
     blocks = ["😀" * n for n in (5, 7, 3, 9, 1, 8, 8, 2, 6, 10, 4)]  # 2 units a character
-    messages = pack_blocks(header, blocks, limit=limit)
+    messages = pack_blocks(header, blocks, limit=limit, t=EN)
     assert all(utf16_len(m) <= limit for m in messages)
     assert messages[0].startswith(header)
     assert not any(m.startswith("<b>") for m in messages[1:])  # the header opens one message
@@ -92,7 +93,7 @@ def test_instant_backlogs_pack_by_the_same_rule_as_every_other_list() -> None:
     messages = format_backlogs(backlogs, t=EN, digest=False, now=NOW)
     items = [format_item(e.item, NOW, t=EN) for e in backlogs[0].entries]
     assert len(messages) > 1
-    assert [m.text for m in messages] == pack_blocks("", items)
+    assert [m.text for m in messages] == pack_blocks("", items, t=EN)
 
 
 def test_long_titles_are_shortened() -> None:
@@ -266,9 +267,33 @@ def test_skipped_items_are_announced_with_their_number(digest: bool) -> None:
     [message] = format_backlogs(
         [backlog(URL_A, range(43, 45), title="Alpha", skipped=42)], t=EN, digest=digest, now=NOW
     )
-    assert "42 earlier item(s) of Alpha were skipped" in message.text
+    assert "42 earlier items of Alpha were skipped" in message.text
     assert message.text.index("skipped") < message.text.index(">Item 43<")
     assert message.advances == {URL_A: 44}
+
+
+@pytest.mark.parametrize(
+    ("skipped", "expected"),
+    [
+        (1, "1 более ранняя новость из ленты Альфа пропущена: лента ушла вперёд, прежде чем её"),
+        (3, "3 более ранние новости из ленты Альфа пропущены: лента ушла вперёд, прежде чем их"),
+        (11, "11 более ранних новостей из ленты Альфа пропущено: лента ушла вперёд, прежде чем"),
+        (22, "22 более ранние новости из ленты Альфа пропущены"),
+    ],
+)
+def test_a_russian_digest_has_a_russian_header_and_skip_note(skipped: int, expected: str) -> None:
+    [message] = format_backlogs(
+        [backlog(URL_A, range(50, 51), title="Альфа", skipped=skipped)],
+        t=translator("ru"),
+        digest=True,
+        now=NOW,
+    )
+    assert message.text.startswith("<b>📰 Дайджест</b>\n\n<b>Альфа</b>\n\n<i>… " + expected)
+
+
+def test_the_too_long_note_is_in_the_chats_language() -> None:
+    [message] = pack_blocks("", ["y" * 5000], t=translator("ru"))
+    assert message == "<i>(новость слишком длинная для показа и пропущена)</i>"
 
 
 def test_hostile_titles_are_escaped_everywhere() -> None:
@@ -295,6 +320,6 @@ def test_an_item_too_long_to_send_is_replaced_and_still_advanced_past() -> None:
         FeedItem(entry.item.id, "huge", long_link, NOW, "Feed", URL_A),
     )
     [message] = format_backlogs([huge], t=EN, digest=False, now=NOW)
-    assert TOO_LONG in message.text
+    assert too_long_note(EN) in message.text
     assert ">Item 2<" in message.text
     assert message.advances == {URL_A: 2}

@@ -271,7 +271,7 @@ def test_a_skip_note_comes_first_and_only_accounts_for_the_missed_items() -> Non
     )
     note = messages[0]
     assert note.text == (
-        "<i>… 3 earlier item(s) of Feed were skipped: the feed moved on before they could be "
+        "<i>… 3 earlier items of Feed were skipped: the feed moved on before they could be "
         "sent.</i>"
     )
     assert (note.advances, note.item_ids) == ({URL: 4}, ())  # the items after it still wait

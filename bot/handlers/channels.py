@@ -57,9 +57,8 @@ async def channels(update: Update, context: Context) -> None:
         await reply(update, context, f"{empty}\n\n{how_to_add(t)}")
         return
     header = "<b>" + esc(t.gettext("Chats you manage through me")) + "</b>"
-    await reply(
-        update, context, pack_blocks(header, [*blocks, "\n" + how_to_add(t)], separator="\n")
-    )
+    texts = pack_blocks(header, [*blocks, "\n" + how_to_add(t)], separator="\n", t=t)
+    await reply(update, context, texts)
 
 
 def register(app: Application) -> None:

@@ -23,6 +23,7 @@ from bot.handlers.common import (
     tr,
 )
 from bot.handlers.topics import move_here, options_for
+from bot.i18n import N_
 from bot.services.add_report import add_reply
 from bot.services.subscriptions import (
     MAX_ADD_URLS,
@@ -34,8 +35,8 @@ from bot.services.subscriptions import (
 
 logger = logging.getLogger(__name__)
 
-ADD_USAGE = "Usage: /add &lt;feed or page URL&gt;, e.g. /add https://example.com/feed.xml"
-REMOVE_USAGE = "Usage: /remove &lt;number from /list, or the feed URL&gt;, e.g. /remove 2"
+ADD_USAGE = N_("Usage: /add &lt;feed or page URL&gt;, e.g. /add https://example.com/feed.xml")
+REMOVE_USAGE = N_("Usage: /remove &lt;number from /list, or the feed URL&gt;, e.g. /remove 2")
 
 
 async def add(update: Update, context: Context) -> None:
@@ -48,7 +49,7 @@ async def add(update: Update, context: Context) -> None:
         return
     args = list(target.args)
     if not args or any(len(arg) > MAX_URL_LEN for arg in args):
-        await reply(update, context, ADD_USAGE)
+        await reply(update, context, tr(update, context).gettext(ADD_USAGE))
         return
     if not await may_change(update, context, target):
         await deny(update, context)
@@ -107,9 +108,10 @@ async def remove(update: Update, context: Context) -> None:
     target = await resolve_target(update, context, args_of(context))
     if target is None:
         return
+    _ = tr(update, context).gettext
     args = target.args
     if len(args) != 1:
-        await reply(update, context, REMOVE_USAGE)
+        await reply(update, context, _(REMOVE_USAGE))
         return
     if not await may_change(update, context, target):
         await deny(update, context)
@@ -125,9 +127,11 @@ async def remove(update: Update, context: Context) -> None:
     elif which in urls:
         url = which
     if url is None or not await storage.unsubscribe(chat_id, url):
-        await reply_about(update, context, target, "No such feed here. See /list for the numbers.")
+        text = _("No such feed here. See /list for the numbers.")
+        await reply_about(update, context, target, text)
         return
-    await reply_about(update, context, target, f"🗑 Removed <code>{esc(url)}</code>.")
+    text = _("🗑 Removed <code>%(url)s</code>.") % {"url": esc(url)}
+    await reply_about(update, context, target, text)
 
 
 def register(app: Application) -> None:

@@ -45,13 +45,19 @@ _SWITCHES = {"on": True, "off": False}
 CHAT_FORMAT = "chat"  # /format <n> chat: the feed follows the chat's format again
 
 
+def _previews_state(t: Translator, on: bool) -> str:
+    """How "Link previews: …" reads the chat's setting."""
+    # TRANSLATORS: the state of link previews ("Link previews: on"), not the command word.
+    return t.gettext("on") if on else t.gettext("off")
+
+
 def _state(t: Translator, chat: Chat, own_formats: int) -> str:
     """The chat's format and previews, how to change them, and what they do not affect."""
     _ = t.gettext
     lines = [
         _("Post format: <b>%(format)s</b> — %(meaning)s")
         % {"format": chat.format, "meaning": _(FORMAT_HELP[chat.format])},
-        _("Link previews: <b>%(state)s</b>") % {"state": _("on") if chat.previews else _("off")},
+        _("Link previews: <b>%(state)s</b>") % {"state": _previews_state(t, chat.previews)},
     ]
     if own_formats:
         lines.append(
@@ -157,7 +163,8 @@ async def _subscription_format(
 
 async def previews_command(update: Update, context: Context) -> None:
     """``/previews`` shows whether posts get link previews; ``/previews on|off`` sets it."""
-    _ = tr(update, context).gettext
+    t = tr(update, context)
+    _ = t.gettext
     target = await resolve_target(update, context, args_of(context))
     if target is None:
         return
@@ -167,7 +174,7 @@ async def previews_command(update: Update, context: Context) -> None:
         return
     usage = _("/previews on — a preview of the article under each post; /previews off — none")
     if not args:
-        state = _("on") if chat.previews else _("off")
+        state = _previews_state(t, chat.previews)
         text = _("Link previews: <b>%(state)s</b>") % {"state": state}
         await reply_about(update, context, target, f"{text}\n{usage}")
         return

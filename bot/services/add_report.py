@@ -50,7 +50,7 @@ def add_reply(
         lines.append(when_new_items(t, digest=digest))
     if any(o.kind == "full" for o in outcomes):
         lines.append(t.gettext("/remove a feed to make room for more."))
-    return pack_blocks("", lines, separator="\n")
+    return pack_blocks("", lines, separator="\n", t=t)
 
 
 def _single(
@@ -188,4 +188,4 @@ def import_reply(
         )
     if added:
         lines.append(when_new_items(t, digest=digest))
-    return pack_blocks(header, lines, separator="\n")
+    return pack_blocks(header, lines, separator="\n", t=t)

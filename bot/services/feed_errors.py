@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 HTTP_STATUS_REASON = N_("the server answered %(status)s")
 HTTP_NO_TARGET_REASON = N_("the server answered %(status)s without a target")
 TOO_LARGE_REASON = N_("the feed is larger than %(size)s")
+# A feed in backoff whose last error was not recorded (a state from before errors were kept).
+RECENT_FAILURE_REASON = N_("the feed failed recently")
 _FILLED_IN = (HTTP_NO_TARGET_REASON, HTTP_STATUS_REASON, TOO_LARGE_REASON)  # longest first
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 

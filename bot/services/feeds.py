@@ -32,7 +32,12 @@ from urllib.parse import urlsplit
 from bot import heap
 from bot.i18n import N_
 from bot.models import FeedItem, FeedState, LogEntry, ParsedFeed
-from bot.services.feed_errors import FeedError, NotAFeedError, ParseError
+from bot.services.feed_errors import (
+    RECENT_FAILURE_REASON,
+    FeedError,
+    NotAFeedError,
+    ParseError,
+)
 from bot.services.feed_parser import discover_feed_links, looks_like_html, parse_feed
 from bot.services.fetcher import Fetcher, FetchResult
 from bot.services.metrics import Metrics
@@ -239,7 +244,7 @@ class FeedService:
         if manual:
             wait = min(wait, state.last_attempt + MANUAL_RETRY_FLOOR_S - now)
         if wait > 0:
-            raise FeedBackingOff(state.last_error or "the feed failed recently")
+            raise FeedBackingOff(state.last_error or RECENT_FAILURE_REASON)
 
     async def _refresh(self, url: str, manual: bool, fetched: FetchResult | None) -> FeedView:
         state = self.state_of(url)

@@ -45,6 +45,7 @@ from typing import Any, ClassVar
 
 import defusedxml
 import defusedxml.ElementTree
+from babel.numbers import format_decimal
 
 from bot.i18n import N_, Translator
 
@@ -81,13 +82,13 @@ class OpmlError(ValueError):
 
     message: ClassVar[str] = N_("that file is not a usable OPML file")
 
-    def params(self) -> dict[str, Any]:
-        """Values for the placeholders of :attr:`message`."""
+    def params(self, t: Translator) -> dict[str, Any]:
+        """Values for the placeholders of :attr:`message`, written for ``t``'s language."""
         return {}
 
     def describe(self, t: Translator) -> str:
         """The reason, translated, as plain text (escape it for HTML)."""
-        return t.gettext(self.message) % self.params()
+        return t.gettext(self.message) % self.params(t)
 
 
 class OpmlTooLargeError(OpmlError):
@@ -99,9 +100,9 @@ class OpmlTooLargeError(OpmlError):
         super().__init__(size)
         self.size = size
 
-    def params(self) -> dict[str, Any]:
+    def params(self, t: Translator) -> dict[str, Any]:
         """Sizes in KiB/MiB."""
-        return {"size": human_size(self.size), "cap": human_size(MAX_OPML_BYTES)}
+        return {"size": human_size(self.size, t), "cap": human_size(MAX_OPML_BYTES, t)}
 
 
 class OpmlMalformedError(OpmlError):
@@ -113,7 +114,7 @@ class OpmlMalformedError(OpmlError):
         super().__init__(detail)
         self.detail = detail
 
-    def params(self) -> dict[str, Any]:
+    def params(self, t: Translator) -> dict[str, Any]:
         """The parser's own words, e.g. "not well-formed (invalid token): line 3, column 12"."""
         return {"detail": self.detail}
 
@@ -133,7 +134,7 @@ class OpmlEncodingError(OpmlError):
         super().__init__(encoding)
         self.encoding = encoding
 
-    def params(self) -> dict[str, Any]:
+    def params(self, t: Translator) -> dict[str, Any]:
         """The encoding as declared."""
         return {"encoding": self.encoding}
 
@@ -147,7 +148,7 @@ class NotOpmlError(OpmlError):
         super().__init__(root)
         self.root = root
 
-    def params(self) -> dict[str, Any]:
+    def params(self, t: Translator) -> dict[str, Any]:
         """The root element's name."""
         return {"root": self.root}
 
@@ -158,17 +159,19 @@ class OpmlEmptyError(OpmlError):
     message = N_("the file lists no feeds (no outline has an xmlUrl)")
 
 
-def human_size(size: int) -> str:
-    """``1.5 MiB``, ``640 KiB``, ``12 bytes``: sizes for users.
+def human_size(size: int, t: Translator) -> str:
+    """``1.5 MiB``, ``640 KiB``, ``12 bytes`` (``1,5 МБ`` in Russian): sizes for users.
 
     Rounded *up* (to 0.1 MiB, to 1 KiB), so a file just over a cap never reads as the cap.
+    The number is written the language's way (decimal comma in Russian), the unit translated.
     """
     if size >= 1024 * 1024:
         tenths = math.ceil(size * 10 / (1024 * 1024))
-        return f"{tenths // 10} MiB" if tenths % 10 == 0 else f"{tenths / 10:.1f} MiB"
+        number = format_decimal(tenths / 10, format="0.#", locale=t.locale)
+        return t.gettext("%(size)s MiB") % {"size": number}
     if size >= 1024:
-        return f"{math.ceil(size / 1024)} KiB"
-    return f"{size} bytes"
+        return t.gettext("%(size)s KiB") % {"size": math.ceil(size / 1024)}
+    return t.ngettext("%(n)d byte", "%(n)d bytes", size) % {"n": size}
 
 
 # --------------------------------------------------------------------------- reading

@@ -37,7 +37,7 @@ from typing import Any, Literal
 from telegram.error import BadRequest
 
 from bot.formatting import esc
-from bot.i18n import Translator, pick_language, translator
+from bot.i18n import Translator, chat_translator
 from bot.models import Backlog, Subscription
 from bot.services.metrics import Metrics
 from bot.storage import StorageService
@@ -235,4 +235,4 @@ class TopicKeeper:
     def _translator(self, chat_id: int) -> Translator:
         """Notes are in the chat's /language (English until it chooses one)."""
         chat = self._storage.chat(chat_id)
-        return translator(pick_language(chat.language if chat else None, None))
+        return chat_translator(chat.language if chat else None)

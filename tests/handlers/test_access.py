@@ -21,7 +21,7 @@ from tests.helpers.fake_bot_api import FakeBotAPI
 
 SettingsFactory = Callable[..., Settings]
 REFUSAL = "Sorry, this bot is private: its operator has not given you access."
-GREETING = "👋 Hi! I collect news from RSS and Atom feeds and post it here."
+GREETING = "👋 Hi! I collect news from RSS, Atom and JSON feeds and post it here."
 ALLOWED, STRANGER, OPERATOR = 600, 601, 602
 GROUP, OTHER_GROUP = -1005550001, -1005550002
 

@@ -21,7 +21,7 @@ from tests.helpers.fake_bot_api import FakeBotAPI
 
 SettingsFactory = Callable[..., Settings]
 START_GREETING = (
-    "👋 Hi! I collect news from RSS and Atom feeds and post it here.\n"
+    "👋 Hi! I collect news from RSS, Atom and JSON feeds and post it here.\n"
     "Try /news now, or /add a feed of your own.\n\n"
 )
 

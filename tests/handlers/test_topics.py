@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
-from bot.handlers.basic import HELP_TEXT
+from bot.handlers.basic import help_text
+from bot.i18n import translator
 from bot.storage import get_storage_service
 from tests.helpers.bot_runner import running_bot
 from tests.helpers.delivery_e2e import (
@@ -116,7 +117,7 @@ async def test_every_part_of_a_reply_stays_in_the_topic_even_when_the_command_is
         command = fake_api.pending_updates[-1]["message"]
         fake_api.delete_message(FORUM, command["message_id"])
         [answer] = await fake_api.wait_for_messages(1, chat_id=FORUM)
-    assert answer["plain"] == telegram_html_to_plain(HELP_TEXT)
+    assert answer["plain"] == telegram_html_to_plain(help_text(translator("en")))
     assert answer["thread_id"] == tech
 
 

@@ -412,7 +412,7 @@ async def test_items_the_log_no_longer_holds_are_announced_as_skipped(
     await storage.update_chat(1, lambda c: setattr(c, "paused", False))
     assert await dispatcher.deliver(1, digest=False) == "done"
     texts = bot.texts(1)
-    assert f"… {missed - LOG_MAX} earlier item(s) of Stories were skipped" in texts[0]
+    assert f"… {missed - LOG_MAX} earlier items of Stories were skipped" in texts[0]
     assert sum(t.count("skipped") for t in texts) == 1
     numbers = range(1, missed + 1)
     counts = sent_items(bot, 1, numbers)

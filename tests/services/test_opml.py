@@ -287,11 +287,19 @@ def test_errors_survive_pickling_from_a_worker_process(error: OpmlError) -> None
 
 
 def test_human_sizes() -> None:
-    assert human_size(12) == "12 bytes"
-    assert human_size(640 * 1024) == "640 KiB"
-    assert human_size(640 * 1024 + 5) == "641 KiB"
-    assert human_size(MAX_OPML_BYTES) == "1 MiB"
-    assert human_size(3 * MAX_OPML_BYTES // 2) == "1.5 MiB"
+    assert human_size(12, EN) == "12 bytes"
+    assert human_size(1, EN) == "1 byte"
+    assert human_size(640 * 1024, EN) == "640 KiB"
+    assert human_size(640 * 1024 + 5, EN) == "641 KiB"
+    assert human_size(MAX_OPML_BYTES, EN) == "1 MiB"
+    assert human_size(3 * MAX_OPML_BYTES // 2, EN) == "1.5 MiB"
+
+
+def test_human_sizes_in_russian() -> None:
+    ru = translator("ru")
+    assert human_size(3 * MAX_OPML_BYTES // 2, ru) == "1,5 МБ"
+    assert human_size(640 * 1024, ru) == "640 КБ"
+    assert [human_size(n, ru) for n in (1, 3, 12)] == ["1 байт", "3 байта", "12 байт"]
 
 
 # --------------------------------------------------------------------------- writing
