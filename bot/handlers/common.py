@@ -13,6 +13,9 @@ is the one place that decides which, and checks rights for the remote case (see
     chat = await register_target(update, context, target)
     ...  # act on target.chat_id with target.args
     await reply_about(update, context, target, text)  # names the chat when remote
+
+A command that shows the chat's state first takes ``target, chat`` from :func:`target_chat`
+(resolve, then register) and asks :func:`may_change` only before a change.
 """
 
 from __future__ import annotations
@@ -318,6 +321,19 @@ async def register_target(update: Update, context: Context, target: Target) -> S
     if target.remote:
         return context.storage.chat(target.chat_id)
     return await register_chat(update, context)
+
+
+async def target_chat(update: Update, context: Context) -> tuple[Target, StoredChat] | None:
+    """The chat a command acts on (:func:`resolve_target` on its arguments), registered.
+
+    For commands that show a chat's state before any change (rights for a change are still
+    the caller's: :func:`may_change`). None after the sender was told what is missing.
+    """
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return None
+    chat = await register_target(update, context, target)
+    return None if chat is None else (target, chat)
 
 
 async def reply_about(

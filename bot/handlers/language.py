@@ -19,13 +19,11 @@ from telegram.ext import Application, CommandHandler
 from bot.handlers.common import (
     COMMAND_UPDATES,
     Context,
-    args_of,
     deny,
     may_change,
-    register_target,
     reply,
     reply_about,
-    resolve_target,
+    target_chat,
     tr,
 )
 from bot.i18n import (
@@ -63,13 +61,11 @@ def _current(chosen: str | None, t: Translator) -> str:
 
 async def language(update: Update, context: Context) -> None:
     """``/language`` shows the choice; ``/language en|ru|auto`` changes it (admins in groups)."""
-    target = await resolve_target(update, context, args_of(context))
-    if target is None:
+    found = await target_chat(update, context)
+    if found is None:
         return
+    target, chat = found
     args = [a.lower() for a in target.args]
-    chat = await register_target(update, context, target)
-    if chat is None:
-        return
     t = tr(update, context)
     if not args:
         await reply_about(update, context, target, f"{_current(chat.language, t)}\n\n{_choices(t)}")

@@ -29,11 +29,9 @@ from bot.formatting import shorten
 from bot.handlers.common import (
     COMMAND_UPDATES,
     Context,
-    args_of,
     headed,
-    register_target,
     reply_about,
-    resolve_target,
+    target_chat,
     tr,
 )
 from bot.handlers.rename import ask_title
@@ -78,12 +76,10 @@ def button_signer(context: Context) -> ButtonSigner:
 async def list_feeds(update: Update, context: Context) -> None:
     """Show the chat's feeds a page at a time, with buttons; ``/list 3`` opens page 3."""
     t = tr(update, context)
-    target = await resolve_target(update, context, args_of(context))
-    if target is None:
+    found = await target_chat(update, context)
+    if found is None:
         return
-    chat = await register_target(update, context, target)
-    if chat is None:
-        return
+    target, chat = found
     args = target.args
     page = int(args[0]) - 1 if len(args) == 1 and args[0].isdigit() else 0
     entries = entries_of(context.storage, chat.chat_id)
