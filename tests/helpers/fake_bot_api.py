@@ -703,21 +703,16 @@ class FakeBotAPI(LocalServer):
         Telegram puts the whole replied-to message in ``reply_to_message``; only messages
         recorded in :attr:`user_messages` (documents, see :class:`FakeFiles`) can be replied to.
         """
-        replied = self.user_messages.get((chat_id, reply_to))
-        if replied is None:
+        if (chat_id, reply_to) not in self.user_messages:
             raise ValueError(f"no recorded message {reply_to} in chat {chat_id}")
-        message: dict[str, Any] = {
-            "message_id": self._next_message_id(chat_id),
-            "date": int(time.time()),
-            "chat": self._chat_for_update(chat_id, chat_type, chat_title, None, user_id),
-            "from": self._user(user_id, None),
-            "text": text,
-            "reply_to_message": dict(replied),
-        }
-        entities = self._command_entities(text)
-        if entities:
-            message["entities"] = entities
-        return self.add_update({"message": message})
+        return self.send_command(
+            text,
+            chat_id=chat_id,
+            user_id=user_id,
+            chat_type=chat_type,
+            chat_title=chat_title,
+            reply_to=reply_to,
+        )
 
     def channel_post(self, text: str, *, chat_id: int, chat_title: str = "News channel") -> int:
         """Queue a channel post: ``sender_chat`` is the channel and there is no ``from``."""
