@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from babel.dates import format_skeleton, format_timedelta
 
 from bot.i18n import DEFAULT_LANGUAGE, N_, Translator, translator
-from bot.models import Backlog, FeedItem, LogEntry, PostFormat
+from bot.models import Backlog, FeedItem, PostFormat
 from bot.richtext import truncate_html, utf16_len, visible_len
 
 MAX_MESSAGE_LEN = 4096
@@ -62,11 +62,6 @@ def shorten(text: str, limit: int) -> str:
     """
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + ELLIPSIS
-
-
-def host_of(url: str) -> str:
-    """The host part of a URL, for compact display."""
-    return urlsplit(url).hostname or url
 
 
 def format_age(published: datetime | None, now: datetime | None = None, *, t: Translator) -> str:
@@ -227,7 +222,8 @@ def format_backlogs(
     Instant: items as they come (several of one feed share a message). Digest: everything,
     grouped by feed under a header. A feed whose log no longer holds all the chat missed
     says how many items were skipped — never silently. The last message covering a feed
-    advances its cursor to the feed's head.
+    advances its cursor to the feed's head. Feeds are named by ``Backlog.title`` (the
+    subscription's display title), never by the items' own source.
     """
     blocks: list[tuple[str, str, int, str | None]] = []  # (html, url, seq or 0, item id)
     for backlog in backlogs:
@@ -237,7 +233,7 @@ def format_backlogs(
             note = skipped_note(t, backlog.skipped, backlog.title)
             blocks.append((note, backlog.url, 0, None))
         for entry in backlog.entries:
-            html = format_item(entry.item, now, t=t, show_source=not digest)
+            html = format_item(entry.item, now, t=t, show_source=not digest, source=backlog.title)
             blocks.append((html, backlog.url, entry.seq, entry.item.id))
     header = f"<b>{esc(t.gettext(DIGEST_HEADER))}</b>" if digest else ""
     too_long = too_long_note(t)
@@ -356,7 +352,7 @@ def format_instant(
     keep :func:`format_backlogs`' compact messages (several items of a feed share one);
     ``summary`` and ``full`` send one message per item, each advancing its feed's cursor to
     that item (the last one to the feed's head), so a post Telegram refuses is skipped alone.
-    The source line shows the subscription's custom title when it has one.
+    The source line is the subscription's display title (``Backlog.title``).
     """
     messages: list[OutMessage] = []
     compact: list[Backlog] = []  # consecutive title-format backlogs, packed together
@@ -369,20 +365,13 @@ def format_instant(
     for backlog in backlogs:
         sub = backlog.sub
         fmt = sub.format if sub is not None and sub.format is not None else chat_format
-        custom = backlog.title if sub is not None and sub.title else None
         if fmt == "title":
-            compact.append(_retitled(backlog, custom) if custom else backlog)
+            compact.append(backlog)
             continue
         flush()
-        messages += _item_posts(backlog, fmt, t, previews=previews, source=custom, now=now)
+        messages += _item_posts(backlog, fmt, t, previews=previews, now=now)
     flush()
     return messages
-
-
-def _retitled(backlog: Backlog, title: str) -> Backlog:
-    """The backlog with its items' source shown as the subscription's custom title."""
-    entries = [LogEntry(e.seq, replace(e.item, source_title=title)) for e in backlog.entries]
-    return replace(backlog, entries=entries)
 
 
 def _item_posts(
@@ -391,7 +380,6 @@ def _item_posts(
     t: Translator,
     *,
     previews: bool,
-    source: str | None,
     now: datetime | None,
 ) -> list[OutMessage]:
     """One message per item of ``backlog`` (after a skip note, when items were missed)."""
@@ -403,7 +391,7 @@ def _item_posts(
         upto = backlog.entries[0].seq - 1 if backlog.entries else backlog.head
         out.append(replace(message, advances={backlog.url: upto}))
     for entry in backlog.entries:
-        post = format_post(entry.item, fmt, t, source=source, now=now)
+        post = format_post(entry.item, fmt, t, source=backlog.title, now=now)
         out.append(
             OutMessage(
                 post.text, {backlog.url: entry.seq}, (entry.item.id,), photo=post.photo,

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 
 from bot.context import AnyApp, BotContext, services_of
-from bot.formatting import esc, host_of
+from bot.formatting import esc
 from bot.i18n import Translator, chat_translator
+from bot.models import host_of
 from bot.services.delivery import ChatMoved, send_html
 from bot.services.digests import DIGEST_TICK_S
 from bot.services.feed_errors import localize_reason

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.formatting import esc, host_of, shorten
+from bot.formatting import esc, shorten
 from bot.i18n import N_, Translator
-from bot.models import NO_FILTERS, POST_FORMATS, Chat, Filters, PostFormat
+from bot.models import NO_FILTERS, POST_FORMATS, Chat, Filters, PostFormat, display_title
 from bot.services.buttons import ButtonAction, ButtonData, ButtonSigner, url_key
 from bot.storage import StorageService
 
@@ -65,7 +65,7 @@ def entries_of(storage: StorageService, chat_id: int) -> list[Entry]:
     out = []
     for n, sub in enumerate(storage.subscriptions(chat_id), 1):
         state = storage.feed_state(sub.url)
-        title = sub.title or (state.title if state else "") or host_of(sub.url)
+        title = display_title(sub.title, state.title if state else "", sub.url)
         out.append(
             Entry(n, sub.url, title, sub.muted, sub.filters,
                   paused=bool(state and state.paused), failing=bool(state and state.failures),

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 DeliveryMode = Literal["instant", "every", "at"]
 PostFormat = Literal["title", "summary", "full"]
@@ -356,6 +357,29 @@ class ParsedFeed:
 
     title: str
     items: tuple[FeedItem, ...]
+
+
+def host_of(url: str) -> str:
+    """The host part of a URL, for compact display (the URL itself when it has none)."""
+    return urlsplit(url).hostname or url
+
+
+def chosen_title(custom: str, feed_title: str) -> str:
+    """The name a chat knows a feed by: its custom title, else the feed's own ("" if none).
+
+    What an export writes: a made-up name there would become a custom title on import.
+    """
+    return custom or feed_title
+
+
+def display_title(custom: str, feed_title: str, url: str) -> str:
+    """How a subscription is named wherever the bot shows it: posts, lists, notes, answers.
+
+    The chat's custom title, else the feed's own, else the feed's host (readable where a
+    full URL is not, and what the parser names an untitled feed). The one definition of the
+    rule; callers pass ``""`` for a title they do not have.
+    """
+    return chosen_title(custom, feed_title) or host_of(url)
 
 
 def _opt_str(value: object) -> str | None:

@@ -213,7 +213,12 @@ def test_lists_of_astral_titles_never_pass_the_limit_in_utf16_units() -> None:
 
 
 def backlog_of(
-    url: str, seqs: range, *, sub: Subscription | None = None, skipped: int = 0, title: str = "F"
+    url: str,
+    seqs: range,
+    *,
+    sub: Subscription | None = None,
+    skipped: int = 0,
+    title: str = "Cartoons",
 ) -> Backlog:
     entries = [
         LogEntry(seq, make(title=f"Item {seq}", summary=f"Text {seq}", id=f"{url}#{seq}"))
@@ -289,6 +294,6 @@ def test_full_posts_carry_their_photo_or_preview_image() -> None:
     long = make(summary="word " * 300, image=IMAGE, id="b")
     entries = [LogEntry(1, short), LogEntry(2, long)]
     messages = format_instant(
-        [Backlog(URL, "F", entries, 0, 2)], chat_format="full", previews=False, t=EN, now=NOW
+        [Backlog(URL, "Cartoons", entries, 0, 2)], chat_format="full", previews=False, t=EN, now=NOW
     )
     assert [(m.photo, m.preview_image) for m in messages] == [(IMAGE, None), (None, IMAGE)]

@@ -190,6 +190,26 @@ async def test_a_broken_image_falls_back_to_the_text_post(
     assert sent[0]["link_preview_options"] is None  # the chat's previews, as any text post
 
 
+async def test_a_fan_out_of_a_broken_image_makes_one_send_photo(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
+) -> None:
+    broken = "https://img.example/gone.jpg"
+    fake_api.break_photo(broken, PHOTO_UNREACHABLE)
+    chats = [CHAT, CHAT + 1, CHAT + 2]
+    async with running_bot(bot_settings(**QUIET)) as app:
+        for chat_id in chats:
+            url = await follow(fake_api, feed_server, chat_id)
+            await say(fake_api, "/format full", chat_id)
+        before = {chat_id: len(fake_api.sent_messages(chat_id)) for chat_id in chats}
+        await publish(app, url, item(1, summary="Lost image.", image=broken))
+        sent = {chat_id: posts(fake_api, before[chat_id], chat_id) for chat_id in chats}
+    assert [c.status for c in fake_api.calls_to("sendPhoto")] == [400]  # not one per chat
+    for chat_id in chats:
+        assert [(m["method"], m["plain"]) for m in sent[chat_id]] == [
+            ("sendMessage", "Episode 1 & more\nCartoons\n\nLost image.\nRead more")
+        ]
+
+
 async def test_hostile_astral_titles_and_long_texts_are_all_accepted(
     fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
 ) -> None:

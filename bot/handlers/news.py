@@ -7,7 +7,7 @@ import logging
 from telegram import Update
 from telegram.ext import Application, CommandHandler
 
-from bot.formatting import esc, format_news, host_of
+from bot.formatting import esc, format_news
 from bot.handlers.common import (
     COMMAND_UPDATES,
     Context,
@@ -19,6 +19,7 @@ from bot.handlers.common import (
     tr,
 )
 from bot.i18n import N_
+from bot.models import host_of
 from bot.services.feed_errors import localize_reason
 
 logger = logging.getLogger(__name__)

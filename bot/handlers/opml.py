@@ -44,6 +44,7 @@ from bot.handlers.common import (
 )
 from bot.handlers.feeds import feed_limit
 from bot.handlers.topics import options_for
+from bot.models import chosen_title
 from bot.services.add_report import import_reply
 from bot.services.opml import (
     MAX_OPML_BYTES,
@@ -238,7 +239,7 @@ async def export(update: Update, context: Context) -> None:
     entries = []
     for sub in storage.subscriptions(chat_id):
         state = storage.feed_state(sub.url)
-        entries.append(OpmlFeed(sub.url, sub.title or (state.title if state else "")))
+        entries.append(OpmlFeed(sub.url, chosen_title(sub.title, state.title if state else "")))
     if not entries:
         text = _("This chat follows no feeds yet: nothing to export. Add some with /add.")
         await reply_about(update, context, target, text)

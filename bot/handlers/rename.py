@@ -42,7 +42,7 @@ from bot.handlers.common import (
 from bot.handlers.rights import may_manage
 from bot.i18n import Translator
 from bot.listing import NO_SUCH_FEED, Entry, entries_of, numbered, shorten_title
-from bot.models import Chat, Subscription
+from bot.models import Chat, Subscription, display_title
 from bot.richtext import clean_text
 from bot.services.delivery import NO_PREVIEW
 from bot.services.prompts import RenamePrompts
@@ -173,7 +173,7 @@ async def _rename(context: Context, t: Translator, chat_id: int, url: str, words
     if title:
         return t.gettext("✏️ Renamed: <b>%(title)s</b>.") % {"title": esc(title)}
     state = context.storage.feed_state(url)
-    shown = (state.title if state else "") or url
+    shown = display_title("", state.title if state else "", url)
     return t.gettext("✏️ Back to the feed's own title: <b>%(title)s</b>.") % {"title": esc(shown)}
 
 

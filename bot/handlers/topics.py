@@ -14,6 +14,7 @@ from telegram.ext import Application, MessageHandler, filters
 
 from bot.formatting import esc
 from bot.handlers.common import Context, thread_of, tr
+from bot.models import display_title
 from bot.services.topics import place, topic_link, topic_options
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ async def move_here(update: Update, context: Context, chat_id: int, url: str) ->
     _ = tr(update, context).gettext
     sub = context.storage.subscription(chat_id, url)
     state = context.storage.feed_state(url)
-    title = (sub.title if sub else "") or (state.title if state else "") or url
+    title = display_title(sub.title if sub else "", state.title if state else "", url)
     link = topic_link(chat_id, placement.previous) if placement.previous is not None else None
     if placement.previous is None:
         before = _("General")

@@ -17,10 +17,14 @@ items of a feed into one message; ``summary`` and ``full`` send one message per 
 fits 1,024 units; a longer one is a single text message with the image as a large link
 preview above it (one message, so "Telegram accepted it" still means the whole item went out
 and one cursor advance covers it; a photo followed by a text message could be cut in two by a
-failure between them). An image Telegram cannot use (a broken URL, not an image, no right to
-send photos in the chat) falls back to the same post as text: the item is neither lost nor
-skipped. Link previews of the article follow the chat's ``/previews``. Digests, backlogs
-after ``/resume`` (``request(chat, compact=True)``) and ``/news`` keep compact title lists.
+failure between them). Any 400 to ``sendPhoto`` (a broken URL, not an image, no right to
+send photos in the chat, ...) falls back to the same post as text, except those the text
+would meet too (the chat vanished, the topic is closed or deleted): the item is neither lost
+nor skipped unless the text post itself is refused. An image Telegram refused is remembered
+for an hour (:mod:`bot.services.image_verdicts`), so the rest of a fan-out goes straight to
+text: one ``sendPhoto`` per broken image, not one per chat. Link previews of the article
+follow the chat's ``/previews``. Digests, backlogs after ``/resume`` (``request(chat,
+compact=True)``) and ``/news`` keep compact title lists.
 
 Telegram's answers: 403 (blocked, kicked) or "chat not found" deactivate the chat; "group
 upgraded to a supergroup" moves its settings and sends to the new id; 400 for one message is
@@ -30,8 +34,8 @@ chat is tried again later.
 
 Forum topics (:mod:`bot.services.topics`): each subscription's items go to its topic, one
 message stream (and one digest) per topic. A closed topic holds its items (cursor kept, one
-note to the chat, retried later); a deleted topic's subscriptions move to General and their
-items are delivered there.
+note to the chat — or to its managers privately when General is closed — retried later); a
+deleted topic's subscriptions move to General and their items are delivered there.
 """
 
 from __future__ import annotations
@@ -52,25 +56,24 @@ from bot.formatting import OutMessage, format_backlogs, format_instant
 from bot.i18n import Translator, chat_translator
 from bot.models import NO_FILTERS, Backlog, Chat, Filters, LogEntry
 from bot.services.filters import TextCache, screen
+from bot.services.image_verdicts import ImageVerdicts
 from bot.services.metrics import Metrics
 from bot.services.telegram_limits import BULK
-from bot.services.topics import TopicKeeper, TopicTrouble, group_by_topic, topic_trouble
+from bot.services.topics import (
+    NoteOutcome,
+    TopicKeeper,
+    TopicTrouble,
+    group_by_topic,
+    topic_trouble,
+)
 from bot.storage import StorageService, get_storage_service
 
 logger = logging.getLogger(__name__)
 
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
-# What Telegram answers (lower-cased) when it cannot use a photo: the URL is malformed or
-# unreachable, serves no image, the image is unusable, or the chat forbids photos. The post
-# then goes out as text.
-_PHOTO_REFUSALS = (
-    "wrong file identifier/http url specified",
-    "failed to get http url content",
-    "wrong type of the web page content",
-    "image_process_failed",
-    "photo_invalid_dimensions",
-    "not enough rights to send photos",
-)
+# What Telegram answers (lower-cased) to sendPhoto when the chat, not the image, forbids
+# photos: the post goes out as text, but the image is not remembered as refused.
+_CHAT_PHOTO_REFUSALS = ("not enough rights to send photos", "chat_send_photos_forbidden")
 DELIVERY_WORKERS = 16  # chats delivered concurrently; the rate limiter paces the sends
 RETRY_LATER_S = 60.0  # a chat whose send failed after all retries is tried again this late
 STOP_GRACE_S = 5.0  # at shutdown, how long sends already in flight may take to finish
@@ -84,9 +87,18 @@ def _is_chat_gone(exc: BadRequest) -> bool:
     return "chat not found" in exc.message.lower()
 
 
-def _is_photo_refused(exc: BadRequest) -> bool:
+def _photo_fallback(exc: BadRequest) -> Literal["image", "chat"] | None:
+    """Whether a sendPhoto 400 falls back to text: for the image, for the chat, or not at all.
+
+    Every 400 does except those the text post would meet too: the chat vanished, or its
+    topic is closed or deleted. Telegram words its image refusals in many ways (unreachable
+    URL, not an image, unprocessable, too large, ...), and a refusal of the caption alone
+    shows up when the text post is refused in turn.
+    """
+    if _is_chat_gone(exc) or topic_trouble(exc) is not None:
+        return None
     message = exc.message.lower()
-    return any(refusal in message for refusal in _PHOTO_REFUSALS)
+    return "chat" if any(r in message for r in _CHAT_PHOTO_REFUSALS) else "image"
 
 
 def _preview_options(message: OutMessage) -> LinkPreviewOptions | None:
@@ -229,13 +241,15 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._retry_handles: dict[int, asyncio.TimerHandle] = {}
         self._stopping = False
-        self._topics = TopicKeeper(storage, metrics, self._note)
+        self._topics = TopicKeeper(storage, metrics, self._note, self._private_note)
         # One delivery per chat at a time (instant and digest alike), so a cursor is never
         # read by one delivery while another is sending from the same position. The lock
         # object lives only while someone holds or waits for it.
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         # Items normalised for keyword filters once per fan-out, not once per chat.
         self._texts = TextCache()
+        # Images Telegram accepted or refused lately: one sendPhoto per fan-out of a broken one.
+        self._images = ImageVerdicts()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -371,6 +385,7 @@ class Dispatcher:
         t = chat_translator(chat.language if chat else None)  # posts have no sender
         outcome: Outcome = "nothing"
         held = False
+        posted = False  # some topic's digest went out: the chat's digest counts once
         todo = group_by_topic(backlogs)
         while todo:
             thread_id, group = todo.pop(0)
@@ -393,8 +408,11 @@ class Dispatcher:
                 todo += group_by_topic(again)
                 continue
             if result in ("gone", "retry"):
+                self._count_digest(chat_id, posted)
                 return result
             outcome = result
+            posted = posted or digest
+        self._count_digest(chat_id, posted)
         if held and not digest:
             self._retry_later(chat_id, compact)  # until the topic is reopened (or reported so)
             return "retry"
@@ -402,9 +420,54 @@ class Dispatcher:
         # minutes would turn the other topics' digests into a stream of small ones.
         return "done" if held else outcome
 
-    async def _note(self, chat_id: int, text: str) -> None:
-        """A note to the chat itself (General in a forum); failures are logged, not raised."""
-        await send_html(self._bot, chat_id, [text], bulk=True, on_chat_moved=self._on_chat_moved)
+    def _count_digest(self, chat_id: int, posted: bool) -> None:
+        """Count one digest per chat digest, however many topics and messages it took."""
+        if posted:
+            self._metrics.digests_sent.inc()
+            self._storage.count("digests_posted", chat_id)  # follows a migration
+
+    async def _note(self, chat_id: int, text: str) -> NoteOutcome:
+        """Post a note in the chat itself (General in a forum); see :meth:`_send_note`."""
+        return await self._send_note(chat_id, text, private=False)
+
+    async def _private_note(self, user_id: int, text: str) -> NoteOutcome:
+        """A note to a user's private chat about a chat they manage; see :meth:`_send_note`."""
+        return await self._send_note(user_id, text, private=True)
+
+    async def _send_note(self, chat_id: int, text: str, *, private: bool) -> NoteOutcome:
+        """Send a note; failures are logged, never raised.
+
+        A chat the note was about that went away is deactivated as for any send, and a
+        migrated one is followed. A user who never started the bot or blocked it cannot be
+        written to privately (403): that is expected of some managers, so it changes nothing
+        stored.
+        """
+        message = OutMessage(text, {}, ())
+        try:
+            if private:
+                await self._post(chat_id, message)
+            else:
+                await self._send_one(chat_id, message)
+        except Forbidden as exc:
+            if not private:
+                await self._gone(chat_id, str(exc))
+            return "refused"
+        except BadRequest as exc:
+            if not _is_chat_gone(exc):
+                logger.warning(
+                    "Telegram refused a note",
+                    extra={"event": "note_refused", "chat_id": chat_id, "error": str(exc)},
+                )
+            elif not private:
+                await self._gone(chat_id, str(exc))
+            return "refused"
+        except TelegramError as exc:
+            logger.warning(
+                "a note failed; it is tried again with the next delivery",
+                extra={"event": "note_failed", "chat_id": chat_id, "error": str(exc)},
+            )
+            return "failed"
+        return "sent"
 
     async def _send_all(
         self,
@@ -457,9 +520,6 @@ class Dispatcher:
                 self._storage.count("items_sent", target, len(message.item_ids))
             # After Telegram's answer: the only window for a duplicate is a crash right here.
             await self._storage.advance(target, message.advances)
-        if mode == "digest":
-            self._metrics.digests_sent.inc()
-            self._storage.count("digests_posted", target)
         return "done"
 
     async def _send_one(
@@ -476,27 +536,44 @@ class Dispatcher:
             return new_id
 
     async def _post(self, chat_id: int, message: OutMessage, thread_id: int | None = None) -> None:
-        """Send ``message`` as a photo with a caption or as text (see the module docstring)."""
-        if message.photo is not None:
-            try:
-                await self._bot.send_photo(
-                    chat_id, message.photo, caption=message.text, parse_mode=ParseMode.HTML,
-                    message_thread_id=thread_id, rate_limit_args=BULK,
-                )  # fmt: skip
-                return
-            except BadRequest as exc:
-                if not _is_photo_refused(exc):
-                    raise
-                logger.warning(
-                    "Telegram refused an item's image; posting its text alone",
-                    extra={"event": "photo_fallback", "chat_id": chat_id, "error": str(exc),
-                           "image": message.photo, "items": list(message.item_ids)},
-                )  # fmt: skip
-        await self._bot.send_message(
-            chat_id, message.text, parse_mode=ParseMode.HTML,
-            link_preview_options=_preview_options(message), message_thread_id=thread_id,
-            rate_limit_args=BULK,
-        )  # fmt: skip
+        """Send ``message`` as a photo with a caption or as text (see the module docstring).
+
+        An image Telegram refused lately goes straight to text (:mod:`image_verdicts`).
+        """
+        photo = message.photo
+        turn = "text" if photo is None else await self._images.turn(photo)
+        accepted: bool | None = None  # what Telegram's answers say about the image
+        try:
+            refused = False
+            if photo is not None and turn != "text":
+                try:
+                    await self._bot.send_photo(
+                        chat_id, photo, caption=message.text, parse_mode=ParseMode.HTML,
+                        message_thread_id=thread_id, rate_limit_args=BULK,
+                    )  # fmt: skip
+                    accepted = True
+                    return
+                except BadRequest as exc:
+                    why = _photo_fallback(exc)
+                    if why is None:
+                        raise
+                    refused = why == "image"
+                    logger.warning(
+                        "Telegram refused an item's image; posting its text alone",
+                        extra={"event": "photo_fallback", "chat_id": chat_id,
+                               "error": str(exc), "image": photo,
+                               "items": list(message.item_ids)},
+                    )  # fmt: skip
+            await self._bot.send_message(
+                chat_id, message.text, parse_mode=ParseMode.HTML,
+                link_preview_options=_preview_options(message), message_thread_id=thread_id,
+                rate_limit_args=BULK,
+            )  # fmt: skip
+            if refused:
+                accepted = False  # the text went through: the image, not the caption, was bad
+        finally:
+            if photo is not None and (turn == "ask" or accepted is False):
+                self._images.settle(photo, accepted)  # the asker, or news of a known image
 
     async def _gone(self, chat_id: int, why: str) -> Outcome:
         self._metrics.delivery_failures.labels(reason="gone").inc()

@@ -71,7 +71,8 @@ class Metrics:
         add_rate_limited: ``/add`` and ``/import`` commands refused by their per-user budget.
         feed_fetches: feed fetches by ``outcome`` (``ok``, ``not_modified`` or an error kind).
         feed_fetch_seconds: wall time of one feed fetch, whatever its outcome.
-        digests_sent: digest messages posted to chats.
+        digests_sent: digests posted to chats, one per chat digest (whatever its topics and
+            messages).
         items_sent: feed items delivered to chats (instant and digest).
         items_discovered: new items found in followed feeds.
         messages_delivered: item messages Telegram accepted, by ``mode``.
@@ -125,7 +126,9 @@ class Metrics:
             registry=reg,
         )
         self.digests_sent = Counter(
-            "newsbot_digests_sent_total", "Digest messages posted to chats.", registry=reg
+            "newsbot_digests_sent_total",
+            "Digests posted to chats (one per chat digest).",
+            registry=reg,
         )
         self.items_sent = Counter(
             "newsbot_items_sent_total",

@@ -12,7 +12,12 @@ Telegram refuses a send into a topic that cannot take it with a 400, and the ord
 
 * ``Bad Request: TOPIC_CLOSED`` — an admin closed the topic (General included). Closing is
   undone by reopening, so the items wait: their cursors stay, the chat is told once (in
-  General) per closing, and delivery is retried until the topic takes messages again.
+  General) per closing, and delivery is retried until the topic takes messages again. When
+  General cannot take the note (it is the closed topic, or closed too), the chat's known
+  managers (``Chat.managers``: users who manage it from their private chat) are told
+  privately instead, in their own language; one who never started the bot (403) is skipped.
+  A closing counts as told only once a note arrived (or nobody could ever be reached: that
+  is logged), so a note lost to a network error is tried again with the next retry.
 * ``Bad Request: message thread not found`` (what supergroups answer for a deleted topic,
   and for one bots can no longer reach) or ``Bad Request: TOPIC_DELETED`` — the topic will
   not come back, so waiting would wait forever. Its subscriptions move to General, where
@@ -38,7 +43,7 @@ from telegram.error import BadRequest
 
 from bot.formatting import esc
 from bot.i18n import Translator, chat_translator
-from bot.models import Backlog, Subscription
+from bot.models import Backlog, Subscription, display_title
 from bot.services.metrics import Metrics
 from bot.storage import StorageService
 
@@ -51,8 +56,13 @@ _DELETED_ERRORS = ("message thread not found", "topic_deleted")
 # Supergroup ids are -100<internal id>; t.me/c/<internal id>/<topic> opens the topic.
 _SUPERGROUP_BASE = -1_000_000_000_000
 NOTE_TITLES_MAX = 10  # feeds named in a note; the rest are counted
-# Sends a note to the chat itself (General); never raises for chat-level problems.
-SendNote = Callable[[int, str], Awaitable[None]]
+# What sending a note came to: "refused" (the chat or user cannot be written to — General
+# closed, a user who never started the bot or blocked it, a chat gone — so trying again
+# cannot help) or "failed" (a network error or the like: worth another try).
+NoteOutcome = Literal["sent", "refused", "failed"]
+# Sends a note to a chat (in a forum: General) or a user's private chat; never raises for
+# chat-level problems.
+SendNote = Callable[[int, str], Awaitable[NoteOutcome]]
 
 
 def topic_trouble(exc: BadRequest) -> TopicTrouble | None:
@@ -138,7 +148,7 @@ def feed_titles(storage: StorageService, subs: Sequence[Subscription], t: Transl
     names = []
     for sub in subs[:NOTE_TITLES_MAX]:
         state = storage.feed_state(sub.url)
-        title = sub.title or (state.title if state is not None else "") or sub.url
+        title = display_title(sub.title, state.title if state is not None else "", sub.url)
         names.append(f"<b>{esc(title[:120])}</b>")
     text = ", ".join(names)
     rest = len(subs) - NOTE_TITLES_MAX
@@ -147,13 +157,11 @@ def feed_titles(storage: StorageService, subs: Sequence[Subscription], t: Transl
     return text
 
 
-def closed_note(t: Translator, chat_id: int, thread_id: int | None, feeds: str) -> str:
-    """The one note a chat gets when a topic its feeds post to turns out to be closed."""
-    if thread_id is None:
-        return t.gettext(
-            "🔒 The General topic is closed, so new items of %(feeds)s wait until it is "
-            "reopened (or send /add with the feed's URL inside a topic to post it there)."
-        ) % {"feeds": feeds}
+def closed_note(t: Translator, chat_id: int, thread_id: int, feeds: str) -> str:
+    """The one note a chat gets (in General) when a topic its feeds post to is closed.
+
+    A closed General itself is told to the managers instead (:func:`private_closed_note`).
+    """
     link = topic_link(chat_id, thread_id)
     topic = f'<a href="{esc(link)}">{esc(t.gettext("topic"))}</a>' if link else t.gettext("topic")
     return t.gettext(
@@ -161,6 +169,26 @@ def closed_note(t: Translator, chat_id: int, thread_id: int | None, feeds: str) 
         "(or send /add with the feed's URL in another topic or here in General to post it "
         "there)."
     ) % {"topic": topic, "feeds": feeds}
+
+
+def private_closed_note(
+    t: Translator, chat_id: int, chat_title: str, thread_id: int | None, feeds: str
+) -> str:
+    """The closed-topic note for a manager's private chat, when the chat's General refuses it."""
+    chat = f"<b>{esc(chat_title[:120] or str(chat_id))}</b>"
+    if thread_id is None:
+        return t.gettext(
+            "🔒 The General topic of %(chat)s is closed, so new items of %(feeds)s wait until it "
+            "is reopened (or send /add with the feed's URL inside a topic there to post it in "
+            "that topic)."
+        ) % {"chat": chat, "feeds": feeds}
+    link = topic_link(chat_id, thread_id)
+    topic = f'<a href="{esc(link)}">{esc(t.gettext("topic"))}</a>' if link else t.gettext("topic")
+    return t.gettext(
+        "🔒 The %(topic)s of %(chat)s for %(feeds)s is closed, and so is its General topic, so "
+        "its new items wait until the topic is reopened (or send /add with the feed's URL "
+        "inside another topic there to post it in that topic)."
+    ) % {"topic": topic, "chat": chat, "feeds": feeds}
 
 
 def deleted_note(t: Translator, feeds: str) -> str:
@@ -179,14 +207,21 @@ class TopicKeeper:
     touches it, from the event loop: no lock needed.
     """
 
-    def __init__(self, storage: StorageService, metrics: Metrics, send_note: SendNote) -> None:
+    def __init__(
+        self,
+        storage: StorageService,
+        metrics: Metrics,
+        send_note: SendNote,
+        send_private: SendNote,
+    ) -> None:
         self._storage = storage
         self._metrics = metrics
         self._send_note = send_note
-        self._closed: set[tuple[int, int | None]] = set()
+        self._send_private = send_private
+        self._closed: set[tuple[int, int | None]] = set()  # closings already told
 
     async def closed(self, chat_id: int, thread_id: int | None) -> None:
-        """The topic refused a message as closed: tell the chat, once per closing."""
+        """The topic refused a message as closed: tell the chat (or its managers), once."""
         self._metrics.delivery_failures.labels(reason="topic_closed").inc()
         logger.warning(
             "forum topic closed; its items wait",
@@ -195,12 +230,50 @@ class TopicKeeper:
         key = (chat_id, thread_id)
         if key in self._closed:
             return  # the chat was told when it closed
-        self._closed.add(key)
         subs = [s for s in self._storage.subscriptions(chat_id) if s.thread_id == thread_id]
-        t = self._translator(chat_id)
-        await self._send_note(
-            chat_id, closed_note(t, chat_id, thread_id, feed_titles(self._storage, subs, t))
-        )
+        if thread_id is not None:
+            t = self._translator(chat_id)
+            note = closed_note(t, chat_id, thread_id, feed_titles(self._storage, subs, t))
+            outcome = await self._send_note(chat_id, note)
+            if outcome == "sent":
+                self._closed.add(key)
+            if outcome != "refused":
+                return  # told, or to be tried again with the next retry of the delivery
+        # General refused the note, or is the closed topic itself (no use trying it).
+        if await self._tell_managers(chat_id, thread_id, subs):
+            self._closed.add(key)
+
+    async def _tell_managers(
+        self, chat_id: int, thread_id: int | None, subs: Sequence[Subscription]
+    ) -> bool:
+        """Tell the chat's managers privately; return whether that is done (not to retry).
+
+        Done when someone was told, or when nobody can be: no managers known, or all of
+        them unreachable (retrying cannot help; the log says so). Not done when every try
+        failed for a passing reason: the next retry of the delivery asks again.
+        """
+        chat = self._storage.chat(chat_id)
+        if chat is None or not chat.active:
+            return True  # the chat went away meanwhile: nobody to tell about it
+        outcomes: dict[int, NoteOutcome] = {}
+        for user_id in chat.managers:  # a handful: the admins who manage it from private chats
+            t = self._translator(user_id)
+            feeds = feed_titles(self._storage, subs, t)
+            note = private_closed_note(t, chat_id, chat.title, thread_id, feeds)
+            outcomes[user_id] = await self._send_private(user_id, note)
+        told = [u for u, outcome in outcomes.items() if outcome == "sent"]
+        unreachable = [u for u, outcome in outcomes.items() if outcome == "refused"]
+        failed = [u for u, outcome in outcomes.items() if outcome == "failed"]
+        logger.log(
+            logging.INFO if told else logging.WARNING,
+            "closed-topic note sent to the chat's managers privately"
+            if told
+            else "nobody could be told that a forum topic is closed",
+            extra={"event": "topic_closed_private_note", "chat_id": chat_id,
+                   "thread_id": thread_id, "told": told, "unreachable": unreachable,
+                   "failed": failed},
+        )  # fmt: skip
+        return bool(told) or not failed
 
     async def deleted(self, chat_id: int, thread_id: int) -> set[str]:
         """The topic is gone: move its subscriptions to General, say so; return their URLs."""

@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 from bot import heap
-from bot.models import Backlog, Chat, Delivery, FeedItem, FeedState, LogEntry, Subscription
+from bot.models import (
+    Backlog,
+    Chat,
+    Delivery,
+    FeedItem,
+    FeedState,
+    LogEntry,
+    Subscription,
+    display_title,
+)
 from bot.storage.backups import save_backup
 from bot.storage.commit import COMPACT_MIN_BYTES, Committer
 from bot.storage.files import SchemaVersionError, StorageError
@@ -214,7 +223,7 @@ class StorageService:
                 continue
             entries, skipped = record.entries_after(sub.cursor)
             if entries or skipped:
-                title = sub.title or record.state.title or sub.url
+                title = display_title(sub.title, record.state.title, sub.url)
                 out.append(Backlog(sub.url, title, entries, skipped, record.head, copy.copy(sub)))
         return out
 
@@ -308,7 +317,11 @@ class StorageService:
         return True
 
     async def migrate_chat(self, old_id: int, new_id: int) -> bool:
-        """Move a chat to its new id (group → supergroup) with subscriptions and counters."""
+        """Move a chat to its new id (group → supergroup) with subscriptions and counters.
+
+        A target registered meanwhile takes the old chat's settings wherever it still has
+        the defaults (see ``State._migrate``).
+        """
         if old_id == new_id or old_id not in self._state.chats:
             return False
         await self._commit.durable({"op": "migrate", "old": old_id, "new": new_id})
@@ -452,9 +465,14 @@ class StorageService:
 
     # ================================================================== counters
     def count(self, name: str, chat_id: int | None = None, by: int = 1) -> None:
-        """Add to a global counter and, if given, the chat's; deferred, never waits."""
+        """Add to a global counter and, if given, the chat's; deferred, never waits.
+
+        A chat migrated meanwhile counts under its new id, as :meth:`advance` does.
+        """
         if not name:
             raise ValueError("counter name must not be empty")
+        if chat_id is not None:
+            chat_id = self._state.moved.get(chat_id, chat_id)
         self._commit.count(name, chat_id, by)
 
     # ================================================================== backups

@@ -183,6 +183,7 @@ class State:
         else:
             target = self.chats[new]
             target.active = target.active or moved.active
+            _carry_options(target, moved)
             self._index_managers(target, add=False)
             target.managers = tuple(dict.fromkeys(target.managers + moved.managers))
             self._index_managers(target, add=True)
@@ -359,6 +360,30 @@ class State:
         for line in lines:
             loader.add(line)
         return loader.finish()
+
+
+_DEFAULT_CHAT = Chat(chat_id=0)
+# The choices a chat's admins make (``/format``, ``/previews``, ``/language``, ``/filter``,
+# ``/timezone``, ``/pause``); the schedule (``/digest``) goes with its next due time.
+_CHAT_OPTIONS = ("format", "previews", "language", "filters", "tz", "paused")
+
+
+def _carry_options(target: Chat, old: Chat) -> None:
+    """Give a migration's target the old chat's choices wherever it still has the defaults.
+
+    The target exists already when a command in the new supergroup was seen before the
+    migration message (it was registered then, with the defaults): dropping the old group's
+    settings would reset everything its admins chose. An option the target set itself (a
+    command sent there meanwhile) is kept. "Default" is the :class:`Chat` default: a target
+    registered with a digest ``DEFAULT_DELIVERY`` keeps that schedule (records carry no
+    settings, and the state cannot tell it from a ``/digest`` sent there).
+    """
+    for name in _CHAT_OPTIONS:
+        if getattr(target, name) == getattr(_DEFAULT_CHAT, name):
+            setattr(target, name, getattr(old, name))
+    if target.delivery == _DEFAULT_CHAT.delivery and old.delivery != target.delivery:
+        target.delivery = old.delivery
+        target.next_digest_at = old.next_digest_at  # an "every" schedule keeps its phase
 
 
 def chat_from(raw: dict[str, Any]) -> Chat:

@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
+from bot.context import services_of
 from bot.handlers.basic import help_text
 from bot.i18n import translator
 from bot.storage import get_storage_service
 from tests.helpers.bot_runner import running_bot
+from tests.helpers.conversation import say
 from tests.helpers.delivery_e2e import (
     force_digest,
     occurrences,
@@ -209,6 +211,41 @@ async def test_closed_topic_holds_items_with_one_note_until_reopened(
     assert after_reopen == [post(i, "Tech Wire") for i in held + more]
     assert notes_at_the_end == [CLOSED_NOTE, CLOSED_NOTE]
     assert posts(fake_api, tech)[1:] == after_reopen  # the last item waits again
+
+
+async def test_a_closed_general_tells_the_managers_privately_and_holds_its_items(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory, feed_server: FeedServer
+) -> None:
+    forum(fake_api)
+    blocked_admin = ADMIN + 1  # manages the forum too, but has blocked the bot since
+    fake_api.set_admin(FORUM, blocked_admin)
+    old = [story(0, "g")]
+    url = serve_feed(feed_server, "/gen.xml", old, "Town Crier")
+    async with running_bot(bot_settings(**QUIET), rate_limit_outgoing=False) as app:
+        added = await say(fake_api, f"/add {FORUM} {url}", ADMIN)  # from a private chat
+        await say(fake_api, f"/list {FORUM}", blocked_admin)
+        fake_api.blocked_chats.add(blocked_admin)
+        to_blocked = len(fake_api.sent_messages(blocked_admin))
+        before = len(fake_api.sent_messages(ADMIN))
+        fake_api.close_topic(FORUM, None)
+        held = [story(1, "g")]
+        serve_feed(feed_server, "/gen.xml", old + held, "Town Crier")
+        await poll_now(app, feed_server, "/gen.xml", url)
+        told = [m["plain"] for m in fake_api.sent_messages(ADMIN)[before:]]
+        in_general_while_closed = posts(fake_api, None)
+        # General reopens; the dispatcher's retry (here: at once) delivers what waited.
+        fake_api.reopen_topic(FORUM, None)
+        services_of(app).dispatcher.request(FORUM)
+        await settle(app)
+    assert added == f"✅ Now following Town Crier.\n{INSTANT}"
+    assert told == [
+        "🔒 The General topic of Readers is closed, so new items of Town Crier wait until it "
+        "is reopened (or send /add with the feed's URL inside a topic there to post it in "
+        "that topic)."
+    ]
+    assert len(fake_api.sent_messages(blocked_admin)) == to_blocked  # 403: skipped
+    assert in_general_while_closed == []
+    assert posts(fake_api, None) == [post(held[0], "Town Crier")]
 
 
 async def test_closed_topic_reopened_silently_gets_its_items_with_the_next_delivery(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
-from telegram.error import ChatMigrated
+from telegram.error import BadRequest, ChatMigrated
 
 from bot.services.feed_errors import FeedError
 from bot.services.fetcher import FetchResult
@@ -164,12 +164,17 @@ class RecordingBot:
     ``fail_next(chat, *errors)`` makes the next sends to ``chat`` raise those errors in
     order (``None`` lets that send through); ``migrated[old] = new`` makes every send to
     ``old`` raise ``ChatMigrated``, like Telegram does for a group that became a supergroup.
+    ``broken_photos[url] = description`` makes every ``send_photo`` of ``url`` answer that
+    400, in any chat (what Telegram answers for an image it cannot use);
+    ``photo_attempts`` lists the chats ``send_photo`` was tried for.
     """
 
     def __init__(self) -> None:
         self.sent: list[Sent] = []
         self.attempts: list[int] = []
+        self.photo_attempts: list[int] = []
         self.migrated: dict[int, int] = {}
+        self.broken_photos: dict[str, str] = {}
         self._failures: dict[int, deque[BaseException | None]] = {}
 
     def fail_next(self, chat_id: int, *errors: BaseException | None) -> None:
@@ -182,6 +187,11 @@ class RecordingBot:
 
     async def send_photo(self, chat_id: int, photo: str, caption: str = "", **kwargs: Any) -> Sent:
         """As :meth:`send_message`; the caption is the text, ``kwargs["photo"]`` the photo."""
+        self.photo_attempts.append(chat_id)
+        if photo in self.broken_photos:
+            await asyncio.sleep(0)
+            self.attempts.append(chat_id)
+            raise BadRequest(self.broken_photos[photo])
         return await self.send_message(chat_id, caption, photo=photo, **kwargs)
 
     async def send_message(self, chat_id: int, text: str, **kwargs: Any) -> Sent:

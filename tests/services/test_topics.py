@@ -2,20 +2,22 @@
 
 Against the real storage and a recording bot: which Telegram answers mean "closed" and
 "deleted", moving a subscription between topics durably, the retry of a closed topic by the
-dispatcher's own timer (no new items needed), and a closed General topic.
+dispatcher's own timer (no new items needed), and a closed General topic (its note goes to
+the chat's managers privately).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 import pytest
-from telegram.error import BadRequest
+from telegram.error import BadRequest, Forbidden, NetworkError
 
 from bot.i18n import translator
-from bot.models import Backlog, FeedItem, FeedState, Subscription
+from bot.models import Backlog, Delivery, FeedItem, FeedState, Subscription
 from bot.services.delivery import Dispatcher
 from bot.services.metrics import Metrics
 from bot.services.topics import (
@@ -34,6 +36,9 @@ FORUM = -1001234500001
 TOPIC = 7
 TIMEOUT_S = 5.0
 CLOSED = "Bad Request: TOPIC_CLOSED"
+NEVER_STARTED = "Forbidden: bot can't initiate conversation with a user"
+ADMIN = 501  # manages FORUM from a private chat with the bot
+STRANGER = 502  # manages FORUM too, but never started the bot
 EN = translator("en")
 
 
@@ -157,7 +162,7 @@ async def test_notes_name_at_most_ten_feeds_and_count_the_rest(storage: StorageS
         await storage.subscribe(FORUM, url, limit=50, options={"thread_id": TOPIC})
     storage.set_feed_state(FeedState(url=urls[0], title="First <Feed>"))
     text = feed_titles(storage, storage.subscriptions(FORUM), EN)
-    assert text.startswith(f"<b>First &lt;Feed&gt;</b>, <b>{urls[1]}</b>")
+    assert text.startswith("<b>First &lt;Feed&gt;</b>, <b>f1.example</b>")  # untitled: host
     assert text.count("<b>") == NOTE_TITLES_MAX
     assert text.endswith(" and 2 more feeds")
 
@@ -184,20 +189,116 @@ async def test_closed_topic_is_retried_by_the_timer_and_noted_once(
     assert bot.attempts == [FORUM] * 4  # refused, note, refused (no second note), sent
 
 
-async def test_closed_general_holds_its_items_even_when_the_note_cannot_be_posted(
-    dispatcher: Dispatcher, bot: RecordingBot, storage: StorageService
+async def managed_by(storage: StorageService, *users: int) -> None:
+    """FORUM is managed from these users' private chats (as ``/add <chat> <url>`` records)."""
+    await storage.update_chat(FORUM, lambda chat: setattr(chat, "managers", users))
+
+
+def private_notes(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if getattr(r, "event", None) == "topic_closed_private_note"]
+
+
+GENERAL_CLOSED_NOTE = (
+    "🔒 The General topic of <b>Readers</b> is closed, so new items of <b>Stories</b> wait "
+    "until it is reopened (or send /add with the feed's URL inside a topic there to post it "
+    "in that topic)."
+)
+
+
+async def test_a_closed_general_is_told_to_the_managers_privately_once(
+    dispatcher: Dispatcher,
+    bot: RecordingBot,
+    storage: StorageService,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     await forum_follower(storage, None)
-    # General closed: the item and the note to General are both refused; then it reopens.
+    await managed_by(storage, ADMIN, STRANGER)
+    # STRANGER manages the chat but never started the bot: Telegram answers 403.
+    bot.fail_next(STRANGER, Forbidden(NEVER_STARTED))
+    bot.fail_next(FORUM, BadRequest(CLOSED), BadRequest(CLOSED))  # then General reopens
+    await publish(storage, range(1, 2))
+    start = cursor(storage)
+    with caplog.at_level(logging.INFO, logger="bot.services.topics"):
+        dispatcher.request(FORUM)
+        await until(lambda: cursor(storage) > start)
+    # No note tried in the closed General; the managers once, however many retries.
+    assert bot.attempts == [FORUM, ADMIN, STRANGER, FORUM, FORUM]
+    assert bot.texts(ADMIN) == [GENERAL_CLOSED_NOTE]
+    [delivered] = bot.texts(FORUM)
+    assert ">Story 1<" in delivered
+    [record] = private_notes(caplog)
+    assert (record.told, record.unreachable, record.failed) == ([ADMIN], [STRANGER], [])  # type: ignore[attr-defined]
+    assert storage.chat(STRANGER) is None  # skipped silently: nothing stored about them
+
+
+async def test_a_closed_general_with_no_manager_to_tell_is_logged_once(
+    dispatcher: Dispatcher,
+    bot: RecordingBot,
+    storage: StorageService,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await forum_follower(storage, None)
     bot.fail_next(FORUM, BadRequest(CLOSED), BadRequest(CLOSED), BadRequest(CLOSED))
+    await publish(storage, range(1, 2))
+    start = cursor(storage)
+    with caplog.at_level(logging.INFO, logger="bot.services.topics"):
+        dispatcher.request(FORUM)
+        await until(lambda: cursor(storage) > start)
+    assert bot.attempts == [FORUM] * 4  # refused three times (no note possible), then sent
+    [record] = private_notes(caplog)
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == "nobody could be told that a forum topic is closed"
+
+
+async def test_a_topic_note_general_refuses_goes_to_the_managers(
+    dispatcher: Dispatcher, bot: RecordingBot, storage: StorageService
+) -> None:
+    await forum_follower(storage, TOPIC)
+    await managed_by(storage, ADMIN)
+    # The item (topic closed), the note (General closed too), then the topic reopens.
+    bot.fail_next(FORUM, BadRequest(CLOSED), BadRequest(CLOSED))
     await publish(storage, range(1, 2))
     start = cursor(storage)
     dispatcher.request(FORUM)
     await until(lambda: cursor(storage) > start)
-    assert bot.attempts == [FORUM] * 4  # refused, note refused, refused, sent
-    [delivered] = bot.sent
-    assert ">Story 1<" in delivered.text
-    assert delivered.kwargs["message_thread_id"] is None
+    assert bot.texts(ADMIN) == [
+        '🔒 The <a href="https://t.me/c/1234500001/7">topic</a> of <b>Readers</b> for '
+        "<b>Stories</b> is closed, and so is its General topic, so its new items wait until "
+        "the topic is reopened (or send /add with the feed's URL inside another topic there "
+        "to post it in that topic)."
+    ]
+    assert bot.attempts == [FORUM, FORUM, ADMIN, FORUM]
+
+
+async def test_a_note_lost_to_a_network_error_is_sent_with_the_next_retry(
+    dispatcher: Dispatcher, bot: RecordingBot, storage: StorageService
+) -> None:
+    await forum_follower(storage, TOPIC)
+    # Item refused, note lost; item refused again, note sent; then the item goes out.
+    bot.fail_next(FORUM, BadRequest(CLOSED), NetworkError("down"), BadRequest(CLOSED))
+    await publish(storage, range(1, 2))
+    start = cursor(storage)
+    dispatcher.request(FORUM)
+    await until(lambda: cursor(storage) > start)
+    note, item_post = bot.texts(FORUM)
+    assert note.startswith('🔒 The <a href="https://t.me/c/1234500001/7">topic</a> for ')
+    assert ">Story 1<" in item_post
+    assert bot.attempts == [FORUM] * 5
+
+
+async def test_a_managers_note_lost_to_a_network_error_is_sent_with_the_next_retry(
+    dispatcher: Dispatcher, bot: RecordingBot, storage: StorageService
+) -> None:
+    await forum_follower(storage, None)
+    await managed_by(storage, ADMIN)
+    bot.fail_next(ADMIN, NetworkError("down"))
+    bot.fail_next(FORUM, BadRequest(CLOSED), BadRequest(CLOSED))
+    await publish(storage, range(1, 2))
+    start = cursor(storage)
+    dispatcher.request(FORUM)
+    await until(lambda: cursor(storage) > start)
+    assert bot.attempts == [FORUM, ADMIN, FORUM, ADMIN, FORUM]
+    assert bot.texts(ADMIN) == [GENERAL_CLOSED_NOTE]
 
 
 async def test_a_deleted_topic_reported_for_general_is_an_ordinary_rejection(
@@ -212,3 +313,25 @@ async def test_a_deleted_topic_reported_for_general_is_an_ordinary_rejection(
     assert storage.pending(FORUM) == []
     sub = storage.subscription(FORUM, URL)
     assert sub is not None and sub.thread_id is None
+
+
+async def test_a_digest_split_over_topics_counts_as_one_digest(
+    bot: RecordingBot, storage: StorageService
+) -> None:
+    """Each topic gets its own digest message, but the chat had one digest."""
+    other = "https://other.example/rss"
+    await forum_follower(storage, TOPIC)
+    await forum_follower(storage, None, other)
+    await storage.update_chat(
+        FORUM, lambda c: setattr(c, "delivery", Delivery("every", interval_s=3600))
+    )
+    await publish(storage, range(1, 3))
+    await publish(storage, range(1, 3), other)
+    metrics = Metrics(process_metrics=False)
+    dispatcher = Dispatcher(bot, storage, metrics)  # type: ignore[arg-type]  # stand-in bot
+    assert await dispatcher.deliver(FORUM, digest=True) == "done"
+    assert [s.kwargs["message_thread_id"] for s in bot.sent] == [TOPIC, None]
+    assert all(s.text.startswith("<b>📰 Digest</b>") for s in bot.sent)
+    assert metrics.registry.get_sample_value("newsbot_digests_sent_total") == 1.0
+    await storage.flush()
+    assert storage.counters()["chats"][str(FORUM)]["digests_posted"] == 1

@@ -523,6 +523,41 @@ async def test_advance_for_a_chat_migrated_meanwhile_moves_the_new_chats_cursor(
     assert storage.subscriptions(-1005)[0].cursor == 3
 
 
+async def test_migrating_onto_a_known_supergroup_keeps_the_groups_settings_after_replay(
+    storage: StorageService, copies: Callable[[StorageService], Awaitable[StorageService]]
+) -> None:
+    await storage.ensure_chat(-5, "group", "g")
+
+    def choose(chat: Chat) -> None:
+        chat.format, chat.previews, chat.language, chat.tz = "full", False, "ru", "Asia/Tokyo"
+        chat.delivery, chat.paused = Delivery("at", at="07:30"), True
+
+    await storage.update_chat(-5, choose)
+    await storage.ensure_chat(-1005, "supergroup", "g")  # a command seen there first
+    assert await storage.migrate_chat(-5, -1005)
+    replayed = await copies(storage)
+    for service in (storage, replayed):
+        chat = chat_of(service, -1005)
+        assert (chat.format, chat.previews, chat.language, chat.tz, chat.paused) == (
+            "full", False, "ru", "Asia/Tokyo", True
+        )  # fmt: skip
+        assert chat.delivery == Delivery("at", at="07:30")
+        assert service.chat(-5) is None
+
+
+async def test_a_count_for_a_chat_migrated_meanwhile_lands_on_the_new_chat(
+    storage: StorageService,
+) -> None:
+    # A digest was going out to the group when it became a supergroup: counted under the old
+    # id after the move, it would sit on a chat that no longer exists.
+    await storage.ensure_chat(-5, "group", "g")
+    storage.count("digests_posted", chat_id=-5)
+    assert await storage.migrate_chat(-5, -1005)
+    storage.count("digests_posted", chat_id=-5)
+    await storage.flush()
+    assert storage.counters()["chats"] == {"-1005": {"digests_posted": 2}}
+
+
 async def test_reappearing_item_is_not_logged_again(storage: StorageService) -> None:
     await followed(storage, 1)  # i1..i3
     await storage.record_fetch(U, items("i4"), feed_state(U))  # i1..i3 dropped out of the feed

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.models import Chat, Delivery, LogEntry
+from bot.models import Chat, Delivery, Filters, LogEntry
 from bot.storage.state import KNOWN_MAX, LOG_MAX, FeedRecord, RecordError, State, id_key
 from tests.helpers.storage_data import chat_record, feed_state, item
 
@@ -227,6 +227,42 @@ def test_migrate_into_an_existing_chat_merges_cursors_and_counters() -> None:
     assert state.chats[2].active  # but is active if either was
     assert {u: s.cursor for u, s in state.subs[2].items()} == {U: 4, V: 0}  # max cursor
     assert state.chat_counters == {2: {"news": 3}}
+
+
+CHOICES: dict[str, Any] = {
+    "format": "full",
+    "previews": False,
+    "language": "ru",
+    "filters": Filters(include=("python",), exclude=("ads",)),
+    "tz": "Europe/Berlin",
+    "delivery": Delivery("every", interval_s=7200),
+    "next_digest_at": 1_800_000_000.0,
+    "paused": True,
+}
+
+
+def test_migrate_into_a_chat_registered_meanwhile_keeps_the_old_chats_choices() -> None:
+    """A command in the new supergroup registered it (defaults) before the migrate message."""
+    state = populated()
+    state.apply(chat_record(1, title="one", **CHOICES))
+    state.apply(chat_record(-1001, type="supergroup", title="one, upgraded"))
+    state.apply({"op": "migrate", "old": 1, "new": -1001})
+    target = state.chats[-1001]
+    assert {name: getattr(target, name) for name in CHOICES} == CHOICES
+    assert (target.type, target.title) == ("supergroup", "one, upgraded")  # the new chat's
+
+
+def test_migrate_keeps_what_the_target_chose_itself() -> None:
+    state = populated()
+    state.apply(chat_record(1, title="one", **CHOICES))
+    own = {"language": "en", "format": "title", "delivery": Delivery("at", at="08:00")}
+    state.apply(chat_record(-1001, type="supergroup", title="one", **own))
+    state.apply({"op": "migrate", "old": 1, "new": -1001})
+    target = state.chats[-1001]
+    assert {name: getattr(target, name) for name in own} == own
+    assert target.next_digest_at is None  # goes with the target's own schedule
+    carried = {n: v for n, v in CHOICES.items() if n not in own and n != "next_digest_at"}
+    assert {name: getattr(target, name) for name in carried} == carried
 
 
 def test_cursor_never_moves_backwards() -> None:
