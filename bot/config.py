@@ -27,7 +27,8 @@ MIN_DIGEST_INTERVAL_S = 60  # DIGEST_MIN_INTERVAL may not go below this
 DEFAULT_MAX_FEEDS_PER_CHAT = 50
 MAX_MAX_FEEDS_PER_CHAT = 10_000
 # Telegram tokens look like "123456789:AAH...": a numeric bot id, a colon, 30+ url-safe chars.
-TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,100}$")
+# The one definition of that shape: TELEGRAM_BOT_TOKEN must match it whole (fullmatch), and
+# logs, errors and settings are searched for it anywhere (logging_setup, telegram_request).
 TOKEN_IN_TEXT_RE = re.compile(r"\d{3,20}:[A-Za-z0-9_-]{30,100}")
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 # Telegram's rule for setWebhook's secret_token: 1-256 characters from this set.
@@ -245,7 +246,7 @@ def _token(env: Mapping[str, str]) -> str:
     raw = env.get("TELEGRAM_BOT_TOKEN", "").strip()
     if not raw:
         raise ConfigError("TELEGRAM_BOT_TOKEN: is required (get one from @BotFather)")
-    if not TOKEN_RE.match(raw):
+    if not TOKEN_IN_TEXT_RE.fullmatch(raw):
         # Never echo the value: a malformed token is still probably a secret.
         raise ConfigError(
             "TELEGRAM_BOT_TOKEN: malformed (expected '<digits>:<30+ letters, digits, _ or ->')"

@@ -50,11 +50,16 @@ def skipped_note(t: Translator, count: int, title: str) -> str:
         "… %(n)d earlier items of %(title)s were skipped: the feed moved on before they could "
         "be sent.",
         count,
-    ) % {"n": count, "title": esc(_shorten(title, 80))}
+    ) % {"n": count, "title": esc(shorten(title, 80))}
     return f"<i>{text}</i>"
 
 
-def _shorten(text: str, limit: int) -> str:
+def shorten(text: str, limit: int) -> str:
+    """``text`` on one line (whitespace runs folded), cut to ``limit`` characters with "…".
+
+    For titles, URLs and toasts whose length is a layout choice, not Telegram's limit (that
+    one is counted in UTF-16 units: :func:`bot.richtext.utf16_len`).
+    """
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + ELLIPSIS
 
@@ -107,10 +112,10 @@ def format_item(
 
     ``source`` overrides the feed's title (a subscription's custom title).
     """
-    title = esc(_shorten(item.title, MAX_TITLE_LEN))
+    title = esc(shorten(item.title, MAX_TITLE_LEN))
     headline = f'<a href="{esc(item.link)}">{title}</a>' if item.link else title
     age = format_age(item.published, now, t=t)
-    meta = [esc(_shorten(source or item.source_title, 80))] if show_source else []
+    meta = [esc(shorten(source or item.source_title, 80))] if show_source else []
     meta += [age] if age else []
     return f"<b>{headline}</b>" + ("\n" + " · ".join(meta) if meta else "")
 
@@ -125,24 +130,68 @@ def pack_blocks(
 ) -> list[str]:
     """Pack HTML blocks into as few messages as fit, each at most ``limit`` UTF-16 units.
 
-    A block that alone exceeds the limit is replaced by a notice (:func:`too_long_note`, in
-    ``t``'s language) rather than cut mid-tag, because a cut tag would make Telegram reject
-    the whole message.
+    ``header`` opens the first message only. A block that alone exceeds the limit is
+    replaced by a notice (:func:`too_long_note`, in ``t``'s language) rather than cut
+    mid-tag, because a cut tag would make Telegram reject the whole message.
     """
-    messages: list[str] = []
-    current = header
-    for raw in blocks:
-        fits = utf16_len(raw) + utf16_len(separator) <= limit - utf16_len(header)
-        block = raw if fits else too_long_note(t)
-        candidate = f"{current}{separator}{block}" if current else block
-        if utf16_len(candidate) <= limit:
-            current = candidate
-            continue
-        messages.append(current)
-        current = block
+    note = too_long_note(t)
+    texts = [_fitting(raw, header, separator, limit, note) for raw in blocks]
+    groups = _pack([utf16_len(text) for text in texts], utf16_len(header), utf16_len(separator),
+                   limit, repeat_header=False)  # fmt: skip
+    if not groups:
+        return [header] if header else []
+    return [
+        _joined(header if n == 0 else "", [texts[i] for i in group], separator)
+        for n, group in enumerate(groups)
+    ]
+
+
+def _fitting(block: str, header: str, separator: str, limit: int, note: str) -> str:
+    """``block``, or ``note`` standing for it when it cannot fit a message under ``header``."""
+    fits = utf16_len(block) + utf16_len(separator) <= limit - utf16_len(header)
+    return block if fits else note
+
+
+def _joined(header: str, texts: Sequence[str], separator: str) -> str:
+    return separator.join([header, *texts] if header else texts)
+
+
+def _pack(
+    units: Sequence[int],
+    header: int,
+    separator: int,
+    limit: int,
+    *,
+    repeat_header: bool,
+    keep_with_next: Sequence[bool] = (),
+) -> list[list[int]]:
+    """The one packing rule: which blocks (by index, in order) share each message.
+
+    Greedy: a block joins the current message while the message stays within ``limit``
+    units, counting ``header`` units (and a separator after a non-empty header) on the
+    first message, and on every message when ``repeat_header``. A block marked in
+    ``keep_with_next`` (a feed's title, a skip note) that would end a full message moves to
+    the next one with the block it introduces. O(1) per block: sizes are tracked, never
+    re-measured.
+    """
+    groups: list[list[int]] = []
+    current: list[int] = []
+    head = size = header  # this message's header units, and its size so far
+    for index, block_units in enumerate(units):
+        if current and size + separator + block_units > limit:
+            carried: list[int] = []
+            while keep_with_next and len(current) > 1 and keep_with_next[current[-1]]:
+                carried.insert(0, current.pop())
+            groups.append(current)
+            current = carried
+            head = header if repeat_header else 0
+            joins = len(carried) - (0 if head else 1)  # separators between head and blocks
+            size = head + sum(units[i] for i in carried) + separator * max(0, joins)
+        size += block_units + (separator if current or head else 0)
+        current.append(index)
     if current:
-        messages.append(current)
-    return messages
+        groups.append(current)
+    return groups
 
 
 def format_news(
@@ -179,7 +228,7 @@ def format_backlogs(
     blocks: list[tuple[str, str, int, str | None]] = []  # (html, url, seq or 0, item id)
     for backlog in backlogs:
         if digest:
-            blocks.append((f"<b>{esc(_shorten(backlog.title, 120))}</b>", backlog.url, 0, None))
+            blocks.append((f"<b>{esc(shorten(backlog.title, 120))}</b>", backlog.url, 0, None))
         if backlog.skipped:
             note = skipped_note(t, backlog.skipped, backlog.title)
             blocks.append((note, backlog.url, 0, None))
@@ -188,28 +237,12 @@ def format_backlogs(
             blocks.append((html, backlog.url, entry.seq, entry.item.id))
     header = f"<b>{esc(t.gettext(DIGEST_HEADER))}</b>" if digest else ""
     too_long = too_long_note(t)
-    messages: list[OutMessage] = []
-    current: list[tuple[str, str, int, str | None]] = []
     # Sizes are UTF-16 units of the raw HTML: never less than Telegram's count of the visible
     # text, so titles full of emoji or astral characters cannot overflow a message.
-    size = header_units = utf16_len(header)
-    for block in blocks:
-        units = utf16_len(block[0])
-        text, units = (block[0], units) if units + header_units + 2 <= MAX_MESSAGE_LEN else (
-            too_long, utf16_len(too_long))  # fmt: skip
-        if current and size + 2 + units > MAX_MESSAGE_LEN:
-            # A feed header or skip note belongs with the items after it, not alone at the
-            # bottom of a message: carry trailing ones over to the next message.
-            carried: list[tuple[str, str, int, str | None]] = []
-            while len(current) > 1 and current[-1][3] is None:
-                carried.insert(0, current.pop())
-            messages.append(_out(header, current))
-            current = carried
-            size = header_units + sum(2 + utf16_len(b[0]) for b in carried)
-        current.append((text, *block[1:]))
-        size += 2 + units
-    if current:
-        messages.append(_out(header, current))
+    texts = [_fitting(block[0], header, "\n\n", MAX_MESSAGE_LEN, too_long) for block in blocks]
+    groups = _pack([utf16_len(text) for text in texts], utf16_len(header), 2, MAX_MESSAGE_LEN,
+                   repeat_header=True, keep_with_next=[b[3] is None for b in blocks])  # fmt: skip
+    messages = [_out(header, [(texts[i], *blocks[i][1:]) for i in group]) for group in groups]
     heads = {b.url: b.head for b in backlogs}
     last_of: dict[str, int] = {}
     for n, message in enumerate(messages):
@@ -224,7 +257,7 @@ def _out(header: str, blocks: Sequence[tuple[str, str, int, str | None]]) -> Out
     advances: dict[str, int] = {}
     for _, url, seq, _ident in blocks:
         advances[url] = max(advances.get(url, 0), seq)
-    text = "\n\n".join(([header] if header else []) + [b[0] for b in blocks])
+    text = _joined(header, [b[0] for b in blocks], "\n\n")
     return OutMessage(text, advances, tuple(b[3] for b in blocks if b[3] is not None))
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.formatting import _shorten, esc
+from bot.formatting import esc, shorten
 from bot.i18n import N_, Translator
 from bot.models import NO_FILTERS, POST_FORMATS, Chat, Filters, PostFormat, display_title
 from bot.services.buttons import ButtonAction, ButtonData, ButtonSigner, url_key
@@ -86,7 +86,7 @@ def page_of(n: int) -> int:
 
 def shorten_title(title: str) -> str:
     """A title as lists and answers show it: at most TITLE_CHARS (plain text, not escaped)."""
-    return _shorten(title, TITLE_CHARS)
+    return shorten(title, TITLE_CHARS)
 
 
 def numbered(entries: list[Entry], n: int) -> Entry | None:
@@ -192,7 +192,7 @@ def render_page(
         lines.append(t.gettext("🔎 This chat has keyword filters: /filter shows them."))
     for entry in shown:
         title = esc(shorten_title(entry.title))
-        url = esc(_shorten(entry.url, URL_CHARS))
+        url = esc(shorten(entry.url, URL_CHARS))
         lines.append(f"{entry.n}. {title}{_status(t, entry)}\n   <code>{url}</code>")
     footer = t.gettext(
         "Buttons: 🔇 mute · 🔔 unmute · 🔎 filters · 📝 post format · ✏️ rename · 🗑 remove"
@@ -252,7 +252,7 @@ def render_confirm_remove(
         "n": entry.n,
         "title": esc(shorten_title(entry.title)),
     }
-    text += f"\n<code>{esc(_shorten(entry.url, URL_CHARS))}</code>"
+    text += f"\n<code>{esc(shorten(entry.url, URL_CHARS))}</code>"
     buttons = _Buttons(signer, chat.chat_id, page)
     row = [
         buttons.make(t.gettext("🗑 Yes, remove"), "confirm", url_key(entry.url)),

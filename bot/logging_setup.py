@@ -8,14 +8,13 @@ formatter, on the final rendered line, so nothing that reaches a handler can car
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
-# Anything shaped like a bot token, even one we were not configured with.
-_TOKEN_SHAPE = re.compile(r"\d{3,20}:[A-Za-z0-9_-]{30,100}")
+from bot.config import TOKEN_IN_TEXT_RE
+
 REDACTED = "[REDACTED]"
 # Attributes every LogRecord has; anything else came in through ``extra=`` and is structured data.
 _STANDARD_ATTRS = frozenset(
@@ -28,7 +27,7 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, REDACTED)
-    return _TOKEN_SHAPE.sub(REDACTED, text)
+    return TOKEN_IN_TEXT_RE.sub(REDACTED, text)  # token-shaped, even if not configured
 
 
 def record_extras(record: logging.LogRecord) -> dict[str, Any]:

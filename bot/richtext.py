@@ -136,9 +136,12 @@ def convert(
 ) -> RichText:
     """Convert feed HTML (or plain text) and find its first image, in one parse.
 
-    Parsers call this once per item (the body is read once for both answers); the two
-    single-purpose functions below are this, halved. ``find_image=False`` (the feed already
-    declares the item's image) lets the parse stop as soon as the text is past ``limit``.
+    Parsers call this once per item (the body is read once for both answers; there is no
+    separate image finder, which would read it twice); :func:`to_telegram_html` is this
+    without the image. ``find_image=False`` (the feed already declares the item's image) lets
+    the parse stop as soon as the text is past ``limit``. The first image is the first
+    ``<img>`` (or lazy ``data-src``) outside skipped content that resolves to an http(s) URL;
+    ``data:`` URIs, emoji images and 1×1 tracking pixels are passed over.
     """
     text = clean_text(html_text)
     # Plain text (no markup at all) keeps its line breaks; in HTML they are just spaces.
@@ -180,20 +183,6 @@ def html_to_text(html_text: str, *, limit: int = SUMMARY_LIMIT) -> str:
     """
     rendered = to_telegram_html(html_text, None, limit=limit)
     return "".join(text for kind, text, _ in _parse_telegram(rendered) if kind == _TEXT)
-
-
-def first_image(html_text: str, base_url: str | None) -> str | None:
-    """The first ``<img>`` of a body as an absolute http(s) URL, if there is one.
-
-    ``data:`` URIs, non-http(s) sources, emoji images and 1×1 tracking pixels are skipped.
-    """
-    finder = _Converter(base_url, images_only=True)
-    text = clean_text(html_text)
-    for start in range(0, len(text), _FEED_CHUNK):
-        finder.feed(text[start : start + _FEED_CHUNK])
-        if finder.image_done:
-            break
-    return finder.image
 
 
 def absolute_http_url(url: str | None, base_url: str | None) -> str | None:
@@ -268,12 +257,9 @@ class LenientHTMLParser(HTMLParser):
 class _Converter(LenientHTMLParser):
     """HTMLParser callbacks → Telegram events, with HTML's whitespace and block rules."""
 
-    def __init__(
-        self, base_url: str | None, *, images_only: bool = False, plain: bool = False
-    ) -> None:
+    def __init__(self, base_url: str | None, *, plain: bool = False) -> None:
         super().__init__(convert_charrefs=True)
         self.base_url = base_url
-        self.images_only = images_only
         self.plain = plain
         self.events: list[Event] = []
         self.visible = 0  # code points of text so far (≤ UTF-16 units: a safe early stop)
@@ -299,8 +285,6 @@ class _Converter(LenientHTMLParser):
             return
         if tag == "img":
             self._img(dict(attrs))
-            return
-        if self.images_only:
             return
         if tag in _SKIP:
             self._skip.append(tag)
@@ -340,7 +324,7 @@ class _Converter(LenientHTMLParser):
                 # the innermost of that name; skips left open inside it end with it
                 del self._skip[len(self._skip) - 1 - self._skip[::-1].index(tag) :]
             return
-        if self.images_only or tag in _VOID:
+        if tag in _VOID:
             return
         if tag == "pre":
             self._pre = max(0, self._pre - 1)
@@ -354,7 +338,7 @@ class _Converter(LenientHTMLParser):
 
     def handle_data(self, data: str) -> None:
         """Text: whitespace collapsed as a browser does (kept as is inside ``<pre>``)."""
-        if self._skip or self.images_only:
+        if self._skip:
             return
         if self._pre:
             text = _BLANK_LINES.sub("\n\n", data.replace("\r\n", "\n").replace("\r", "\n"))
@@ -402,7 +386,7 @@ class _Converter(LenientHTMLParser):
         classes = set((attrs.get("class") or "").split())
         if classes & _EMOJI_CLASSES:
             alt = attrs.get("alt") or ""
-            if alt and not self.images_only and not self._skip:
+            if alt and not self._skip:
                 self.handle_data(alt)  # WordPress turns emoji into images; keep the emoji
             return
         if self.image_done:

@@ -105,3 +105,16 @@ async def test_send_document_records_the_upload_and_refuses_what_telegram_refuse
     with pytest.raises(Forbidden):
         await bot.send_document(9, document=b"x", filename="a.opml")
     assert len(fake_api.files.sent_documents) == 2
+
+
+async def test_a_document_caption_is_counted_in_utf16_units_like_telegram(bot: Bot) -> None:
+    astral = "😀"  # two UTF-16 code units: Telegram's 1,024 holds 512 of them
+    half = 1024 // 2
+    sent = await bot.send_document(8, document=b"x", filename="a.opml", caption=astral * half)
+    assert sent.caption == astral * half
+    with pytest.raises(BadRequest, match="Message caption is too long"):
+        await bot.send_document(8, document=b"x", filename="a.opml", caption=astral * (half + 1))
+    html = f"<b>{'&lt;' * 1024}</b>"  # counted after entity parsing: 1,024 visible characters
+    sent = await bot.send_document(8, document=b"x", filename="b.opml", caption=html,
+                                   parse_mode="HTML")  # fmt: skip
+    assert sent.caption == "<" * 1024

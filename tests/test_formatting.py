@@ -20,6 +20,7 @@ from bot.formatting import (
 )
 from bot.i18n import translator
 from bot.models import Backlog, FeedItem, LogEntry
+from bot.richtext import utf16_len
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 EN = translator("en")
@@ -69,6 +70,30 @@ def test_a_single_oversized_block_is_replaced_not_cut() -> None:
     messages = pack_blocks("<b>H</b>", ["y" * 5000, "<b>ok</b>"], t=EN)
     note = "<i>(an item too long to show was skipped)</i>"
     assert messages == ["<b>H</b>\n\n" + note + "\n\n<b>ok</b>"]
+
+
+@pytest.mark.parametrize("header", ["", "<b>H 😀</b>"])
+def test_blocks_fill_each_message_exactly_to_the_limit_in_utf16_units(header: str) -> None:
+    limit = 40
+    blocks = ["😀" * n for n in (5, 7, 3, 9, 1, 8, 8, 2, 6, 10, 4)]  # 2 units a character
+    messages = pack_blocks(header, blocks, limit=limit, t=EN)
+    assert all(utf16_len(m) <= limit for m in messages)
+    assert messages[0].startswith(header)
+    assert not any(m.startswith("<b>") for m in messages[1:])  # the header opens one message
+    parts = [m.removeprefix(header).removeprefix("\n\n") if n == 0 else m
+             for n, m in enumerate(messages)]  # fmt: skip
+    assert "\n\n".join(parts).split("\n\n") == blocks  # all, once, in order
+    for n in range(len(messages) - 1):  # greedy: the next block did not fit here
+        first_next = messages[n + 1].split("\n\n")[0]
+        assert utf16_len(messages[n]) + 2 + utf16_len(first_next) > limit
+
+
+def test_instant_backlogs_pack_by_the_same_rule_as_every_other_list() -> None:
+    backlogs = [backlog(URL_A, range(1, 90), title="A", pad=12)]
+    messages = format_backlogs(backlogs, t=EN, digest=False, now=NOW)
+    items = [format_item(e.item, NOW, t=EN) for e in backlogs[0].entries]
+    assert len(messages) > 1
+    assert [m.text for m in messages] == pack_blocks("", items, t=EN)
 
 
 def test_long_titles_are_shortened() -> None:

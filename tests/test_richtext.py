@@ -19,7 +19,6 @@ from bot.richtext import (
     SUMMARY_LIMIT,
     absolute_http_url,
     convert,
-    first_image,
     to_telegram_html,
     truncate_html,
     utf16_len,
@@ -308,16 +307,17 @@ def test_truncate_html_keeps_empty_tags_before_the_cut_point_balanced() -> None:
         ('<img class="emoji" src="/e.png"><img data-src="//cdn.x.y/lazy.jpg">',
          "https://cdn.x.y/lazy.jpg"),
         ('<img src="javascript:alert(1)"><img src="ftp://x.y/a.png">', None),
-        ("<noscript><img src='https://x.y/ns.jpg'></noscript>", "https://x.y/ns.jpg"),
+        # Skipped content (scripts, noscript fallbacks) is not read, for images either.
+        ("<noscript><img src='https://x.y/ns.jpg'></noscript>", None),
         ("no image at all", None),
     ],
 )  # fmt: skip
-def test_first_image_is_the_first_real_http_image(source: str, expected: str | None) -> None:
-    assert first_image(source, BASE) == expected
+def test_the_first_image_is_the_first_real_http_image(source: str, expected: str | None) -> None:
+    assert convert(source, BASE).image == expected
 
 
-def test_first_image_without_a_base_needs_an_absolute_source() -> None:
-    assert first_image('<img src="/a.jpg"><img src="https://x.y/b.jpg">', None) == (
+def test_the_first_image_without_a_base_needs_an_absolute_source() -> None:
+    assert convert('<img src="/a.jpg"><img src="https://x.y/b.jpg">', None).image == (
         "https://x.y/b.jpg"
     )
 

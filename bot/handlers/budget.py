@@ -42,12 +42,7 @@ async def charge_add(update: Update, context: Context, command: Literal["add", "
         extra={
             "event": "add_rate_limited",
             "command": command,
-            "user_id": user_id,
-            "chat_id": chat_id,
-            "limit": limiter.count,
-            "window_s": limiter.window_s,
-            "retry_after_s": decision.retry_after_s,
-            "action": "notified" if decision.verdict == "notify" else "dropped",
+            **limiter.breach(decision, user_id, chat_id),
         },
     )
     context.storage.count("add_rate_limited", chat_id)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from telegram import Chat, ChatMember, Update
+from telegram import ChatMember, Update
 from telegram.ext import Application, ChatMemberHandler, MessageHandler, filters
 
-from bot.handlers.common import Context
-from bot.i18n import supported_language
+from bot.handlers.common import Context, register_chat
 from bot.jobs import on_chat_moved
 from bot.services.delivery import deactivate_chat, migrate_chat
 
@@ -30,18 +29,8 @@ async def my_membership(update: Update, context: Context) -> None:
         )
         return
     if change.old_chat_member.status in _GONE:
-        title = chat.title or chat.full_name or ""
-        # A private chat is its user: record their language, as register_chat does.
-        private = chat.type == Chat.PRIVATE
-        language = supported_language(change.from_user.language_code) if private else None
-        stored = await context.storage.ensure_chat(
-            chat.id,
-            chat.type,
-            title,
-            delivery=context.services.settings.default_delivery,
-            language=language,
-        )
-        await context.services.digests.update(stored)
+        # Registered as any chat is: DEFAULT_DELIVERY, a private chat its user's language.
+        await register_chat(update, context)
         logger.info("chat active", extra={"event": "chat_active", "chat_id": chat.id})
 
 

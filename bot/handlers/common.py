@@ -13,6 +13,9 @@ is the one place that decides which, and checks rights for the remote case (see
     chat = await register_target(update, context, target)
     ...  # act on target.chat_id with target.args
     await reply_about(update, context, target, text)  # names the chat when remote
+
+A command that shows the chat's state first takes ``target, chat`` from :func:`target_chat`
+(resolve, then register) and asks :func:`may_change` only before a change.
 """
 
 from __future__ import annotations
@@ -118,8 +121,13 @@ async def register_chat(update: Update, context: Context) -> StoredChat | None:
     chat = update.effective_chat
     if chat is None:
         return None
-    title = chat.title or chat.full_name or chat.username or ""
+    title = stored_title(chat)
     return await store_chat(context, chat.id, chat.type, title, language=_private_language(update))
+
+
+def stored_title(chat: Chat) -> str:
+    """The title a chat is stored under: a group's title, a person's name, else its @name."""
+    return chat.title or chat.full_name or chat.username or ""
 
 
 async def store_chat(
@@ -244,8 +252,7 @@ async def resolve_target(update: Update, context: Context, args: Sequence[str]) 
         return None
     words = tuple(args)
     if not words or not TARGET_RE.match(words[0]):
-        title = chat.title or chat.full_name or chat.username or ""
-        return Target(chat.id, chat.type, title, False, words, chat.username)
+        return Target(chat.id, chat.type, stored_title(chat), False, words, chat.username)
     t = tr(update, context)
     if chat.type != Chat.PRIVATE or update.effective_user is None:
         await reply(
@@ -316,19 +323,45 @@ async def register_target(update: Update, context: Context, target: Target) -> S
     return await register_chat(update, context)
 
 
+async def target_chat(update: Update, context: Context) -> tuple[Target, StoredChat] | None:
+    """The chat a command acts on (:func:`resolve_target` on its arguments), registered.
+
+    For commands that show a chat's state before any change (rights for a change are still
+    the caller's: :func:`may_change`). None after the sender was told what is missing.
+    """
+    target = await resolve_target(update, context, args_of(context))
+    if target is None:
+        return None
+    chat = await register_target(update, context, target)
+    return None if chat is None else (target, chat)
+
+
 async def reply_about(
     update: Update,
     context: Context,
     target: Target,
-    texts: str | Sequence[str],
+    text: str,
     *,
     reply_markup: InlineKeyboardMarkup | ForceReply | None = None,
 ) -> int:
-    """:func:`reply`, naming the chat first when the command acted on another chat."""
-    parts = [texts] if isinstance(texts, str) else list(texts)
-    if target.remote and parts:
-        parts[0] = headed(target.label, parts[0])
-    return await reply(update, context, parts, reply_markup=reply_markup)
+    """:func:`reply` with one message, naming the chat first when the command acted on another.
+
+    One message only: an answer long enough to need several is packed by its maker with
+    :func:`heading` as the first message's header (see ``import_reply``), so the chat's name
+    never pushes a packed part over Telegram's limit.
+    """
+    shown = headed(target.label, text) if target.remote else text
+    return await reply(update, context, shown, reply_markup=reply_markup)
+
+
+def heading(target: Target) -> str:
+    """The header an answer about ``target`` starts with: its bold name when remote, else ""."""
+    return label_line(target.label) if target.remote else ""
+
+
+def label_line(label: str) -> str:
+    """A chat's name as the bold first line of an answer about it."""
+    return f"<b>{esc(label)}</b>"
 
 
 def headed(label: str, text: str) -> str:
@@ -338,4 +371,4 @@ def headed(label: str, text: str) -> str:
     (one rule for replies and for edited /list messages): a user managing several chats
     from a private chat always sees which one an answer concerns.
     """
-    return f"<b>{esc(label)}</b>\n{text}"
+    return f"{label_line(label)}\n{text}"

@@ -19,6 +19,7 @@ from bot.handlers.common import (
     reply,
     reply_about,
     resolve_target,
+    target_chat,
     tr,
 )
 from bot.i18n import N_, Translator
@@ -160,13 +161,11 @@ async def resume(update: Update, context: Context) -> None:
 
 async def timezone(update: Update, context: Context) -> None:
     """Show or set the chat's time zone (for ``/digest at HH:MM``)."""
-    target = await resolve_target(update, context, args_of(context))
-    if target is None:
+    found = await target_chat(update, context)
+    if found is None:
         return
+    target, chat = found
     args = target.args
-    chat = await register_target(update, context, target)
-    if chat is None:
-        return
     t = tr(update, context)
     _ = t.gettext
     if not args:

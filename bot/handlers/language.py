@@ -4,7 +4,9 @@
 asked (:func:`bot.handlers.common.tr`); posts and digests, which nobody asked for, use it,
 else English (:func:`bot.i18n.chat_translator`). A private chat records its user's language
 when it registers, so its posts match its replies; groups and channels have none until an
-administrator chooses.
+administrator chooses. Like ``/format``, it acts on the chat it is sent in, or — from a
+private chat — on a group or channel named first (``/language @channel ru``, see
+:func:`bot.handlers.common.resolve_target`).
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from telegram.ext import Application, CommandHandler
 from bot.handlers.common import (
     COMMAND_UPDATES,
     Context,
-    args_of,
-    can_manage,
     deny,
-    register_chat,
+    may_change,
     reply,
+    reply_about,
+    target_chat,
     tr,
 )
 from bot.i18n import (
@@ -59,20 +61,21 @@ def _current(chosen: str | None, t: Translator) -> str:
 
 async def language(update: Update, context: Context) -> None:
     """``/language`` shows the choice; ``/language en|ru|auto`` changes it (admins in groups)."""
-    args = [a.lower() for a in args_of(context)]
-    chat = await register_chat(update, context)
-    if chat is None:
+    found = await target_chat(update, context)
+    if found is None:
         return
+    target, chat = found
+    args = [a.lower() for a in target.args]
     t = tr(update, context)
     if not args:
-        await reply(update, context, f"{_current(chat.language, t)}\n\n{_choices(t)}")
+        await reply_about(update, context, target, f"{_current(chat.language, t)}\n\n{_choices(t)}")
         return
     wanted = supported_language(args[0]) if len(args) == 1 else None
     if wanted is None and args != [AUTO]:
         text = t.gettext("I don't speak that language. Choose one of these:")
         await reply(update, context, f"{text}\n{_choices(t)}")
         return
-    if not await can_manage(update, context):
+    if not await may_change(update, context, target):
         await deny(update, context)
         return
     if wanted is None:  # auto
@@ -84,10 +87,13 @@ async def language(update: Update, context: Context) -> None:
         "chat language set",
         extra={"event": "language_set", "chat_id": chat.chat_id, "language": wanted or AUTO},
     )
-    # The confirmation already speaks the new language.
-    user = update.effective_user
-    now = translator(pick_language(wanted, user.language_code if user else None))
-    await reply(update, context, "✅ " + _current(wanted, now))
+    if target.remote:
+        # The answer is read in the private chat, whose language did not change.
+        now = t
+    else:  # the confirmation already speaks the chat's new language
+        user = update.effective_user
+        now = translator(pick_language(wanted, user.language_code if user else None))
+    await reply_about(update, context, target, "✅ " + _current(wanted, now))
 
 
 def _user_language(update: Update) -> str | None:

@@ -25,15 +25,13 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
-from bot.formatting import _shorten
+from bot.formatting import shorten
 from bot.handlers.common import (
     COMMAND_UPDATES,
     Context,
-    args_of,
     headed,
-    register_target,
     reply_about,
-    resolve_target,
+    target_chat,
     tr,
 )
 from bot.handlers.rename import ask_title
@@ -78,12 +76,10 @@ def button_signer(context: Context) -> ButtonSigner:
 async def list_feeds(update: Update, context: Context) -> None:
     """Show the chat's feeds a page at a time, with buttons; ``/list 3`` opens page 3."""
     t = tr(update, context)
-    target = await resolve_target(update, context, args_of(context))
-    if target is None:
+    found = await target_chat(update, context)
+    if found is None:
         return
-    chat = await register_target(update, context, target)
-    if chat is None:
-        return
+    target, chat = found
     args = target.args
     page = int(args[0]) - 1 if len(args) == 1 and args[0].isdigit() else 0
     entries = entries_of(context.storage, chat.chat_id)
@@ -107,7 +103,7 @@ async def on_button(update: Update, context: Context) -> None:
     finally:
         try:
             # Telegram refuses answers over 200 characters (a long chat title in a refusal).
-            await query.answer(_shorten(answer, ANSWER_CHARS) or None, show_alert=alert)
+            await query.answer(shorten(answer, ANSWER_CHARS) or None, show_alert=alert)
         except TelegramError as exc:  # too late (15 s), or answered elsewhere
             logger.info("could not answer a button press", extra={"error": str(exc)})
 
@@ -151,7 +147,7 @@ async def _act(
     entry: Entry,
 ) -> tuple[str, bool]:
     storage, signer = context.storage, button_signer(context)
-    title = _shorten(entry.title, TOAST_TITLE_CHARS)  # answers are plain text, not HTML
+    title = shorten(entry.title, TOAST_TITLE_CHARS)  # answers are plain text, not HTML
     if data.action == "mute":
         muted = await _set_muted(context, chat.chat_id, entry.url, not entry.muted)
         await _show_page(query, context, t, chat, data.page)

@@ -53,12 +53,7 @@ async def news(update: Update, context: Context) -> None:
             "news rate limited",
             extra={
                 "event": "news_rate_limited",
-                "user_id": user_id,
-                "chat_id": chat_id,
-                "limit": services.rate_limiter.count,
-                "window_s": services.rate_limiter.window_s,
-                "retry_after_s": decision.retry_after_s,
-                "action": "notified" if decision.verdict == "notify" else "dropped",
+                **services.rate_limiter.breach(decision, user_id, chat_id),
             },
         )
         storage.count("news_rate_limited", chat_id)

@@ -33,6 +33,7 @@ from bot.handlers.common import (
     Target,
     args_of,
     deny,
+    heading,
     may_change,
     register_target,
     reply,
@@ -178,9 +179,15 @@ async def _run_import(
     chat = context.storage.chat(chat_id)
     digest = bool(chat and chat.delivery.is_digest)
     texts = import_reply(
-        outcomes, tr(update, context), limit=limit, digest=digest, skipped=skipped, file_name=name
+        outcomes,
+        tr(update, context),
+        limit=limit,
+        digest=digest,
+        skipped=skipped,
+        file_name=name,
+        header=heading(target),  # packed with the summary: every part fits with it
     )
-    await reply_about(update, context, target, texts)
+    await reply(update, context, texts)
 
 
 async def _parse_off_loop(context: Context, data: bytes) -> list[OpmlFeed]:

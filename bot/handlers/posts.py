@@ -20,13 +20,11 @@ from bot.handlers.common import (
     COMMAND_UPDATES,
     Context,
     Target,
-    args_of,
     deny,
     may_change,
-    register_target,
     reply,
     reply_about,
-    resolve_target,
+    target_chat,
     tr,
 )
 from bot.i18n import N_, Translator
@@ -80,13 +78,11 @@ async def format_command(update: Update, context: Context) -> None:
     """``/format`` shows the chat's post format; ``/format title|summary|full`` sets it."""
     t = tr(update, context)
     _ = t.gettext
-    target = await resolve_target(update, context, args_of(context))
-    if target is None:
+    found = await target_chat(update, context)
+    if found is None:
         return
+    target, chat = found
     args = list(target.args)
-    chat = await register_target(update, context, target)
-    if chat is None:
-        return
     if not args:
         own = sum(1 for s in context.storage.subscriptions(chat.chat_id) if s.format is not None)
         await reply_about(update, context, target, _state(t, chat, own))
@@ -165,13 +161,11 @@ async def previews_command(update: Update, context: Context) -> None:
     """``/previews`` shows whether posts get link previews; ``/previews on|off`` sets it."""
     t = tr(update, context)
     _ = t.gettext
-    target = await resolve_target(update, context, args_of(context))
-    if target is None:
+    found = await target_chat(update, context)
+    if found is None:
         return
+    target, chat = found
     args = list(target.args)
-    chat = await register_target(update, context, target)
-    if chat is None:
-        return
     usage = _("/previews on — a preview of the article under each post; /previews off — none")
     if not args:
         state = _previews_state(t, chat.previews)

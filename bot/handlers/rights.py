@@ -5,14 +5,17 @@ loses control at once):
 
 - a private chat is managed by its user;
 - a **channel** by its creator and by administrators who may post messages
-  (``can_post_messages``): managing the bot decides what is posted in the channel's name,
-  so an admin who may only edit or delete others' posts may not;
+  (``can_post_messages``) or change the channel's info (``can_change_info``), as issue 9
+  asks: managing the bot decides what is posted in the channel's name, which is for those
+  who may post, or who may change what the channel is; an admin who may only edit or
+  delete others' posts, or only invite people, may not;
 - a **group or supergroup** by its creator and its administrators (every administrator
   has ``can_manage_chat``; anyone not restricted may post in a group anyway);
 - operators (``BOT_ADMIN_IDS``) manage every chat.
 
 The bot itself must be able to post: in a channel as an administrator with
-``can_post_messages``; in a group as a member or administrator not restricted from sending.
+``can_post_messages`` (``can_change_info`` alone does not let it post); in a group as a
+member or administrator not restricted from sending.
 
 Refusals are plain text (callers escape them for HTML replies; ``answerCallbackQuery``
 takes plain text) and say exactly what is missing. Telegram's errors map onto the same
@@ -33,8 +36,6 @@ from bot.i18n import Translator, translator
 
 logger = logging.getLogger(__name__)
 
-_GROUPS = (Chat.GROUP, Chat.SUPERGROUP)
-
 
 def chat_label(chat_id: int, title: str = "", username: str | None = None) -> str:
     """How answers name a chat: ``@username`` when public, else its title, else its id."""
@@ -48,11 +49,11 @@ def user_refusal(member: ChatMember, chat_type: str, label: str, t: Translator) 
     if member.status == ChatMember.OWNER:
         return None
     if isinstance(member, ChatMemberAdministrator):
-        if chat_type != Chat.CHANNEL or member.can_post_messages:
+        if chat_type != Chat.CHANNEL or member.can_post_messages or member.can_change_info:
             return None
         return t.gettext(
-            "You are an administrator of %(chat)s but may not post messages there, "
-            "so you can't choose what I post in it."
+            "You are an administrator of %(chat)s but may neither post messages nor change "
+            "its info, so you can't choose what I post in it."
         ) % {"chat": label}
     return t.gettext("You are not an administrator of %(chat)s.") % {"chat": label}
 
@@ -196,8 +197,3 @@ async def bot_can_post(
     except TelegramError as exc:
         return error_refusal(exc, label, chat_type, t)
     return bot_refusal(member, chat_type, label, t)
-
-
-def is_group(chat_type: str) -> bool:
-    """Groups and supergroups share the rules above."""
-    return chat_type in _GROUPS

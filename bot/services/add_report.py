@@ -122,8 +122,13 @@ def import_reply(
     digest: bool,
     skipped: int,
     file_name: str,
+    header: str = "",
 ) -> list[str]:
     """The one summary of an OPML import: counts, and why each failure (up to a limit) failed.
+
+    ``header`` (HTML) opens the first message — the name of the chat imported into, when that
+    is not the chat the answer is read in. It is packed with the lines, so every message,
+    the first with its header, fits Telegram's limit.
 
     Args:
         outcomes: what became of each feed that was checked.
@@ -132,6 +137,7 @@ def import_reply(
         digest: whether the chat gets a digest.
         skipped: feeds of the file beyond :data:`MAX_IMPORT_URLS`, never looked at.
         file_name: the document's name, as the user sent it.
+        header: a first line for the first message ("" for none).
     """
     kinds = Counter(o.kind for o in outcomes)
     added = kinds["added"]
@@ -182,4 +188,4 @@ def import_reply(
         )
     if added:
         lines.append(when_new_items(t, digest=digest))
-    return pack_blocks("", lines, separator="\n", t=t)
+    return pack_blocks(header, lines, separator="\n", t=t)

@@ -77,6 +77,22 @@ class NewsRateLimiter:
         window.notified = True
         return RateDecision("notify", retry)
 
+    def breach(self, decision: RateDecision, user_id: int, chat_id: int) -> dict[str, object]:
+        """The structured fields of a refused request's log line (``extra=``).
+
+        One shape for every limited command (``/news``; ``/add`` and ``/import`` add their
+        ``command``), so a dashboard or an alert reads breaches the same way whatever was
+        limited. ``action`` says whether the user was told (``notified``) or not (``dropped``).
+        """
+        return {
+            "user_id": user_id,
+            "chat_id": chat_id,
+            "limit": self.count,
+            "window_s": self.window_s,
+            "retry_after_s": decision.retry_after_s,
+            "action": "notified" if decision.verdict == "notify" else "dropped",
+        }
+
     def _expire(self, now: float) -> None:
         # Oldest windows are at the front; stop at the first one still open.
         while self._windows:

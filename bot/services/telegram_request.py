@@ -24,8 +24,6 @@ from bot.services.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
-# The one definition of a token-shaped string: "<bot id>:<secret>".
-_TOKEN_IN_TEXT = TOKEN_IN_TEXT_RE
 _REDACTED = "<redacted>"
 _MAX_DESCRIPTION = 200
 HTTP_CONFLICT = 409
@@ -121,7 +119,7 @@ class InstrumentedRequest(HTTPXRequest):
         except Exception as exc:
             self._record_error("other")
             if _has_token(exc):
-                raise RuntimeError(_TOKEN_IN_TEXT.sub(_REDACTED, str(exc))) from None
+                raise RuntimeError(TOKEN_IN_TEXT_RE.sub(_REDACTED, str(exc))) from None
             raise
         if status < 500 and status != 401:
             self._health.record_api_success()
@@ -143,13 +141,13 @@ def _description(payload: bytes) -> str:
         text = str(json.loads(payload).get("description") or "")
     except (ValueError, AttributeError):
         text = ""
-    return _TOKEN_IN_TEXT.sub(_REDACTED, text)[:_MAX_DESCRIPTION] or "no description"
+    return TOKEN_IN_TEXT_RE.sub(_REDACTED, text)[:_MAX_DESCRIPTION] or "no description"
 
 
 def _has_token(exc: BaseException) -> bool:
-    return bool(_TOKEN_IN_TEXT.search(str(exc)))
+    return bool(TOKEN_IN_TEXT_RE.search(str(exc)))
 
 
 def _redacted(exc: NetworkError) -> NetworkError:
     """Rebuild ``exc`` as the same PTB exception type with token-shaped text replaced."""
-    return type(exc)(_TOKEN_IN_TEXT.sub(_REDACTED, exc.message))
+    return type(exc)(TOKEN_IN_TEXT_RE.sub(_REDACTED, exc.message))

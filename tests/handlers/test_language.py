@@ -39,6 +39,7 @@ CHOICES_EN = (
 )
 RUSSIAN = "Язык: Русский — для ответов и публикаций в этом чате."
 ENGLISH = "Language: English, for replies and posts in this chat."
+RUSSIAN_IN_ENGLISH = "Language: Русский, for replies and posts in this chat."
 AUTO_RU = (
     "Язык: автоматически. Отвечаю каждому на языке его Telegram (по-английски, если этого "
     "языка я не знаю); публикации — на английском."
@@ -156,6 +157,45 @@ async def test_a_channel_chooses_its_language_in_a_post(
         chat = stored(-1004101)
     assert answer["plain"] == f"✅ {RUSSIAN}"
     assert chat.language == "ru"
+
+
+async def test_a_channels_language_is_chosen_from_a_private_chat(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory
+) -> None:
+    user, channel = 611, -1001234500611
+    fake_api.set_chat(channel, "channel", title="Мой канал", username="mychannel")
+    fake_api.set_admin(channel, fake_api.bot_id, "administrator")
+    fake_api.set_admin(channel, user, "creator")
+    async with running_bot(bot_settings()):
+        shown = await say(fake_api, "/language @mychannel", user)
+        chosen = await say(fake_api, "/language @mychannel ru", user)
+        russian, own = stored(channel).language, get_storage_service().chat(user)
+        again = await say(fake_api, "/language @mychannel", user)
+        auto = await say(fake_api, "/language @mychannel auto", user)
+        cleared = stored(channel).language
+        in_channel = fake_api.sent_messages(channel)
+    assert shown == f"@mychannel\n{AUTO_EN}\n\n{CHOICES_EN}"
+    # Read in the private chat, whose language stays English: only the channel's changed.
+    assert chosen == f"@mychannel\n✅ {RUSSIAN_IN_ENGLISH}"
+    assert russian == "ru"
+    assert own is None or own.language != "ru"  # the private chat's language is untouched
+    assert again == f"@mychannel\n{RUSSIAN_IN_ENGLISH}\n\n{CHOICES_EN}"
+    assert auto == f"@mychannel\n✅ {AUTO_EN}"  # a channel has no user language to take
+    assert cleared is None
+    assert in_channel == []  # nothing is posted in the channel itself
+
+
+async def test_a_non_administrator_cannot_choose_a_channels_language(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory
+) -> None:
+    user, channel = 612, -1001234500612
+    fake_api.set_chat(channel, "channel", title="Someone's", username="theirchannel")
+    fake_api.set_admin(channel, fake_api.bot_id, "administrator")
+    async with running_bot(bot_settings()):
+        refused = await say(fake_api, "/language @theirchannel ru", user)
+        chat = get_storage_service().chat(channel)
+    assert refused == "You are not an administrator of @theirchannel."
+    assert chat is None or chat.language is None
 
 
 # --------------------------------------------------------------------------- Russian replies

@@ -24,9 +24,10 @@ from tests.helpers.fake_bot_api import FakeBotAPI
 T = translator("en")
 NOT_ADMIN = "You are not an administrator of X."
 CANNOT_POST = (
-    "You are an administrator of X but may not post messages there, so you can't choose "
-    "what I post in it."
+    "You are an administrator of X but may neither post messages nor change its info, so "
+    "you can't choose what I post in it."
 )
+NEITHER = {"can_post_messages": False, "can_change_info": False}
 BOT_NOT_ADMIN = "I'm not an administrator of X with permission to post; add me as an admin first."
 BOT_CANNOT_POST = (
     "I'm an administrator of X but may not post messages; turn on “Post messages” for me "
@@ -49,7 +50,9 @@ def member(status: str, chat_type: str, user_id: int = 7, **rights: bool) -> Cha
     [
         ("creator", "channel", {}, None),
         ("administrator", "channel", {}, None),
-        ("administrator", "channel", {"can_post_messages": False}, CANNOT_POST),
+        ("administrator", "channel", {"can_post_messages": False}, None),  # may change info
+        ("administrator", "channel", {"can_change_info": False}, None),  # may post
+        ("administrator", "channel", NEITHER, CANNOT_POST),
         ("member", "channel", {}, NOT_ADMIN),
         ("creator", "supergroup", {}, None),
         ("administrator", "supergroup", {"can_change_info": False}, None),
@@ -71,6 +74,13 @@ def test_who_may_manage(
     [
         ("administrator", "channel", {}, None),
         ("administrator", "channel", {"can_post_messages": False}, BOT_CANNOT_POST),
+        # Changing the channel's info does not let the bot post in it.
+        (
+            "administrator",
+            "channel",
+            {"can_post_messages": False, "can_change_info": True},
+            BOT_CANNOT_POST,
+        ),
         ("member", "channel", {}, BOT_NOT_ADMIN),
         ("left", "channel", {}, BOT_NOT_ADMIN),
         ("member", "supergroup", {}, None),

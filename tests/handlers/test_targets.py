@@ -127,6 +127,23 @@ async def test_a_group_is_managed_by_id_with_delivery_commands(
 
 
 @pytest.mark.parametrize(
+    "rights",
+    [{"can_post_messages": False}, {"can_change_info": False}],
+    ids=["may-change-info", "may-post"],
+)
+async def test_a_channel_admin_who_may_post_or_change_info_manages_it(
+    fake_api: FakeBotAPI, bot_settings: SettingsFactory, rights: dict[str, bool]
+) -> None:
+    a_channel(fake_api, user="administrator", user_rights=rights)
+    async with running_bot(bot_settings()):
+        paused = await say(fake_api, "/pause @mychannel", USER)
+        chat = get_storage_service().chat(CHANNEL)
+    assert paused == f"@mychannel\n{PAUSED}"
+    assert chat is not None and chat.paused
+    assert chat.managers == (USER,)
+
+
+@pytest.mark.parametrize(
     ("setup", "answer"),
     [
         (
@@ -153,9 +170,13 @@ async def test_a_group_is_managed_by_id_with_delivery_commands(
             "You are not an administrator of @mychannel.",
         ),
         (
-            lambda f: a_channel(f, user="administrator", user_rights={"can_post_messages": False}),
-            "You are an administrator of @mychannel but may not post messages there, so you "
-            "can't choose what I post in it.",
+            lambda f: a_channel(
+                f,
+                user="administrator",
+                user_rights={"can_post_messages": False, "can_change_info": False},
+            ),
+            "You are an administrator of @mychannel but may neither post messages nor change "
+            "its info, so you can't choose what I post in it.",
         ),
         (
             lambda f: a_channel(f, bot="kicked"),

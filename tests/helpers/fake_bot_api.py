@@ -32,7 +32,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields, replace
-from html.parser import HTMLParser
 from http import HTTPStatus
 from typing import Any, Literal
 
@@ -40,31 +39,57 @@ from aiohttp import web
 
 from tests.helpers.fake_buttons import FakeButtons, check_reply_markup
 from tests.helpers.fake_files import FILE_URL_PREFIX, FakeFiles
+from tests.helpers.fake_forums import (
+    SUPERGROUP_ID_LIMIT,
+    THREAD_NOT_FOUND,
+    TOPIC_CLOSED,
+    FakeForums,
+    ForumTopic,
+)
+from tests.helpers.fake_photos import (
+    PHOTO_BAD_URL,
+    PHOTO_NOT_IMAGE,
+    PHOTO_UNREACHABLE,
+    FakePhotos,
+)
+from tests.helpers.fake_text import (
+    MAX_CAPTION_LENGTH,
+    MAX_MESSAGE_LENGTH,
+    ApiError,
+    TelegramHTMLError,
+    as_int,
+    message_text,
+    telegram_html_to_plain,
+    utf16_len,
+)
 from tests.helpers.fake_webhook import GET_UPDATES_CONFLICT, FakeWebhook
 from tests.helpers.local_server import LocalServer
 
 logger = logging.getLogger(__name__)
 
+# What tests import from here; the text, photo and topic rules live in their own modules.
+__all__ = [
+    "BOT_USERNAME",
+    "DEFAULT_TOKEN",
+    "MAX_CAPTION_LENGTH",
+    "MAX_MESSAGE_LENGTH",
+    "PHOTO_BAD_URL",
+    "PHOTO_NOT_IMAGE",
+    "PHOTO_UNREACHABLE",
+    "THREAD_NOT_FOUND",
+    "TOPIC_CLOSED",
+    "ApiCall",
+    "FakeBotAPI",
+    "FloodLimits",
+    "ForumTopic",
+    "TelegramHTMLError",
+    "main",
+    "telegram_html_to_plain",
+]
+
 DEFAULT_TOKEN = "123456789:" + "A" * 35
 BOT_USERNAME = "newsbot_test_bot"
 BOT_FIRST_NAME = "NewsBot Test"
-MAX_MESSAGE_LENGTH = 4096
-MAX_CAPTION_LENGTH = 1024  # both in UTF-16 code units of the text after entity parsing
-# What Telegram answers when it cannot use a photo given by URL (the URL is malformed or
-# unreachable, or what it serves is not an image).
-PHOTO_BAD_URL = "Bad Request: wrong file identifier/HTTP URL specified"
-PHOTO_UNREACHABLE = "Bad Request: failed to get HTTP URL content"
-PHOTO_NOT_IMAGE = "Bad Request: wrong type of the web page content"
-# LinkPreviewOptions fields and their JSON types (Bot API 7.0).
-_LINK_PREVIEW_FIELDS: dict[str, tuple[type, str]] = {
-    "is_disabled": (bool, "Boolean"),
-    "url": (str, "String"),
-    "prefer_small_media": (bool, "Boolean"),
-    "prefer_large_media": (bool, "Boolean"),
-    "show_above_text": (bool, "Boolean"),
-}
-# Telegram ids at or below this are supergroups/channels ("-100…").
-_SUPERGROUP_ID_LIMIT = -1_000_000_000_000
 _TOKEN_RE = re.compile(r"\d+:[A-Za-z0-9_-]+")
 _PATH_RE = re.compile(r"/bot([^/]+)/([^/]+)")
 # Update kinds Telegram leaves out unless asked for explicitly in allowed_updates.
@@ -151,154 +176,6 @@ _MESSAGE_METHODS_OTHER = frozenset(
 _FLOOD_SLACK_TOKENS = 0.1
 
 
-# --------------------------------------------------------------------------- HTML validation
-
-
-class TelegramHTMLError(ValueError):
-    """Markup Telegram would refuse; ``str()`` is the text after "can't parse entities: "."""
-
-
-_ALLOWED_TAGS = frozenset(
-    [
-        "b",
-        "strong",
-        "i",
-        "em",
-        "u",
-        "ins",
-        "s",
-        "strike",
-        "del",
-        "span",
-        "tg-spoiler",
-        "a",
-        "code",
-        "pre",
-        "blockquote",
-        "tg-emoji",
-    ]
-)
-_NAMED_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
-_ENTITY_AT_RE = re.compile(r"&(?:lt|gt|amp|quot|#[0-9]+|#[xX][0-9a-fA-F]+);")
-
-
-class _TelegramHTMLParser(HTMLParser):
-    """Validates Telegram's HTML subset and collects the visible text.
-
-    Stricter than Telegram in one way on purpose: a bare ``&`` that does not start one of the
-    accepted entities is rejected (Telegram's docs require escaping it), so that the bot's
-    formatter is caught when it forgets to escape.
-    """
-
-    def __init__(self, source: str) -> None:
-        super().__init__(convert_charrefs=False)
-        self._source = source
-        self._line_starts = [0]
-        for match in re.finditer("\n", source):
-            self._line_starts.append(match.end())
-        self.stack: list[str] = []
-        self.parts: list[str] = []
-
-    def _byte_offset(self, extra_chars: int = 0) -> int:
-        line, col = self.getpos()
-        char_offset = self._line_starts[line - 1] + col + extra_chars
-        return len(self._source[:char_offset].encode("utf-8"))
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        """Accept only Telegram's tags, with the attributes some of them require."""
-        where = self._byte_offset()
-        if tag not in _ALLOWED_TAGS:
-            raise TelegramHTMLError(f'Unsupported start tag "{tag}" at byte offset {where}')
-        attributes = dict(attrs)
-        if tag == "span" and attributes.get("class") != "tg-spoiler":
-            raise TelegramHTMLError('Tag "span" must have class "tg-spoiler"')
-        if tag == "a" and not attributes.get("href"):
-            raise TelegramHTMLError(f'Tag "a" must have attribute "href" at byte offset {where}')
-        if tag == "tg-emoji" and not (attributes.get("emoji-id") or "").isdigit():
-            raise TelegramHTMLError('Tag "tg-emoji" must have attribute "emoji-id"')
-        self.stack.append(tag)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        """Reject self-closing tags such as ``<br/>``: Telegram has none."""
-        raise TelegramHTMLError(
-            f'Unsupported start tag "{tag}" at byte offset {self._byte_offset()}'
-        )
-
-    def handle_endtag(self, tag: str) -> None:
-        """Require every end tag to close the innermost open tag."""
-        where = self._byte_offset()
-        if not self.stack:
-            raise TelegramHTMLError(f"Unexpected end tag at byte offset {where}")
-        if self.stack[-1] != tag:
-            raise TelegramHTMLError(
-                f'Unmatched end tag at byte offset {where}, expected "</{self.stack[-1]}>", '
-                f'found "</{tag}>"'
-            )
-        self.stack.pop()
-
-    def handle_data(self, data: str) -> None:
-        """Collect visible text; a bare ``<`` (not starting a tag) is an error."""
-        if "<" in data:
-            where = self._byte_offset(data.index("<"))
-            raise TelegramHTMLError(f'Unsupported start tag "" at byte offset {where}')
-        if "&" in data:  # pre-scan should have caught it; keep the parser honest anyway
-            where = self._byte_offset(data.index("&"))
-            raise TelegramHTMLError(f"Character entity expected at byte offset {where}")
-        self.parts.append(data)
-
-    def handle_entityref(self, name: str) -> None:
-        """Decode the four named entities Telegram supports."""
-        if name not in _NAMED_ENTITIES:
-            raise TelegramHTMLError(f'Unsupported HTML entity "&{name};"')
-        self.parts.append(_NAMED_ENTITIES[name])
-
-    def handle_charref(self, name: str) -> None:
-        """Decode numeric entities, rejecting code points that are not characters."""
-        code = int(name[1:], 16) if name[:1] in ("x", "X") else int(name)
-        if code <= 0 or code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
-            raise TelegramHTMLError(f'Invalid numeric entity "&#{name};"')
-        self.parts.append(chr(code))
-
-    def handle_comment(self, data: str) -> None:
-        """Comments are not part of Telegram's HTML."""
-        raise TelegramHTMLError(f"Unsupported comment at byte offset {self._byte_offset()}")
-
-    def handle_decl(self, decl: str) -> None:
-        """Declarations are not part of Telegram's HTML."""
-        raise TelegramHTMLError(f"Unsupported declaration at byte offset {self._byte_offset()}")
-
-    def handle_pi(self, data: str) -> None:
-        """Processing instructions are not part of Telegram's HTML."""
-        raise TelegramHTMLError(f"Unsupported tag at byte offset {self._byte_offset()}")
-
-    def unknown_decl(self, data: str) -> None:
-        """CDATA and friends are not part of Telegram's HTML."""
-        raise TelegramHTMLError(f"Unsupported declaration at byte offset {self._byte_offset()}")
-
-
-def telegram_html_to_plain(text: str) -> str:
-    """Validate ``text`` as Telegram HTML and return its visible text.
-
-    Exposed so formatter tests can check their output offline against the same rules the fake
-    server applies.
-
-    Raises:
-        TelegramHTMLError: for markup Telegram would answer with "can't parse entities".
-    """
-    for match in re.finditer("&", text):
-        if not _ENTITY_AT_RE.match(text, match.start()):
-            where = len(text[: match.start()].encode("utf-8"))
-            raise TelegramHTMLError(f"Character entity expected at byte offset {where}")
-    parser = _TelegramHTMLParser(text)
-    parser.feed(text)
-    parser.close()
-    if parser.stack:
-        raise TelegramHTMLError(
-            f'Can\'t find end tag corresponding to start tag "{parser.stack[-1]}"'
-        )
-    return "".join(parser.parts)
-
-
 # --------------------------------------------------------------------------- recording types
 
 
@@ -326,23 +203,6 @@ class _Failure:
     parameters: dict[str, Any] | None
     remaining: int
     html: bool = False
-
-
-TopicState = Literal["open", "closed", "deleted"]
-# What supergroups answer for a deleted topic (tdlib/telegram-bot-api#854); Telegram has also
-# been seen answering "Bad Request: TOPIC_DELETED" (set FakeBotAPI.deleted_topic_error).
-THREAD_NOT_FOUND = "Bad Request: message thread not found"
-TOPIC_CLOSED = "Bad Request: TOPIC_CLOSED"
-
-
-@dataclass
-class ForumTopic:
-    """A topic of a forum supergroup; its id is that of its "topic created" service message."""
-
-    thread_id: int
-    name: str
-    state: TopicState = "open"
-    icon_color: int = 0x6FB9F0
 
 
 @dataclass(frozen=True)
@@ -397,18 +257,6 @@ class _Bucket:
         self.stamp = max(now, self.stamp)
         missing = 1 - _FLOOD_SLACK_TOKENS - self.tokens
         return 0.0 if missing <= 0 else missing / self.rate
-
-
-class _ApiError(Exception):
-    """Raised by method handlers to answer with a Telegram error object."""
-
-    def __init__(
-        self, status: int, description: str, parameters: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(description)
-        self.status = status
-        self.description = description
-        self.parameters = parameters
 
 
 @functools.cache
@@ -474,41 +322,6 @@ def _not_found() -> web.Response:
     return _error_body(404, "Not Found", None)
 
 
-def _as_int(value: Any, default: int) -> int:
-    if value is None or isinstance(value, bool):
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _utf16_len(text: str) -> int:
-    """Telegram's length of ``text``: UTF-16 code units (the fake's own count, an oracle)."""
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _check_link_preview_options(value: Any) -> None:
-    """Refuse ``link_preview_options`` that are not a LinkPreviewOptions JSON object.
-
-    Telegram's wording for a non-JSON value, a non-object and a field of the wrong type.
-    Stricter than Telegram in one way: an unknown field is refused (Telegram ignores it), so a
-    misspelt option in the bot is caught rather than silently having no effect.
-    """
-    if value is None:
-        return
-    if isinstance(value, str):  # still a string: the form field was not valid JSON
-        raise _ApiError(400, "Bad Request: can't parse link preview options JSON object")
-    if not isinstance(value, dict):
-        raise _ApiError(400, "Bad Request: object expected as link preview options")
-    for name, field in value.items():
-        if name not in _LINK_PREVIEW_FIELDS:
-            raise _ApiError(400, f'Bad Request: unknown field "{name}" in link preview options')
-        kind, kind_name = _LINK_PREVIEW_FIELDS[name]
-        if not isinstance(field, kind):
-            raise _ApiError(400, f'Bad Request: field "{name}" must be of type {kind_name}')
-
-
 # --------------------------------------------------------------------------- the server
 
 
@@ -521,15 +334,14 @@ class FakeBotAPI(LocalServer):
     :meth:`set_limits`). With ``enforce_limits=True`` it answers 429 like Telegram when the
     bot goes over the flood limits (:class:`FloodLimits`); ``limit_hits`` counts those 429s.
 
-    Forum supergroups: :meth:`make_forum`, :meth:`create_topic`, :meth:`close_topic`,
-    :meth:`reopen_topic`, :meth:`delete_topic`; ``send_command(..., thread_id=)`` sends into a
-    topic. sendMessage places a message like Telegram: in ``message_thread_id``, else in the
-    topic of the message it replies to, else General, and refuses a closed topic
-    ("TOPIC_CLOSED"), a deleted or unknown one ("message thread not found"; also for any
-    thread id in a chat without topics — Telegram accepts reply-thread ids in plain
-    supergroups, which the bot never sends). The bot is treated as an admin without
-    ``can_manage_topics`` (those may post into closed topics). Sent messages record their
-    ``thread_id`` (None: General or a chat without topics).
+    Forum supergroups (:mod:`tests.helpers.fake_forums`, ``self.topics``): :meth:`make_forum`,
+    :meth:`create_topic`, :meth:`close_topic`, :meth:`reopen_topic`, :meth:`delete_topic`;
+    ``send_command(..., thread_id=)`` sends into a topic; every sent message is placed like
+    Telegram places it (its topic, or a refusal) and records its ``thread_id`` (None: General
+    or a chat without topics). Photos (:mod:`tests.helpers.fake_photos`, ``self.photos``):
+    sendPhoto and :meth:`break_photo`. Texts and captions are checked by
+    :mod:`tests.helpers.fake_text` (Telegram HTML, UTF-16 lengths). Buttons, files and webhooks
+    live in their own halves too (``self.buttons``, ``self.files``, ``self.webhook``).
     """
 
     def __init__(
@@ -563,14 +375,6 @@ class FakeBotAPI(LocalServer):
         self.unknown_chats: set[int] = set()
         self.left_chats: list[int] = []
         self.chats: dict[int, dict[str, Any]] = {}
-        # Forum supergroups: chat id -> thread id -> topic; General is not in it.
-        self.forums: dict[int, dict[int, ForumTopic]] = {}
-        self.closed_general: set[int] = set()
-        self.deleted_topic_error = THREAD_NOT_FOUND
-        # (forum chat, message id) -> its topic (None: General), for replies without a thread.
-        self._message_topics: dict[tuple[int, int], int | None] = {}
-        # Photo URL → the 400 description sendPhoto answers for it (see break_photo()).
-        self.photo_errors: dict[str, str] = {}
         self._members: dict[tuple[int, int], str] = {}
         self._rights: dict[tuple[int, int], dict[str, bool]] = {}
         self._commands: dict[str, list[Any]] = {}
@@ -597,6 +401,10 @@ class FakeBotAPI(LocalServer):
         self.buttons = FakeButtons(self)
         # Documents, getFile, downloads and sendDocument (tests/helpers/fake_files.py).
         self.files = FakeFiles(self)
+        # Forum topics and where each message goes (tests/helpers/fake_forums.py).
+        self.topics = FakeForums(self)
+        # sendPhoto and the photo URLs Telegram can't use (tests/helpers/fake_photos.py).
+        self.photos = FakePhotos(self)
         # Messages users sent that a later message may reply to, by (chat_id, message_id).
         self.user_messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
@@ -611,7 +419,7 @@ class FakeBotAPI(LocalServer):
             "logout": self._true,
             "close": self._true,
             "sendmessage": self._send_message,
-            "sendphoto": self._send_photo,
+            "sendphoto": self.photos.send_photo,
             "getchat": self._get_chat,
             "getchatmember": self._get_chat_member,
             "getchatadministrators": self._get_chat_administrators,
@@ -688,107 +496,67 @@ class FakeBotAPI(LocalServer):
 
     def make_forum(self, chat_id: int, *, title: str | None = None) -> dict[str, Any]:
         """Make ``chat_id`` a supergroup with topics enabled (``is_forum``); return the chat."""
-        if chat_id > _SUPERGROUP_ID_LIMIT:
-            raise ValueError("forums are supergroups: use a -100… id")
-        chat = self.set_chat(chat_id, "supergroup", title=title)
-        self.chats[chat_id]["is_forum"] = True
-        if chat_id not in self.forums:
-            self.forums[chat_id] = {}
-            self._next_message_id(chat_id)  # id 1 is General's; topics never get it
-        return chat | {"is_forum": True}
+        return self.topics.make_forum(chat_id, title=title)
 
     def create_topic(self, chat_id: int, name: str) -> int:
         """Create a topic in a forum (as ``createForumTopic`` does); return its thread id."""
-        topics = self.forums.get(chat_id)
-        if topics is None:
-            raise ValueError(f"chat {chat_id} is not a forum (make_forum first)")
-        thread_id = self._next_message_id(chat_id)
-        topics[thread_id] = ForumTopic(thread_id, name)
-        self._message_topics[(chat_id, thread_id)] = thread_id
-        return thread_id
+        return self.topics.create_topic(chat_id, name)
 
     def close_topic(
         self, chat_id: int, thread_id: int | None, *, by: int = 1, announce: bool = True
     ) -> None:
         """Close a topic (None: General); ``announce`` queues the service message bots get."""
-        self._set_topic_state(chat_id, thread_id, "closed", by, announce)
+        self.topics.set_state(chat_id, thread_id, "closed", by, announce)
 
     def reopen_topic(
         self, chat_id: int, thread_id: int | None, *, by: int = 1, announce: bool = True
     ) -> None:
         """Reopen a closed topic (None: General), announcing it like Telegram."""
-        self._set_topic_state(chat_id, thread_id, "open", by, announce)
+        self.topics.set_state(chat_id, thread_id, "open", by, announce)
 
     def delete_topic(self, chat_id: int, thread_id: int) -> None:
         """Delete a topic with its messages (Telegram sends bots no update for this)."""
-        self._topic(chat_id, thread_id).state = "deleted"
+        self.topics.delete_topic(chat_id, thread_id)
 
     def delete_message(self, chat_id: int, message_id: int) -> None:
         """A user deleted a message: replies to it no longer find its topic."""
-        self._message_topics.pop((chat_id, message_id), None)
+        self.topics.delete_message(chat_id, message_id)
 
     def topic_messages(self, chat_id: int, thread_id: int | None) -> list[dict[str, Any]]:
         """Messages the bot posted in one topic of ``chat_id`` (None: General), oldest first."""
         return [m for m in self.sent_messages(chat_id) if m["thread_id"] == thread_id]
 
-    def _topic(self, chat_id: int, thread_id: int) -> ForumTopic:
-        topic = self.forums.get(chat_id, {}).get(thread_id)
-        if topic is None:
-            raise ValueError(f"no topic {thread_id} in chat {chat_id}")
-        return topic
+    @property
+    def forums(self) -> dict[int, dict[int, ForumTopic]]:
+        """Forum supergroups: chat id -> thread id -> topic (General is not in it)."""
+        return self.topics.forums
 
-    def _set_topic_state(
-        self, chat_id: int, thread_id: int | None, state: TopicState, by: int, announce: bool
-    ) -> None:
-        if thread_id is None:
-            if chat_id not in self.forums:
-                raise ValueError(f"chat {chat_id} is not a forum")
-            if state == "closed":
-                self.closed_general.add(chat_id)
-            else:
-                self.closed_general.discard(chat_id)
-            return
-        topic = self._topic(chat_id, thread_id)
-        if topic.state == "deleted":
-            raise ValueError(f"topic {thread_id} was deleted")
-        topic.state = state
-        if announce:
-            event = "forum_topic_closed" if state == "closed" else "forum_topic_reopened"
-            message = self._topic_message(chat_id, thread_id, by)
-            message[event] = {}
-            self.add_update({"message": message})
+    @property
+    def closed_general(self) -> set[int]:
+        """Forums whose General topic is closed."""
+        return self.topics.closed_general
 
-    def _topic_message(self, chat_id: int, thread_id: int, user_id: int) -> dict[str, Any]:
-        """A new message in a topic, as Telegram shows it to bots (without its content)."""
-        topic = self._topic(chat_id, thread_id)
-        message_id = self._next_message_id(chat_id)
-        self._message_topics[(chat_id, message_id)] = thread_id
-        return {
-            "message_id": message_id,
-            "date": int(time.time()),
-            "chat": self._chat(chat_id),
-            "from": self._user(user_id, None),
-            "message_thread_id": thread_id,
-            "is_topic_message": True,
-            # Every topic message that replies to nothing replies to the topic's creation.
-            "reply_to_message": {
-                "message_id": thread_id,
-                "date": int(time.time()),
-                "chat": self._chat(chat_id),
-                "message_thread_id": thread_id,
-                "is_topic_message": True,
-                "forum_topic_created": {"name": topic.name, "icon_color": topic.icon_color},
-            },
-        }
+    @property
+    def deleted_topic_error(self) -> str:
+        """What sending into a deleted topic answers (default :data:`THREAD_NOT_FOUND`)."""
+        return self.topics.deleted_topic_error
+
+    @deleted_topic_error.setter
+    def deleted_topic_error(self, description: str) -> None:
+        self.topics.deleted_topic_error = description
 
     def break_photo(self, url: str, description: str = PHOTO_UNREACHABLE) -> None:
         """Make sendPhoto with ``url`` fail as Telegram does for an image it cannot use.
 
         ``description`` is one of :data:`PHOTO_UNREACHABLE` (the default),
-        :data:`PHOTO_BAD_URL` or :data:`PHOTO_NOT_IMAGE`; sendMessage link previews of the URL
-        are unaffected (Telegram then shows no preview, it does not refuse the message).
+        :data:`PHOTO_BAD_URL` or :data:`PHOTO_NOT_IMAGE` (see :class:`FakePhotos`).
         """
-        self.photo_errors[url] = description
+        self.photos.break_photo(url, description)
+
+    @property
+    def photo_errors(self) -> dict[str, str]:
+        """Photo URL → the 400 description sendPhoto answers for it (see :meth:`break_photo`)."""
+        return self.photos.errors
 
     def fail_next(
         self,
@@ -899,14 +667,13 @@ class FakeBotAPI(LocalServer):
         in :attr:`user_messages`) that this one replies to.
         """
         chat = self._chat_for_update(chat_id, chat_type, chat_title, username, user_id)
-        if thread_id is not None and thread_id in self.forums.get(chat_id, {}):
-            message = self._topic_message(chat_id, thread_id, user_id)
+        if thread_id is not None and self.topics.is_topic(chat_id, thread_id):
+            message = self.topics.topic_message(chat_id, thread_id, user_id)
         else:
             message = {"message_id": self._next_message_id(chat_id)}
             if thread_id is not None:
                 message["message_thread_id"] = thread_id
-            if chat_id in self.forums:
-                self._message_topics[(chat_id, message["message_id"])] = None
+            self.topics.note(chat_id, message["message_id"], None)
         message |= {
             "date": int(time.time()),
             "chat": chat,
@@ -936,21 +703,16 @@ class FakeBotAPI(LocalServer):
         Telegram puts the whole replied-to message in ``reply_to_message``; only messages
         recorded in :attr:`user_messages` (documents, see :class:`FakeFiles`) can be replied to.
         """
-        replied = self.user_messages.get((chat_id, reply_to))
-        if replied is None:
+        if (chat_id, reply_to) not in self.user_messages:
             raise ValueError(f"no recorded message {reply_to} in chat {chat_id}")
-        message: dict[str, Any] = {
-            "message_id": self._next_message_id(chat_id),
-            "date": int(time.time()),
-            "chat": self._chat_for_update(chat_id, chat_type, chat_title, None, user_id),
-            "from": self._user(user_id, None),
-            "text": text,
-            "reply_to_message": dict(replied),
-        }
-        entities = self._command_entities(text)
-        if entities:
-            message["entities"] = entities
-        return self.add_update({"message": message})
+        return self.send_command(
+            text,
+            chat_id=chat_id,
+            user_id=user_id,
+            chat_type=chat_type,
+            chat_title=chat_title,
+            reply_to=reply_to,
+        )
 
     def channel_post(self, text: str, *, chat_id: int, chat_title: str = "News channel") -> int:
         """Queue a channel post: ``sender_chat`` is the channel and there is no ``from``."""
@@ -1114,7 +876,7 @@ class FakeBotAPI(LocalServer):
             return dict(self.chats[chat_id])
         if chat_id > 0:
             return {"id": chat_id, "type": "private", "first_name": f"User{chat_id}"}
-        if chat_id <= _SUPERGROUP_ID_LIMIT:
+        if chat_id <= SUPERGROUP_ID_LIMIT:
             return {"id": chat_id, "type": "supergroup", "title": f"Chat {chat_id}"}
         return {"id": chat_id, "type": "group", "title": f"Chat {chat_id}"}
 
@@ -1150,7 +912,7 @@ class FakeBotAPI(LocalServer):
         if not text.startswith("/") or len(text) < 2 or text[1].isspace():
             return []
         command = text.split(maxsplit=1)[0]
-        return [{"type": "bot_command", "offset": 0, "length": _utf16_len(command)}]
+        return [{"type": "bot_command", "offset": 0, "length": utf16_len(command)}]
 
     @staticmethod
     def _member(
@@ -1207,29 +969,29 @@ class FakeBotAPI(LocalServer):
         """
         chat_id = self._resolve_chat_id(params)
         if not self._is_known(chat_id):
-            raise _ApiError(400, "Bad Request: chat not found")
+            raise ApiError(400, "Bad Request: chat not found")
         chat = self._chat(chat_id)
         bot_status = self._members.get((chat_id, self.bot_id))
         if bot_status == "kicked" and chat["type"] != "private":
-            raise _ApiError(403, self._forbidden_description(chat["type"]))
+            raise ApiError(403, self._forbidden_description(chat["type"]))
         if bot_status == "left" and not chat.get("username"):
-            raise _ApiError(400, "Bad Request: chat not found")
+            raise ApiError(400, "Bad Request: chat not found")
         return chat
 
     def _resolve_chat_id(self, params: dict[str, Any]) -> int:
         """Turn the ``chat_id`` parameter into a known chat id, like Telegram does."""
         raw = params.get("chat_id")
         if raw is None or raw == "":
-            raise _ApiError(400, "Bad Request: chat_id is empty")
+            raise ApiError(400, "Bad Request: chat_id is empty")
         if isinstance(raw, str) and raw.startswith("@"):
             for chat in self.chats.values():
                 if chat.get("username", "").lower() == raw[1:].lower():
                     return int(chat["id"])
-            raise _ApiError(400, "Bad Request: chat not found")
+            raise ApiError(400, "Bad Request: chat not found")
         if isinstance(raw, bool) or not isinstance(raw, int):
-            raise _ApiError(400, "Bad Request: chat not found")
+            raise ApiError(400, "Bad Request: chat not found")
         if raw in self.unknown_chats:
-            raise _ApiError(400, "Bad Request: chat not found")
+            raise ApiError(400, "Bad Request: chat not found")
         return raw
 
     # ------------------------------------------------------------------ HTTP plumbing
@@ -1242,9 +1004,9 @@ class FakeBotAPI(LocalServer):
             try:
                 body = await request.json()
             except ValueError as exc:
-                raise _ApiError(400, "Bad Request: can't parse JSON object") from exc
+                raise ApiError(400, "Bad Request: can't parse JSON object") from exc
             if not isinstance(body, dict):
-                raise _ApiError(400, "Bad Request: parameters must be a JSON object")
+                raise ApiError(400, "Bad Request: parameters must be a JSON object")
             params.update(body)
             return params
         form = await request.post()
@@ -1274,10 +1036,10 @@ class FakeBotAPI(LocalServer):
         name = match.group(2)
         lowered = name.lower()
         canonical = _bot_api_methods().get(lowered)
-        early_error: _ApiError | None = None
+        early_error: ApiError | None = None
         try:
             params = await self._read_params(request)
-        except _ApiError as err:
+        except ApiError as err:
             params, early_error = {}, err
         call = ApiCall(method=canonical or name, params=params, time=time.monotonic())
         self.calls.append(call)
@@ -1292,7 +1054,7 @@ class FakeBotAPI(LocalServer):
         return response
 
     async def _answer(
-        self, call: ApiCall, lowered: str, known: bool, early_error: _ApiError | None
+        self, call: ApiCall, lowered: str, known: bool, early_error: ApiError | None
     ) -> web.Response:
         # hang(): the request stays open until released, the client disconnects or we stop.
         await self._released.wait()
@@ -1315,7 +1077,7 @@ class FakeBotAPI(LocalServer):
         handler = self._handlers.get(lowered, self._true)
         try:
             result = await handler(call.params)
-        except _ApiError as err:
+        except ApiError as err:
             return _error_body(err.status, err.description, err.parameters)
         return web.json_response({"ok": True, "result": result})
 
@@ -1326,7 +1088,7 @@ class FakeBotAPI(LocalServer):
         nothing (as a retry after ``retry_after`` should succeed).
         """
         raw = params.get("chat_id")
-        target: int | str = raw.lower() if isinstance(raw, str) else _as_int(raw, 0)
+        target: int | str = raw.lower() if isinstance(raw, str) else as_int(raw, 0)
         now = self._clock()
         limits = self.limits
         scopes: list[tuple[str, int | str, float, float]] = [
@@ -1444,9 +1206,9 @@ class FakeBotAPI(LocalServer):
 
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         if self.webhook.url:
-            raise _ApiError(409, GET_UPDATES_CONFLICT)
-        offset = _as_int(params.get("offset"), 0)
-        limit = min(max(_as_int(params.get("limit"), 100), 1), 100)
+            raise ApiError(409, GET_UPDATES_CONFLICT)
+        offset = as_int(params.get("offset"), 0)
+        limit = min(max(as_int(params.get("limit"), 100), 1), 100)
         try:
             timeout = max(float(params.get("timeout") or 0), 0.0)
         except (TypeError, ValueError):
@@ -1482,7 +1244,7 @@ class FakeBotAPI(LocalServer):
     async def _set_my_commands(self, params: dict[str, Any]) -> bool:
         commands = params.get("commands")
         if not isinstance(commands, list):
-            raise _ApiError(400, "Bad Request: can't parse commands JSON object")
+            raise ApiError(400, "Bad Request: can't parse commands JSON object")
         self._commands[self._commands_key(params)] = commands
         return True
 
@@ -1497,14 +1259,14 @@ class FakeBotAPI(LocalServer):
         """The chat a message goes to, or the error Telegram gives for it (moved, blocked)."""
         chat_id = self._resolve_chat_id(params)
         if chat_id in self.migrated_chats:
-            raise _ApiError(
+            raise ApiError(
                 400,
                 "Bad Request: group chat was upgraded to a supergroup chat",
                 {"migrate_to_chat_id": self.migrated_chats[chat_id]},
             )
         chat = self._chat(chat_id)
         if chat_id in self.blocked_chats:
-            raise _ApiError(403, self._forbidden_description(chat["type"]))
+            raise ApiError(403, self._forbidden_description(chat["type"]))
         return chat
 
     def _record(
@@ -1512,7 +1274,7 @@ class FakeBotAPI(LocalServer):
     ) -> dict[str, Any]:
         """Store an accepted message (``sent``) and return Telegram's Message object."""
         chat_id = int(chat["id"])
-        thread_id = self._place_in_topic(chat_id, params)
+        thread_id = self.topics.place(chat_id, params)
         message: dict[str, Any] = {
             "message_id": self._next_message_id(chat_id),
             "from": dict(self.bot_user),
@@ -1523,8 +1285,7 @@ class FakeBotAPI(LocalServer):
             message["text"] = plain
         if thread_id is not None:
             message |= {"message_thread_id": thread_id, "is_topic_message": True}
-        if chat_id in self.forums:
-            self._message_topics[(chat_id, message["message_id"])] = thread_id
+        self.topics.note(chat_id, message["message_id"], thread_id)
         markup = params.get("reply_markup")
         if isinstance(markup, dict) and "inline_keyboard" in markup:
             message["reply_markup"] = markup  # a Message only ever shows inline keyboards
@@ -1549,100 +1310,9 @@ class FakeBotAPI(LocalServer):
 
     async def _send_message(self, params: dict[str, Any]) -> dict[str, Any]:
         chat = self._target_chat(params)
-        text, plain, _parse_mode = self._message_text(params)
+        text, plain, _parse_mode = message_text(params)
         check_reply_markup(params.get("reply_markup"))
         return self._record("sendMessage", chat, params, text, plain)
-
-    @staticmethod
-    def _visible_text(text: str, parse_mode: Any) -> str:
-        """The text a user reads (entities parsed, surrounding whitespace trimmed)."""
-        if parse_mode is not None and str(parse_mode).lower() == "html":
-            try:
-                plain = telegram_html_to_plain(text)
-            except TelegramHTMLError as err:
-                raise _ApiError(400, f"Bad Request: can't parse entities: {err}") from err
-        elif parse_mode in (None, "", "Markdown", "MarkdownV2"):
-            plain = text  # Markdown is not validated by this fake
-        else:
-            raise _ApiError(400, "Bad Request: unsupported parse_mode")
-        return plain.strip()  # Telegram trims surrounding whitespace
-
-    @classmethod
-    def _message_text(cls, params: dict[str, Any]) -> tuple[str, str, Any]:
-        """The text, its visible form and parse_mode, validated as Telegram does.
-
-        Also the message's ``link_preview_options`` (sendMessage and editMessageText take them).
-        """
-        _check_link_preview_options(params.get("link_preview_options"))
-        raw_text = params.get("text")
-        text = "" if raw_text is None else str(raw_text)
-        parse_mode = params.get("parse_mode")
-        plain = cls._visible_text(text, parse_mode)
-        if not plain:
-            raise _ApiError(400, "Bad Request: message text is empty")
-        if _utf16_len(plain) > MAX_MESSAGE_LENGTH:
-            raise _ApiError(400, "Bad Request: message is too long")
-        return text, plain, parse_mode
-
-    async def _send_photo(self, params: dict[str, Any]) -> dict[str, Any]:
-        """sendPhoto with the photo as an HTTP URL (uploads are stored but not inspected).
-
-        Telegram fetches the URL itself: a URL in :attr:`photo_errors` gets the answer stored
-        there, and anything but an ``http(s)://`` URL is refused as Telegram refuses it.
-        """
-        chat = self._target_chat(params)
-        photo = params.get("photo")
-        if photo is None or photo == "":
-            raise _ApiError(400, "Bad Request: there is no photo in the request")
-        if isinstance(photo, str):
-            if photo in self.photo_errors:
-                raise _ApiError(400, self.photo_errors[photo])
-            if not re.match(r"https?://[^\s/]+", photo, re.IGNORECASE):
-                raise _ApiError(400, PHOTO_BAD_URL)
-        raw = params.get("caption")
-        caption = "" if raw is None else str(raw)
-        plain = self._visible_text(caption, params.get("parse_mode"))
-        if _utf16_len(plain) > MAX_CAPTION_LENGTH:
-            raise _ApiError(400, "Bad Request: message caption is too long")
-        check_reply_markup(params.get("reply_markup"))
-        message = self._record("sendPhoto", chat, params, caption, plain)
-        message["photo"] = [
-            {"file_id": f"photo-{message['message_id']}", "file_unique_id":
-             f"u{message['message_id']}", "width": 800, "height": 600, "file_size": 1}
-        ]  # fmt: skip
-        if plain:
-            message["caption"] = plain
-        return message
-
-    def _place_in_topic(self, chat_id: int, params: dict[str, Any]) -> int | None:
-        """The topic a new message goes to (None: General), or Telegram's refusal.
-
-        ``message_thread_id`` wins; without it a reply goes to the topic of the message it
-        answers (a missing one, with ``allow_sending_without_reply``, leaves it in General).
-        """
-        raw = params.get("message_thread_id")
-        thread_id: int | None
-        if raw is not None:
-            if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
-                raise _ApiError(400, THREAD_NOT_FOUND)
-            thread_id = raw
-        else:
-            reply = params.get("reply_parameters")
-            replied = _as_int(reply.get("message_id"), 0) if isinstance(reply, dict) else 0
-            thread_id = self._message_topics.get((chat_id, replied))
-        topics = self.forums.get(chat_id)
-        if thread_id is None:
-            if chat_id in self.closed_general:
-                raise _ApiError(400, TOPIC_CLOSED)
-            return None
-        topic = topics.get(thread_id) if topics is not None else None
-        if topic is None:
-            raise _ApiError(400, THREAD_NOT_FOUND)
-        if topic.state == "deleted":
-            raise _ApiError(400, self.deleted_topic_error)
-        if topic.state == "closed":
-            raise _ApiError(400, TOPIC_CLOSED)
-        return thread_id
 
     @staticmethod
     def _forbidden_description(chat_type: str) -> str:
@@ -1674,9 +1344,9 @@ class FakeBotAPI(LocalServer):
     async def _get_chat_member(self, params: dict[str, Any]) -> dict[str, Any]:
         chat = self._other_chat(params)
         chat_id = int(chat["id"])
-        user_id = _as_int(params.get("user_id"), 0)
+        user_id = as_int(params.get("user_id"), 0)
         if user_id <= 0:
-            raise _ApiError(400, "Bad Request: invalid user_id specified")
+            raise ApiError(400, "Bad Request: invalid user_id specified")
         bot_status = self._members.get((chat_id, self.bot_id), "member")
         if (
             chat["type"] == "channel"
@@ -1684,7 +1354,7 @@ class FakeBotAPI(LocalServer):
             and bot_status not in ("creator", "administrator")
         ):
             # Only a channel's administrators may see who else is in it.
-            raise _ApiError(400, "Bad Request: member list is inaccessible")
+            raise ApiError(400, "Bad Request: member list is inaccessible")
         status = self._members.get((chat_id, user_id), "member")
         rights = self._rights.get((chat_id, user_id))
         return self._member(self._user_for_member(user_id), status, chat["type"], rights)

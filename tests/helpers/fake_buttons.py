@@ -23,6 +23,8 @@ import itertools
 import time
 from typing import TYPE_CHECKING, Any
 
+from tests.helpers.fake_text import ApiError, message_text
+
 if TYPE_CHECKING:
     from tests.helpers.fake_bot_api import FakeBotAPI
 
@@ -42,9 +44,7 @@ _BUTTON_ACTIONS = frozenset(
 
 
 def _error(description: str) -> Exception:
-    from tests.helpers.fake_bot_api import _ApiError  # noqa: PLC0415 (import cycle)
-
-    return _ApiError(400, description)
+    return ApiError(400, description)
 
 
 def check_reply_markup(markup: Any) -> None:
@@ -188,7 +188,7 @@ class FakeButtons:
     async def edit_message_text(self, params: dict[str, Any]) -> dict[str, Any]:
         """``editMessageText``: new text; no ``reply_markup`` removes the keyboard."""
         record = self._editable(params)
-        text, plain, parse_mode = self._api._message_text(params)
+        text, plain, parse_mode = message_text(params)
         markup = params.get("reply_markup")
         check_reply_markup(markup)
         if text == record["text"] and markup == record.get("reply_markup"):

@@ -11,9 +11,10 @@ What Telegram does, and so what this fake does:
   20 MB "Bad Request: file is too big" (bots may only download up to 20 MB);
 * the bytes are served at ``GET /file/bot<token>/<file_path>`` (a wrong token: 404);
 * ``sendDocument`` takes a multipart upload (or the file_id of a known file); an empty file
-  is "Bad Request: file must be non-empty", a caption over 1,024 characters "Bad Request:
-  message caption is too long". Uploads are recorded in :attr:`FakeFiles.sent_documents`
-  with their bytes, so tests can read what the bot sent.
+  is "Bad Request: file must be non-empty", a caption over 1,024 UTF-16 units (after entity
+  parsing, as sendPhoto counts) "Bad Request: message caption is too long". Uploads are
+  recorded in :attr:`FakeFiles.sent_documents` with their bytes, so tests can read what the
+  bot sent.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from tests.helpers.fake_text import ApiError, caption_text
+
 if TYPE_CHECKING:
     from tests.helpers.fake_bot_api import FakeBotAPI
 
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # getFile refuses bigger files
-MAX_CAPTION_LENGTH = 1024
 FILE_URL_PREFIX = "/file/bot"
 
 
@@ -97,11 +99,10 @@ class FakeFiles:
         stored = self.store(data, file_name, mime_type)
         chat = api._chat_for_update(chat_id, chat_type, chat_title, None, user_id)
         if thread_id is not None:
-            message: dict[str, Any] = api._topic_message(chat_id, thread_id, user_id)
+            message: dict[str, Any] = api.topics.topic_message(chat_id, thread_id, user_id)
         else:
             message = {"message_id": api._next_message_id(chat_id)}
-            if chat_id in api.forums:
-                api._message_topics[(chat_id, message["message_id"])] = None
+            api.topics.note(chat_id, message["message_id"], None)
         message |= {
             "date": int(time.time()),
             "chat": chat,
@@ -153,13 +154,11 @@ class FakeFiles:
 
     async def get_file(self, params: dict[str, Any]) -> dict[str, Any]:
         """``getFile``: where to download a file from."""
-        from tests.helpers.fake_bot_api import _ApiError  # noqa: PLC0415 (import cycle)
-
         stored = self.files.get(str(params.get("file_id") or ""))
         if stored is None:
-            raise _ApiError(400, "Bad Request: invalid file_id")
+            raise ApiError(400, "Bad Request: invalid file_id")
         if len(stored.data) > MAX_DOWNLOAD_BYTES:
-            raise _ApiError(400, "Bad Request: file is too big")
+            raise ApiError(400, "Bad Request: file is too big")
         return {
             "file_id": stored.file_id,
             "file_unique_id": stored.file_unique_id,
@@ -169,27 +168,13 @@ class FakeFiles:
 
     async def send_document(self, params: dict[str, Any]) -> dict[str, Any]:
         """``sendDocument``: an upload (multipart) or a known file_id, with a caption."""
-        from tests.helpers.fake_bot_api import (  # noqa: PLC0415 (import cycle)
-            TelegramHTMLError,
-            _ApiError,
-            telegram_html_to_plain,
-        )
-
         api = self._api
-        chat_id = api._resolve_chat_id(params)
-        if chat_id in api.migrated_chats:
-            raise _ApiError(
-                400,
-                "Bad Request: group chat was upgraded to a supergroup chat",
-                {"migrate_to_chat_id": api.migrated_chats[chat_id]},
-            )
-        chat = api._chat(chat_id)
-        if chat_id in api.blocked_chats:
-            raise _ApiError(403, api._forbidden_description(chat["type"]))
+        chat = api._target_chat(params)  # refused as sendMessage refuses it (moved, blocked)
+        chat_id = int(chat["id"])
         document = params.get("document")
         if isinstance(document, dict) and "data" in document:
             if not document["data"]:
-                raise _ApiError(400, "Bad Request: file must be non-empty")
+                raise ApiError(400, "Bad Request: file must be non-empty")
             stored = self.store(
                 document["data"], str(document.get("filename") or "document"),
                 str(document.get("content_type") or "") or None,
@@ -197,17 +182,9 @@ class FakeFiles:
         elif isinstance(document, str) and document in self.files:
             stored = self.files[document]
         else:
-            raise _ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
-        thread_id = api._place_in_topic(chat_id, params)
-        caption = str(params.get("caption") or "")
-        parse_mode = params.get("parse_mode")
-        if caption and parse_mode is not None and str(parse_mode).lower() == "html":
-            try:
-                caption = telegram_html_to_plain(caption)
-            except TelegramHTMLError as err:
-                raise _ApiError(400, f"Bad Request: can't parse entities: {err}") from err
-        if len(caption) > MAX_CAPTION_LENGTH:
-            raise _ApiError(400, "Bad Request: message caption is too long")
+            raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        thread_id = api.topics.place(chat_id, params)
+        _, caption = caption_text(params)  # as sendPhoto checks it: entities, UTF-16 units
         message: dict[str, Any] = {
             "message_id": api._next_message_id(chat_id),
             "from": dict(api.bot_user),
@@ -219,6 +196,7 @@ class FakeFiles:
             message["caption"] = caption
         if thread_id is not None:
             message |= {"message_thread_id": thread_id, "is_topic_message": True}
+        api.topics.note(chat_id, message["message_id"], thread_id)
         self.sent_documents.append(
             {
                 "chat_id": chat_id,

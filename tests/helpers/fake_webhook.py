@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from tests.helpers.fake_text import ApiError
+
 if TYPE_CHECKING:
     from tests.helpers.fake_bot_api import FakeBotAPI
 
@@ -56,11 +58,9 @@ class FakeWebhook:
 
     async def set(self, params: dict[str, Any]) -> bool:
         """``setWebhook``: record url/secret/allowed_updates and start pushing."""
-        from tests.helpers.fake_bot_api import _ApiError  # noqa: PLC0415 (import cycle)
-
         url = str(params.get("url") or "")
         if not url.startswith(("http://", "https://")):
-            raise _ApiError(400, "Bad Request: bad webhook: An HTTPS URL must be provided")
+            raise ApiError(400, "Bad Request: bad webhook: An HTTPS URL must be provided")
         self.set_calls.append(dict(params))
         self.url = url
         self.secret_token = params.get("secret_token")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from bot.formatting import MAX_MESSAGE_LEN
+from bot.handlers.common import label_line
 from bot.i18n import translator
+from bot.richtext import utf16_len
 from bot.services.add_report import MAX_LISTED_FAILURES, add_reply, import_reply
 from bot.services.subscriptions import AddOutcome
 from tests.helpers.fake_bot_api import telegram_html_to_plain
@@ -117,3 +119,33 @@ def test_a_feed_moved_to_this_topic_says_so_instead_of_already_following() -> No
     assert plain(add_reply([already, failed], EN, limit=50, digest=False, moved=moved)) == [
         "➡️ Moved A to this topic from General.\n❌ https://b.example/f: the server answered 404"
     ]
+
+
+def test_an_import_summary_about_another_chat_fits_with_the_chats_name() -> None:
+    header = label_line("📣 Новости 📣")  # the name of the chat imported into, astral emoji
+
+    def summary(url_len: int, header: str = "") -> list[str]:
+        failures = [
+            AddOutcome(f"https://x.example/{'a' * url_len}{n}", "failed", reason="gone 😞")
+            for n in range(MAX_LISTED_FAILURES)
+        ]
+        return import_reply(
+            failures, EN, limit=50, digest=False, skipped=0, file_name="😀.opml", header=header
+        )
+
+    # Summaries whose first message, packed alone, leaves no room for the chat's name: the
+    # name added after packing would have pushed it past Telegram's limit.
+    tight = [
+        n
+        for n in range(300, 460)
+        if utf16_len(summary(n)[0]) > MAX_MESSAGE_LEN - utf16_len(header) - 1
+    ]
+    assert tight
+    for n in tight:
+        texts = summary(n, header)
+        assert len(texts) > 1
+        assert all(utf16_len(text) <= MAX_MESSAGE_LEN for text in texts)
+        assert texts[0].startswith(f"{header}\n📥")  # the name heads the first message only
+        assert not any(text.startswith(header) for text in texts[1:])
+        # Nothing lost: the messages are the summary's lines, split between lines.
+        assert "\n".join(texts) == "\n".join([header, *summary(n)])

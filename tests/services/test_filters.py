@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import unicodedata
 from datetime import UTC, datetime
 
@@ -9,6 +10,7 @@ import pytest
 
 from bot.i18n import translator
 from bot.models import NO_FILTERS, Backlog, FeedItem, Filters, LogEntry, Subscription
+from bot.richtext import convert
 from bot.services.filters import (
     _MARK_BLOCKS,
     MAX_TERM_CHARS,
@@ -24,6 +26,7 @@ from bot.services.filters import (
     screen,
     tokens,
 )
+from tests.helpers.fake_bot_api import telegram_html_to_plain
 
 EN = translator("en")
 
@@ -154,6 +157,23 @@ def test_summary_html_is_searched_as_text() -> None:
     assert ok("Weekly news", only("new release"), summary)
     assert not ok("Weekly news", only("rust"), summary)  # attribute values are not text
     assert ok("Weekly news", only("&"), summary)
+
+
+@pytest.mark.parametrize(
+    "feed_html",
+    [
+        '<p>Tom &amp; Jerry: 1 &lt; 2 &gt; 0, "quoted" — <b>bold <i>both</i></b></p>',
+        "<a href=\"https://x.example/?q=<b>&amp;x='>'\">link &gt; text</a> after",
+        "<table><tr><td>cell</td><td>más</td></tr></table><script>x = '<b>'</script>😀 end",
+        "<ul><li>one</li><li>two <code>a<b</code></li></ul><pre>  x\n  y</pre>",
+    ],
+)
+def test_summary_tags_are_stripped_exactly_as_telegram_reads_the_summary(feed_html: str) -> None:
+    # The summary is the bot's own Telegram HTML: the cheap tag strip must find the words a
+    # Telegram-HTML parser (the fake Bot API's, an independent oracle) finds in it.
+    summary = convert(feed_html, "https://x.example/").html
+    read = telegram_html_to_plain(summary)
+    assert item_text("", summary) == item_text("", html.escape(read, quote=False))
 
 
 def test_a_phrase_never_spans_title_and_summary() -> None:

@@ -52,3 +52,20 @@ def test_retry_after_is_at_least_one_second() -> None:
     limiter.check(1)
     clock.now += 59.99
     assert limiter.check(1).retry_after_s == 1
+
+
+def test_a_breach_is_described_with_the_limit_and_what_the_user_was_told() -> None:
+    clock = Clock()
+    limiter = NewsRateLimiter(count=1, window_s=60, clock=clock)
+    assert limiter.check(7).verdict == "allow"
+    clock.now += 20
+    told, silent = limiter.check(7), limiter.check(7)
+    assert limiter.breach(told, 7, -100) == {
+        "user_id": 7,
+        "chat_id": -100,
+        "limit": 1,
+        "window_s": 60,
+        "retry_after_s": 40,
+        "action": "notified",
+    }
+    assert limiter.breach(silent, 7, -100)["action"] == "dropped"
