@@ -193,6 +193,7 @@ async def _post_init(app: AnyApp) -> None:
         storage,
         services.metrics,
         poll_interval_s=settings.feed_poll_interval_s,
+        poll_concurrency=settings.feed_poll_concurrency,
         parse_executor=services.parse_executor,
         parse_executor_factory=(
             functools.partial(process_pool, settings.parser_processes)

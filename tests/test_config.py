@@ -22,6 +22,7 @@ def test_defaults_match_the_documented_table() -> None:
     assert (s.data_dir, s.backup_dir, s.backup_keep) == (Path("data"), Path("backups"), 10)
     assert s.default_feeds == ()
     assert s.feed_poll_interval_s == 600
+    assert s.feed_poll_concurrency == 8
     assert (s.news_rate_count, s.news_rate_window_s) == (5, 60)
     assert (s.add_rate_count, s.add_rate_window_s) == (10, 600)
     assert s.allow_private_feeds is False
@@ -43,6 +44,7 @@ def test_all_values_parsed() -> None:
             "BACKUP_KEEP": "3",
             "DEFAULT_FEEDS": "https://a.example/rss, https://b.example/atom",
             "FEED_POLL_INTERVAL": "60",
+            "FEED_POLL_CONCURRENCY": "32",
             "NEWS_RATE_LIMIT": "10 / 30",
             "ADD_RATE_LIMIT": "3/120",
             "ALLOW_PRIVATE_FEEDS": "yes",
@@ -56,6 +58,7 @@ def test_all_values_parsed() -> None:
     assert s.admin_ids == {1, 22, 333}
     assert s.default_feeds == ("https://a.example/rss", "https://b.example/atom")
     assert (s.news_rate_count, s.news_rate_window_s) == (10, 30)
+    assert s.feed_poll_concurrency == 32
     assert (s.add_rate_count, s.add_rate_window_s) == (3, 120)
     assert s.allow_private_feeds is True
     assert s.feed_max_bytes == 2 * 1024 * 1024
@@ -71,6 +74,8 @@ def test_all_values_parsed() -> None:
         ({"BACKUP_KEEP": "0"}, "BACKUP_KEEP"),
         ({"BACKUP_KEEP": "ten"}, "BACKUP_KEEP"),
         ({"FEED_POLL_INTERVAL": "59"}, "FEED_POLL_INTERVAL"),
+        ({"FEED_POLL_CONCURRENCY": "0"}, "FEED_POLL_CONCURRENCY"),
+        ({"FEED_POLL_CONCURRENCY": "many"}, "FEED_POLL_CONCURRENCY"),
         ({"NEWS_RATE_LIMIT": "5 per minute"}, "NEWS_RATE_LIMIT"),
         ({"NEWS_RATE_LIMIT": "0/60"}, "NEWS_RATE_LIMIT"),
         ({"ADD_RATE_LIMIT": "10"}, "ADD_RATE_LIMIT"),

@@ -30,6 +30,7 @@ from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from bot import heap
+from bot.config import DEFAULT_POLL_CONCURRENCY
 from bot.i18n import N_
 from bot.models import FeedItem, FeedState, LogEntry, ParsedFeed
 from bot.services.feed_errors import (
@@ -49,7 +50,6 @@ MAX_FAILURES = 5  # consecutive failures before a feed is paused
 MAX_BACKOFF_S = 6 * 3600
 PAUSED_RETRY_S = 6 * 3600  # a paused feed is still tried this often, silently
 MANUAL_RETRY_FLOOR_S = 60  # /add may retry a failing feed at once, but not more often
-POLL_CONCURRENCY = 16
 # A poll cycle leaves many long-lived objects (views, logged items); every this many feeds
 # they are frozen out of the cyclic GC's reach (bot/heap.py), so its full passes stay short.
 SETTLE_EVERY = 500
@@ -120,6 +120,7 @@ class FeedService:
         metrics: Metrics,
         *,
         poll_interval_s: int,
+        poll_concurrency: int = DEFAULT_POLL_CONCURRENCY,
         parse_executor: Executor | None = None,
         parse_executor_factory: Callable[[], Executor] | None = None,
         clock: Callable[[], float] = time.time,
@@ -128,6 +129,7 @@ class FeedService:
         self._storage = storage
         self._metrics = metrics
         self._poll_interval_s = poll_interval_s
+        self._poll_concurrency = poll_concurrency
         self._executor = parse_executor
         self._executor_factory = parse_executor_factory
         self._clock = clock
@@ -449,10 +451,10 @@ class FeedService:
                 logger.exception("reporting a poll cycle failed")
         return report
 
-    async def poll_due(self, concurrency: int = POLL_CONCURRENCY) -> PollReport:
+    async def poll_due(self, concurrency: int | None = None) -> PollReport:
         """Refresh every due feed, at most ``concurrency`` at once, and reschedule each."""
         report = PollReport()
-        gate = asyncio.Semaphore(concurrency)
+        gate = asyncio.Semaphore(concurrency or self._poll_concurrency)
 
         async def one(url: str) -> None:
             async with gate:  # bounds concurrent fetches; covers nothing else

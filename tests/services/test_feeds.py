@@ -559,3 +559,31 @@ async def test_validate_of_a_failing_known_feed_respects_the_manual_floor(
     clock.advance(MANUAL_RETRY_FLOOR_S)
     assert await feeds.validate(URL) == (URL, "Stories")
     assert len(fetcher.calls) == 2
+
+
+async def test_a_poll_fetches_at_most_the_configured_number_of_feeds_at_once(
+    fetcher: ScriptedFetcher, storage: StorageService, clock: FakeClock
+) -> None:
+    feeds = FeedService(
+        fetcher,  # type: ignore[arg-type]  # duck-typed stand-in for Fetcher
+        storage,
+        Metrics(process_metrics=False),
+        poll_interval_s=POLL,
+        poll_concurrency=3,
+        clock=clock,
+    )
+    urls = [f"https://f{n}.example/rss" for n in range(7)]
+    for url in urls:
+        fetcher.serve(url, ok(url, range(1)))
+        feeds.track(url)
+    fetcher.gate = asyncio.Event()
+    poll = asyncio.create_task(feeds.poll_due())
+    await fetcher.started.wait()
+    for _ in range(20):  # let every fetch the gate allows start
+        await asyncio.sleep(0)
+    in_flight = len(fetcher.calls)
+    fetcher.gate.set()
+    report = await poll
+    assert in_flight == 3
+    assert len(fetcher.calls) == 7
+    assert report.failed == 0
