@@ -73,8 +73,9 @@ import feedparser
 import feedparser.encodings
 
 from bot.models import FeedItem, ParsedFeed
-from bot.richtext import LenientHTMLParser, absolute_http_url, convert, html_to_text
+from bot.richtext import absolute_http_url, convert, html_to_text
 from bot.services import fast_feed, json_feed
+from bot.services.feed_discovery import looks_like_html
 from bot.services.feed_errors import (
     EmptyDocumentError,
     EntitiesRefusedError,
@@ -91,13 +92,11 @@ MAX_TITLE_CHARS: Final = 1000
 # Ids are logged per feed (and hashed into its known-id window); a hostile feed must not
 # make them huge.
 MAX_ID_CHARS: Final = 512
-MAX_DISCOVERED_LINKS: Final = 20
 # Dates outside this window are feed bugs (1970 epochs, year 2999); treated as "no date".
 _MIN_DATE: Final = datetime(1990, 1, 1, tzinfo=UTC)
 _MAX_FUTURE: Final = timedelta(days=2)
 _PROLOG_CHUNK: Final = 64 * 1024
 _WS_RE: Final = re.compile(r"\s+")
-_FEED_ROOT_RE: Final = re.compile(rb"<(rss|feed|rdf:rdf)[\s>/]", re.IGNORECASE)
 # The element that holds a feed's items: an RSS <channel> or an Atom <feed> (any prefix).
 _FEED_CONTAINER_RE: Final = re.compile(rb"<(?:[\w.-]+:)?(?:channel|feed)[\s>/]")
 # encoding="..." in an XML declaration at the very start (ASCII-compatible encodings).
@@ -117,11 +116,6 @@ _SELF_IDENTIFYING_STARTS: Final = (
     b"\x3c\x00\x3f\x00",
     b"\x00\x00\x00\x3c",
     b"\x3c\x00\x00\x00",
-)
-_HTML_RE: Final = re.compile(rb"<!doctype\s+html|<html[\s>]", re.IGNORECASE)
-# application/json is left out on purpose: WordPress pages link their REST API with it.
-_FEED_LINK_TYPES: Final = frozenset(
-    {"application/rss+xml", "application/atom+xml", "application/rdf+xml", "application/feed+json"}
 )
 _HTML_KINDS: Final = frozenset({"text/html", "application/xhtml+xml"})
 _ENTITY_NEEDLES: Final = tuple(
@@ -253,21 +247,6 @@ def _stable_id(entry: Any, link: str | None, title: str, published: datetime | N
 
 
 # --------------------------------------------------------------------------- public API
-
-
-def looks_like_html(body: bytes, content_type: str | None) -> bool:
-    """Whether a fetched document is a web page (to look for feed links) rather than a feed.
-
-    The body wins over the header: many feeds are served as ``text/html`` and some pages as
-    ``text/xml``. Only the first 2 KiB are looked at.
-    """
-    head = bytes(body[:2048])
-    if _FEED_ROOT_RE.search(head) or json_feed.looks_like_json(head, None):
-        return False
-    if _HTML_RE.search(head):
-        return True
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    return media in ("text/html", "application/xhtml+xml")
 
 
 def parse_feed(
@@ -572,46 +551,3 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
 
 def _is_image_type(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower().startswith("image/")
-
-
-class _FeedLinkFinder(LenientHTMLParser):
-    """Collects ``<base href>`` and ``<link rel="alternate" type="<feed type>" href>``."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.base: str | None = None
-        self.hrefs: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = {name: value or "" for name, value in attrs}
-        if tag == "base" and self.base is None and values.get("href"):
-            self.base = values["href"]
-        elif tag == "link":
-            rels = values.get("rel", "").lower().split()
-            media = values.get("type", "").split(";", 1)[0].strip().lower()
-            if "alternate" in rels and media in _FEED_LINK_TYPES and values.get("href"):
-                self.hrefs.append(values["href"])
-
-    handle_startendtag = handle_starttag
-
-
-def discover_feed_links(html: bytes, base_url: str) -> list[str]:
-    """Feed URLs advertised by a web page, absolute, http(s) only, deduplicated, in page order.
-
-    RSS, Atom, RDF and JSON Feed (``application/feed+json``) types are returned.
-    ``<base href>`` is honoured. At most 20 links.
-    """
-    finder = _FeedLinkFinder()
-    finder.feed(bytes(html).decode("utf-8", "replace"))
-    finder.close()
-    base = base_url
-    if finder.base:
-        base = _safe_link(finder.base, base_url) or base_url
-    found: list[str] = []
-    for href in finder.hrefs:
-        link = _safe_link(href, base)
-        if link and link not in found:
-            found.append(link)
-        if len(found) >= MAX_DISCOVERED_LINKS:
-            break
-    return found

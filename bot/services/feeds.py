@@ -33,13 +33,14 @@ from bot import heap
 from bot.config import DEFAULT_POLL_CONCURRENCY
 from bot.i18n import N_
 from bot.models import FeedItem, FeedState, LogEntry, ParsedFeed
+from bot.services.feed_discovery import discover_feed_links, looks_like_html
 from bot.services.feed_errors import (
     RECENT_FAILURE_REASON,
     FeedError,
     NotAFeedError,
     ParseError,
 )
-from bot.services.feed_parser import discover_feed_links, looks_like_html, parse_feed
+from bot.services.feed_parser import parse_feed
 from bot.services.fetcher import Fetcher, FetchResult
 from bot.services.metrics import Metrics
 from bot.storage import StorageService

@@ -15,6 +15,7 @@ import pytest
 
 from bot.models import FeedItem, ParsedFeed
 from bot.services import feed_parser
+from bot.services.feed_discovery import discover_feed_links, looks_like_html
 from bot.services.feed_errors import (
     EmptyDocumentError,
     EntitiesRefusedError,
@@ -31,8 +32,6 @@ from bot.services.feed_parser import (
     REASON_UNDECODABLE,
     REASON_UNREADABLE,
     UNTITLED,
-    discover_feed_links,
-    looks_like_html,
     parse_feed,
 )
 from tests.helpers.feeds import encoded_rss

@@ -11,12 +11,11 @@ import pytest
 
 from bot.config import Settings
 from bot.models import FeedItem
+from bot.services.feed_discovery import discover_feed_links, looks_like_html
 from bot.services.feed_errors import NotAFeedError, ParseError, UndecodableError
 from bot.services.feed_parser import (
     MAX_ID_CHARS,
     UNTITLED,
-    discover_feed_links,
-    looks_like_html,
     parse_feed,
 )
 from bot.services.json_feed import FALLBACK_TITLE_CHARS, looks_like_json
