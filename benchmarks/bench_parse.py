@@ -34,9 +34,9 @@ from unittest import mock
 from xml.sax.saxutils import escape
 
 from benchmarks._common import pinned_to_one_core, positive_int, print_table
-from bot.richtext import visible_len
 from bot.services import fast_feed, feed_parser
 from bot.services.feed_parser import parse_feed
+from bot.telegram_html import visible_len
 
 logger = logging.getLogger(__name__)
 

@@ -2,10 +2,10 @@
 
 No I/O here, so every rule about escaping and length can be tested directly. Every string
 that came from a feed or a user goes through :func:`html.escape`; lengths are Telegram's
-(UTF-16 code units, :func:`bot.richtext.utf16_len`). Lists of items (digests, ``/news``, the
+(UTF-16 code units, :func:`bot.telegram_html.utf16_len`). Lists of items (digests, ``/news``, the
 ``title`` format) are packed by the raw HTML's length, which is never below the visible
 text's: simpler and always safe. Posts with an item's text (``summary``, ``full``) are
-measured exactly (:func:`bot.richtext.visible_len`), because their budget is tight: a photo
+measured exactly (:func:`bot.telegram_html.visible_len`), because their budget is tight: a photo
 caption holds 1,024 units. Ages and dates come out in the chat's language through the
 :class:`~bot.i18n.Translator` passed in (Babel's CLDR data, no I/O).
 """
@@ -23,7 +23,7 @@ from babel.dates import format_skeleton, format_timedelta
 
 from bot.i18n import DEFAULT_LANGUAGE, N_, Translator, translator
 from bot.models import Backlog, FeedItem, PostFormat
-from bot.richtext import truncate_html, utf16_len, visible_len
+from bot.telegram_html import truncate_html, utf16_len, visible_len
 
 MAX_MESSAGE_LEN = 4096
 MAX_CAPTION_LEN = 1024  # a photo's caption, in the same units
@@ -58,7 +58,7 @@ def shorten(text: str, limit: int) -> str:
     """``text`` on one line (whitespace runs folded), cut to ``limit`` characters with "…".
 
     For titles, URLs and toasts whose length is a layout choice, not Telegram's limit (that
-    one is counted in UTF-16 units: :func:`bot.richtext.utf16_len`).
+    one is counted in UTF-16 units: :func:`bot.telegram_html.utf16_len`).
     """
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + ELLIPSIS

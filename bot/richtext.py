@@ -1,4 +1,4 @@
-"""Feed HTML → Telegram's HTML subset, and the one definition of how Telegram counts length.
+"""Feed HTML → Telegram's HTML subset (measuring and cutting it: :mod:`bot.telegram_html`).
 
 Why a converter of its own: feed bodies are arbitrary web HTML (scripts, tables, unclosed and
 misnested tags, every entity under the sun), while Telegram's ``parse_mode=HTML`` accepts a
@@ -12,25 +12,30 @@ and always closes what it opened, in order.
 Why here and not at send time: conversion costs CPU (a parse of every item body), so it
 runs once per item inside the feed-parse step, which already runs in a worker process; what
 is stored (:attr:`bot.models.FeedItem.summary`) is finished Telegram HTML, bounded by
-:data:`SUMMARY_LIMIT`, and the sender only measures and trims it (:func:`visible_len`,
-:func:`truncate_html` — cheap, no feed HTML).
-
-Lengths: Telegram counts a message's *visible* text (after entity parsing) in UTF-16 code
-units — an emoji outside the BMP counts 2 — against 4,096 for text and 1,024 for captions.
-:func:`utf16_len` is the bot's one definition of that rule (the fake Bot API in the tests
-keeps an independent counter on purpose, as the oracle).
+:data:`SUMMARY_LIMIT`, and the sender only measures and trims it
+(:func:`~bot.telegram_html.visible_len`, :func:`~bot.telegram_html.truncate_html` — cheap, no
+feed HTML).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import unicodedata
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from typing import Final
 from urllib.parse import urljoin, urlsplit
+
+from bot.telegram_html import (
+    CLOSE,
+    ELLIPSIS,
+    OPEN,
+    TEXT,
+    Event,
+    LenientHTMLParser,
+    escape_attr,
+    parse_telegram,
+    render,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +44,6 @@ logger = logging.getLogger(__name__)
 # the newest 20 items of each feed, see ``bot.storage.state.TEXT_KEEP``), so a bound keeps
 # the journal and the snapshot small at many feeds.
 SUMMARY_LIMIT: Final = 1000
-ELLIPSIS: Final = "…"
 
 _FEED_CHUNK: Final = 4096  # feed the parser this much at a time, stopping once past the limit
 
@@ -78,46 +82,11 @@ _HTML_SPACE: Final = re.compile(r"[ \t\n\r\f]+")  # HTML's whitespace (not NBSP)
 _BLANK_LINES: Final = re.compile(r"\n{3,}")  # on plain text, inside <pre>
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
-# What may not start a cut: joiners, variation selectors and skin-tone modifiers belong to
-# the character before them.
-_GLUE: Final = frozenset({"\u200d", "\ufe0e", "\ufe0f"} | {chr(c) for c in range(0x1F3FB, 0x1F400)})
 _MAX_DEPTH: Final = 64  # deeper input nesting is ignored (bounds the work per tag)
 _MAX_INDENT: Final = 4  # list levels shown by indentation
 _IMAGE_SCAN: Final = 32768  # past the limit, keep reading this far only to find an image
 _TRACKING_SIZES: Final = frozenset({"0", "1", "1px", "0px"})
 _EMOJI_CLASSES: Final = frozenset({"emoji", "wp-smiley"})
-
-
-# --------------------------------------------------------------------------- length rules
-
-
-def utf16_len(text: str) -> int:
-    """How many UTF-16 code units ``text`` takes: Telegram's unit for every length limit."""
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
-
-
-def visible_len(telegram_html: str) -> int:
-    """Telegram's length of a message in HTML parse mode: UTF-16 units of its visible text.
-
-    Tags count nothing and an entity counts as the one character it stands for — this is
-    the figure Telegram compares with 4,096 (text) and 1,024 (captions).
-    """
-    return utf16_len("".join(text for kind, text, _ in _parse_telegram(telegram_html)
-                             if kind == _TEXT))  # fmt: skip
-
-
-def truncate_html(telegram_html: str, limit: int, *, ellipsis: str = ELLIPSIS) -> str:
-    """Cut Telegram HTML to at most ``limit`` visible UTF-16 units, ending with ``ellipsis``.
-
-    The cut falls at a word boundary when there is one in the second half of what fits (a
-    single huge word is cut inside), never inside a tag, an entity, a surrogate pair or a
-    joined emoji sequence; tags left open are closed in order, so the result is valid
-    Telegram HTML whenever the input is. Text that already fits comes back unchanged.
-    """
-    events = list(_parse_telegram(telegram_html))
-    if utf16_len("".join(t for kind, t, _ in events if kind == _TEXT)) <= limit:
-        return telegram_html
-    return _render(events, limit, ellipsis)
 
 
 # --------------------------------------------------------------------------- conversion
@@ -153,7 +122,7 @@ def convert(
             break  # the rest would be cut anyway: a megabyte body costs what 32 KiB does
     else:
         converter.close()
-    return RichText(_render(converter.finish(), limit, ELLIPSIS), converter.image)
+    return RichText(render(converter.finish(), limit, ELLIPSIS), converter.image)
 
 
 def to_telegram_html(html_text: str, base_url: str | None, *, limit: int = SUMMARY_LIMIT) -> str:
@@ -182,7 +151,7 @@ def html_to_text(html_text: str, *, limit: int = SUMMARY_LIMIT) -> str:
     so a title and a summary never disagree about it.
     """
     rendered = to_telegram_html(html_text, None, limit=limit)
-    return "".join(text for kind, text, _ in _parse_telegram(rendered) if kind == _TEXT)
+    return "".join(text for kind, text, _ in parse_telegram(rendered) if kind == TEXT)
 
 
 def absolute_http_url(url: str | None, base_url: str | None) -> str | None:
@@ -222,15 +191,6 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
-# Events: (kind, text or tag name, the tag as written: "<a href=…>", "</a>"; "" for text) —
-# the form both the converter and the Telegram-HTML reader produce, so one renderer does the
-# truncation for both.
-_TEXT: Final = 0
-_OPEN: Final = 1
-_CLOSE: Final = 2
-Event = tuple[int, str, str]
-
-
 @dataclass(slots=True)
 class _Open:
     want: str  # the Telegram tag asked for
@@ -239,19 +199,6 @@ class _Open:
     attrs: str  # serialised, with a leading space, or ""
     source: str  # the input tag that opened it (what its end tag is called)
     emitted: bool = False  # False while no text followed yet: empty tags are never written
-
-
-class LenientHTMLParser(HTMLParser):
-    """HTMLParser that never raises on input.
-
-    The stdlib parser hands ``<![…`` to ``_markupbase``, which raises ``AssertionError`` on an
-    unknown keyword (``<![foo[``). HTML5 reads any ``<![…>`` outside SVG/MathML as a bogus
-    comment ending at the first ``>``, so that is what this does.
-    """
-
-    def parse_marked_section(self, i: int, report: bool = True) -> int:
-        """``<![CDATA[…``, ``<![if …]>`` and any other marked section: a bogus comment."""
-        return self.parse_bogus_comment(i, report=False)
 
 
 class _Converter(LenientHTMLParser):
@@ -309,7 +256,7 @@ class _Converter(LenientHTMLParser):
             self._pre += tag == "pre"
         elif tag == "a":
             href = absolute_http_url(dict(attrs).get("href"), self.base_url)
-            self._open("a", f' href="{_escape_attr(href)}"' if href else "", tag, allow=bool(href))
+            self._open("a", f' href="{escape_attr(href)}"' if href else "", tag, allow=bool(href))
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         """``<br/>``-style tags: a start without content (``<b/>`` opens nothing lasting)."""
@@ -452,7 +399,7 @@ class _Converter(LenientHTMLParser):
     def _pop(self) -> None:
         entry = self._stack.pop()
         if entry.emitted:
-            self.events.append((_CLOSE, entry.tag, f"</{entry.tag}>"))
+            self.events.append((CLOSE, entry.tag, f"</{entry.tag}>"))
         elif entry.tag:
             self._unwritten -= 1
 
@@ -470,16 +417,16 @@ class _Converter(LenientHTMLParser):
             for entry in self._stack:
                 if entry.tag and not entry.emitted:
                     entry.emitted = True
-                    self.events.append((_OPEN, entry.tag, f"<{entry.tag}{entry.attrs}>"))
+                    self.events.append((OPEN, entry.tag, f"<{entry.tag}{entry.attrs}>"))
             self._unwritten = 0
         self._add(text)
 
     def _add(self, text: str) -> None:
         events = self.events
-        if events and events[-1][0] == _TEXT:  # one event per run of text: less to render
-            events[-1] = (_TEXT, events[-1][1] + text, "")
+        if events and events[-1][0] == TEXT:  # one event per run of text: less to render
+            events[-1] = (TEXT, events[-1][1] + text, "")
         else:
-            events.append((_TEXT, text, ""))
+            events.append((TEXT, text, ""))
         self.visible += len(text)
         if "\n" not in text:
             self._trailing_newlines = 0
@@ -489,116 +436,3 @@ class _Converter(LenientHTMLParser):
             self._trailing_newlines = len(text) - len(stripped)
         else:
             self._trailing_newlines += len(text)
-
-
-# --------------------------------------------------------------------------- Telegram HTML
-
-
-class _TelegramReader(LenientHTMLParser):
-    """Telegram HTML (already valid) → events, keeping attributes as written."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.events: list[Event] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        """Keep the tag with its attributes (``href``, ``class``, ``expandable``…)."""
-        rendered = "".join(
-            f" {name}" if value is None else f' {name}="{_escape_attr(value)}"'
-            for name, value in attrs
-        )
-        self.events.append((_OPEN, tag, f"<{tag}{rendered}>"))
-
-    def handle_endtag(self, tag: str) -> None:
-        """Keep the end tag."""
-        self.events.append((_CLOSE, tag, f"</{tag}>"))
-
-    def handle_data(self, data: str) -> None:
-        """Keep decoded text (the renderer escapes it again)."""
-        self.events.append((_TEXT, data, ""))
-
-
-def _parse_telegram(telegram_html: str) -> Iterator[Event]:
-    reader = _TelegramReader()
-    reader.feed(telegram_html)
-    reader.close()
-    return iter(reader.events)
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def _escape_text(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _escape_attr(text: str) -> str:
-    return _escape_text(text).replace('"', "&quot;")
-
-
-def _serialise(events: Iterable[Event]) -> str:
-    return "".join([_escape_text(value) if kind == _TEXT else markup
-                    for kind, value, markup in events])  # fmt: skip
-
-
-def _cut_point(plain: str, budget: int) -> int:
-    """How many characters of ``plain`` to keep so they take at most ``budget`` UTF-16 units."""
-    if budget <= 0:
-        return 0
-    kept = plain.encode("utf-16-le", "surrogatepass")[: 2 * budget].decode(
-        "utf-16-le", "surrogatepass"
-    )
-    index = len(kept)
-    if kept and "\ud800" <= kept[-1] <= "\udbff" and kept[-1] != plain[index - 1]:
-        index -= 1  # the budget ended between the halves of a pair
-    if 0 < index < len(plain) and not plain[index].isspace() and not plain[index - 1].isspace():
-        boundary = max(plain.rfind(" ", 0, index), plain.rfind("\n", 0, index))
-        if boundary > index // 2:
-            index = boundary
-    while 0 < index < len(plain) and (
-        plain[index] in _GLUE or plain[index - 1] == "\u200d" or unicodedata.combining(plain[index])
-    ):
-        index -= 1  # do not split a joined emoji, a flag's selector or a combining accent
-    if 0 < index < len(plain) and _is_flag_half(plain[index]):
-        run = index
-        while run and _is_flag_half(plain[run - 1]):
-            run -= 1
-        index -= (index - run) % 2  # regional indicators pair up into flags from the left
-    while index and plain[index - 1].isspace():
-        index -= 1
-    return index
-
-
-def _is_flag_half(char: str) -> bool:
-    return "\U0001f1e6" <= char <= "\U0001f1ff"
-
-
-def _render(events: list[Event], limit: int, ellipsis: str) -> str:
-    """Serialise events, cut to ``limit`` visible UTF-16 units with ``ellipsis`` if longer."""
-    plain = "".join(value for kind, value, _ in events if kind == _TEXT)
-    if utf16_len(plain) <= limit:
-        return _serialise(events)
-    if limit < utf16_len(ellipsis):
-        return ""
-    cut = _cut_point(plain, limit - utf16_len(ellipsis))
-    kept: list[Event] = []
-    open_tags: list[str] = []
-    position = 0
-    for kind, value, attrs in events:
-        if position >= cut:
-            break  # what is still open closes after the ellipsis, so "…" stays inside it
-        if kind == _CLOSE:
-            if open_tags and open_tags[-1] == value:
-                open_tags.pop()
-                kept.append((kind, value, attrs))
-            continue
-        if kind == _OPEN:
-            open_tags.append(value)
-            kept.append((kind, value, attrs))
-            continue
-        piece = value[: cut - position]
-        position += len(value)
-        kept.append((_TEXT, piece, ""))
-    kept.append((_TEXT, ellipsis, ""))
-    kept.extend((_CLOSE, tag, f"</{tag}>") for tag in reversed(open_tags))
-    return _serialise(kept)

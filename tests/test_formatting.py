@@ -20,7 +20,7 @@ from bot.formatting import (
 )
 from bot.i18n import translator
 from bot.models import Backlog, FeedItem, LogEntry
-from bot.richtext import utf16_len
+from bot.telegram_html import utf16_len
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 EN = translator("en")

@@ -4,7 +4,7 @@ The oracle for "Telegram accepts it" is the fake Bot API's validator
 (:func:`tests.helpers.fake_bot_api.telegram_html_to_plain`), which parses independently of
 :mod:`bot.richtext`; the nesting rules it does not check (code/pre hold no tags, links hold no
 links…) are checked here by :func:`_check_nesting`, and lengths are compared with a UTF-16
-counter written out in this file rather than :func:`bot.richtext.utf16_len`.
+counter written out in this file rather than :func:`bot.telegram_html.utf16_len`.
 """
 
 from __future__ import annotations
@@ -14,16 +14,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from bot.richtext import (
-    ELLIPSIS,
-    SUMMARY_LIMIT,
-    absolute_http_url,
-    convert,
-    to_telegram_html,
-    truncate_html,
-    utf16_len,
-    visible_len,
-)
+from bot.richtext import SUMMARY_LIMIT, absolute_http_url, convert, to_telegram_html
+from bot.telegram_html import ELLIPSIS, truncate_html, utf16_len, visible_len
 from tests.helpers.fake_bot_api import TelegramHTMLError, telegram_html_to_plain
 
 BASE = "https://example.com/news/item-1"

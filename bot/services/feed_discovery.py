@@ -12,8 +12,9 @@ import logging
 import re
 from typing import Final
 
-from bot.richtext import LenientHTMLParser, absolute_http_url
+from bot.richtext import absolute_http_url
 from bot.services import json_feed
+from bot.telegram_html import LenientHTMLParser
 
 logger = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from bot.formatting import MAX_MESSAGE_LEN
 from bot.handlers.common import label_line
 from bot.i18n import translator
-from bot.richtext import utf16_len
 from bot.services.add_report import MAX_LISTED_FAILURES, add_reply, import_reply
 from bot.services.subscriptions import AddOutcome
+from bot.telegram_html import utf16_len
 from tests.helpers.fake_bot_api import telegram_html_to_plain
 
 EN = translator("en")

@@ -11,10 +11,11 @@ from unittest import mock
 import pytest
 
 from bot.models import FeedItem
-from bot.richtext import SUMMARY_LIMIT, RichText, visible_len
+from bot.richtext import SUMMARY_LIMIT, RichText
 from bot.services import feed_parser
 from bot.services.feed_parser import parse_feed
 from bot.storage.state import TEXT_KEEP
+from bot.telegram_html import visible_len
 from tests.helpers.fake_bot_api import telegram_html_to_plain
 from tests.services.test_fast_feed import FEED_URL, compare
 
