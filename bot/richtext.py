@@ -80,6 +80,15 @@ _VOID: Final = frozenset({
 _LEAF: Final = frozenset({"code", "pre"})
 _HTML_SPACE: Final = re.compile(r"[ \t\n\r\f]+")  # HTML's whitespace (not NBSP) on plain text
 _BLANK_LINES: Final = re.compile(r"\n{3,}")  # on plain text, inside <pre>
+# An absolute http(s) URL that joining and splitting give back unchanged: lower-case scheme,
+# a plain host (no user info, no IPv6 brackets), optional port, a path without ";" (which
+# urlparse splits off as parameters), a query and fragment that are absent or not empty, and
+# nothing outside printable ASCII. Most feed links are this; they skip two URL parses.
+_URL_CHARS: Final = r"A-Za-z0-9\-._~!$&'()*+,=:@%/"
+_PLAIN_HTTP_URL_RE: Final = re.compile(
+    rf"https?://[A-Za-z0-9\-.]+(?::[0-9]{{1,5}})?(?:/[{_URL_CHARS}]*)?"
+    rf"(?:\?[{_URL_CHARS};?]+)?(?:#[{_URL_CHARS};?]+)?"
+)
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
 _MAX_DEPTH: Final = 64  # deeper input nesting is ignored (bounds the work per tag)
@@ -162,6 +171,8 @@ def absolute_http_url(url: str | None, base_url: str | None) -> str | None:
     """
     if not url:
         return None
+    if _PLAIN_HTTP_URL_RE.fullmatch(url):
+        return url  # what the steps below would give back (tests/test_richtext.py checks)
     try:
         joined = urljoin(base_url, url.strip()) if base_url else url.strip()
         parts = urlsplit(joined)

@@ -10,10 +10,13 @@ counter written out in this file rather than :func:`bot.telegram_html.utf16_len`
 from __future__ import annotations
 
 import random
+import re
 from html.parser import HTMLParser
+from unittest import mock
 
 import pytest
 
+from bot import richtext
 from bot.richtext import SUMMARY_LIMIT, absolute_http_url, convert, to_telegram_html
 from bot.telegram_html import ELLIPSIS, truncate_html, utf16_len, visible_len
 from tests.helpers.fake_bot_api import TelegramHTMLError, telegram_html_to_plain
@@ -330,6 +333,37 @@ def test_absolute_http_url_rejects_hosts_missing() -> None:
     assert absolute_http_url("http:///nohost", None) is None
     assert absolute_http_url("HTTPS://Example.com/A", None) == "https://Example.com/A"
     assert absolute_http_url(None, BASE) is None
+
+
+_URL_PIECES = {
+    "scheme": ["https://", "http://", "HTTP://", "ftp://", "//", "", "https:/", "javascript:"],
+    "host": ["example.com", "Example.COM", "a", "sub.ex-ample.org", "", "user@h.com",
+             "[::1]", "h.com:8080", "h.com:", "h.com:99999", "h.com:0", "ex\u00e4mple.com",
+             "a..b", "h\tx.com"],
+    "path": ["", "/", "/a/b", "/a/../b", "//double", "/a;p=1", "/a/b;x", "/%7Euser",
+             "/caf\u00e9", "/a b", "/a\\b", "/x:y@z", "/.", "relative"],
+    "query": ["", "?", "?a=1&b=2", "?a=1;b=2", "?x?y", "?%20", "?a=\u00fc"],
+    "fragment": ["", "#", "#top", "#a;b", "#x?y", "# sp"],
+    "edge": ["", " ", "\n", "\x00"],
+}  # fmt: skip
+
+
+def test_the_plain_url_shortcut_gives_what_joining_gives() -> None:
+    """Differential: the shortcut for plain http(s) URLs against the full join-and-split."""
+    rng = random.Random(7)
+    slow = mock.patch.object(richtext, "_PLAIN_HTTP_URL_RE", re.compile(r"(?!)"))
+    shortcut = 0
+    for _ in range(4000):
+        edge = rng.choice(_URL_PIECES["edge"]) if rng.random() < 0.1 else ""
+        url = edge + "".join(rng.choice(_URL_PIECES[part]) for part in
+                             ("scheme", "host", "path", "query", "fragment"))  # fmt: skip
+        base = rng.choice([None, BASE, "http://other.example/dir/", "ftp://f.example/"])
+        fast = absolute_http_url(url, base)
+        with slow:
+            expected = absolute_http_url(url, base)
+        assert fast == expected, (url, base)
+        shortcut += richtext._PLAIN_HTTP_URL_RE.fullmatch(url) is not None
+    assert 0 < shortcut < 4000  # both paths are exercised
 
 
 # --------------------------------------------------------------------------- properties

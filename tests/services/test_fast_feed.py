@@ -366,6 +366,9 @@ PLAIN = [
     encoded_rss("utf-8", "Новости", ["Первая", "Вторая"]),
     encoded_rss("koi8-r", "Новости", ["Первая", "Вторая"]),
     encoded_rss("big5", "新聞", ["頭條", "第二"]),
+    b'<?xml version="1.0"?>\r\n<?xml-stylesheet type="text/xsl" href="/s.xsl?a=1&b=<2>"?>\n'
+    b'<rss version="2.0"><channel><title>Styled</title><item><title>i</title></item></channel>'
+    b"</rss>",
 ]
 
 
@@ -411,6 +414,17 @@ FALLBACKS = {
     "malformed": b'<rss version="2.0"><channel><title>t</title><item></channel></rss>',
     "undefined entity": b'<rss version="2.0"><channel><title>&nbsp;t</title></channel></rss>',
     "comment in prolog": b'<!-- x --><rss version="2.0"><channel><title>t</title></channel></rss>',
+    # The C parser reads what passes the prolog check: a DOCTYPE hidden behind a processing
+    # instruction that mentions a tag, or behind white space, must not get through.
+    "doctype after a PI": (
+        b'<?xml version="1.0"?>\n<?pi <rss ?>\n<!DOCTYPE rss [<!ENTITY a "x">]>'
+        b'<rss version="2.0"><channel><title>&a;</title></channel></rss>'
+    ),
+    "doctype after space": (
+        b'  \n<!DOCTYPE rss SYSTEM "http://evil.example/x.dtd">'
+        b'<rss version="2.0"><channel><title>t</title></channel></rss>'
+    ),
+    "unclosed PI": b'<?pi <rss version="2.0"><channel><title>t</title></channel></rss>',
 }
 
 
