@@ -167,13 +167,22 @@ def process_cpu_s(pid: int) -> float:
     Works for pool workers that are still running, which ``getrusage(RUSAGE_CHILDREN)``
     does not count until they are reaped. 0.0 when the process is gone.
     """
+    return sum(cpu_split_s(f"/proc/{pid}/stat"))
+
+
+def cpu_split_s(stat_path: str) -> tuple[float, float]:
+    """(user, system) CPU seconds from a ``/proc`` ``stat`` file (a process or one thread).
+
+    ``/proc/<pid>/task/<pid>/stat`` is the main thread alone: the event loop's share.
+    (0.0, 0.0) when the process or thread is gone.
+    """
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
+        raw = Path(stat_path).read_text()
     except OSError:
-        return 0.0
+        return 0.0, 0.0
     fields = raw.rpartition(")")[2].split()  # the name may contain spaces: skip past it
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return ticks / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick  # utime, stime (fields 14, 15)
 
 
 def process_memory_mb(pid: int, field: str = "VmRSS") -> float:

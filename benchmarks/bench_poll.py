@@ -42,6 +42,7 @@ from typing import Any
 
 from benchmarks._common import (
     FeedServerProcess,
+    cpu_split_s,
     executor_pids,
     feed_document,
     fmt_ms,
@@ -84,6 +85,7 @@ class CycleMeter:
         self._pids = [os.getpid()]
         self._cpu = 0.0
         self._wall = 0.0
+        self._split_start = (0.0, 0.0, 0.0)
 
     def _total_cpu(self) -> float:
         # Workers of a ProcessPoolExecutor start on demand: take them as they appear.
@@ -92,17 +94,29 @@ class CycleMeter:
                 self._pids.append(pid)
         return sum(process_cpu_s(pid) for pid in self._pids)
 
+    @staticmethod
+    def _split() -> tuple[float, float, float]:
+        """(system CPU of the bot process, user CPU of its loop thread, of its other threads)."""
+        user, system = cpu_split_s(f"/proc/{os.getpid()}/stat")
+        loop_user, _loop_system = cpu_split_s(f"/proc/{os.getpid()}/task/{os.getpid()}/stat")
+        return system, loop_user, user - loop_user
+
     def start(self) -> None:
         """Take the starting readings."""
         self._cpu = self._total_cpu()
+        self._split_start = self._split()
         self._wall = time.perf_counter()
 
     def stop(self) -> dict[str, float]:
-        """Wall and CPU seconds since :meth:`start`."""
+        """Wall and CPU seconds since :meth:`start`, with the bot process's CPU split."""
+        split = [end - start for end, start in zip(self._split(), self._split_start, strict=True)]
         return {
             "wall_s": time.perf_counter() - self._wall,
             "cpu_s": self._total_cpu() - self._cpu,
             "workers": float(len(self._pids) - 1),
+            "system_s": split[0],
+            "loop_user_s": split[1],
+            "threads_user_s": split[2],
         }
 
     def rss(self) -> dict[str, float]:
@@ -155,6 +169,23 @@ async def _offer_news(
             await asyncio.wait_for(stop.wait(), max(0.0, due - time.perf_counter()))
 
 
+def _summary(profiler: cProfile.Profile | None) -> str | None:
+    return profile_summary(profiler, 25) if profiler is not None else None
+
+
+def _profiler(wanted: bool) -> cProfile.Profile | None:
+    """A running profiler of the event-loop thread's CPU, if ``wanted``.
+
+    Thread CPU, not wall time: wall-clock timing would charge the parser threads' GIL holds
+    to whatever syscall released the GIL on the loop.
+    """
+    if not wanted:
+        return None
+    profiler = cProfile.Profile(time.thread_time)
+    profiler.enable()
+    return profiler
+
+
 async def run_config(
     args: argparse.Namespace, server: FeedServerProcess, processes: int, root: Path
 ) -> dict[str, Any]:
@@ -179,9 +210,12 @@ async def run_config(
 
         for url in urls:
             feeds.poll_soon(url)
+        first_profiler = _profiler(args.profile == "first")
         meter.start()
         first_report = await feeds.poll_due()
         first = meter.stop()
+        if first_profiler is not None:
+            first_profiler.disable()
 
         odd = [n for n in range(len(urls)) if n % 2]
         await asyncio.to_thread(server.bump, odd)
@@ -192,12 +226,8 @@ async def run_config(
         writes_before = storage.write_count
         chats = math.ceil(len(urls) / FEEDS_PER_CHAT)
         offer = asyncio.create_task(_offer_news(app, chats, args.news_rate, stop, enqueued))
-        # CPU of the event-loop thread only: wall-clock timing would charge the parser
-        # threads' GIL holds to whatever syscall released the GIL on the loop.
-        profiler = cProfile.Profile(time.thread_time) if args.profile else None
+        profiler = _profiler(args.profile == "measured")
         meter.start()
-        if profiler is not None:
-            profiler.enable()
         report = await feeds.poll_due()
         if profiler is not None:
             profiler.disable()
@@ -229,7 +259,7 @@ async def run_config(
             "storage_writes": writes,
         },
         "rss": rss,
-        "profile": profile_summary(profiler, 25) if profiler is not None else None,
+        "profile": _summary(first_profiler or profiler),
         "news": {
             "offered": len(enqueued),
             "answered": len(latencies),
@@ -266,7 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--news-rate", type=positive_float, default=20.0, help="/news per second meanwhile"
     )
     parser.add_argument(
-        "--profile", action="store_true", help="cProfile the measured cycle (bot process): top 25"
+        "--profile",
+        nargs="?",
+        const="measured",
+        choices=["first", "measured"],
+        help="cProfile the event-loop thread during one cycle (default: measured): top 25",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin to one CPU core")
     parser.add_argument("--data-root", type=Path, default=None, help="where DATA_DIR goes")
@@ -302,6 +336,13 @@ def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
                     "storage writes",
                 ),
                 (
+                    "CPU split",
+                    "; ".join(
+                        f"{name} {_split_text(cycle, c['feeds'])}"
+                        for name, cycle in (("first", first), ("measured", measured))
+                    ),
+                ),
+                (
                     "CPU per feed",
                     f"first {first['cpu_ms_per_feed']:.2f} ms vs {OLD_CPU_PER_FEED_MS} ms "
                     f"before ({first['cpu_ms_per_feed'] / OLD_CPU_PER_FEED_MS:.2f}×)  target ≤ "
@@ -324,6 +365,15 @@ def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
         )
         if c["profile"]:
             print(c["profile"])
+
+
+def _split_text(cycle: dict[str, float], feeds: int) -> str:
+    """Where a cycle's CPU went, in ms per feed: the event loop, other threads, the kernel."""
+    return (
+        f"loop {cycle['loop_user_s'] / feeds * 1000:.2f} + threads "
+        f"{cycle['threads_user_s'] / feeds * 1000:.2f} + system "
+        f"{cycle['system_s'] / feeds * 1000:.2f} ms (bot process)"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
