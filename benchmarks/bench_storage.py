@@ -104,7 +104,7 @@ def build_state(chats: int, feeds: int, subs_per_chat: int, log_items: int) -> A
                 feed_url=url,
             )
             record.log.append(LogEntry(seq, item))
-            record.remember(id_key(link))
+            record.known.add(id_key(link))
         state.feeds[url] = record
     for n in range(chats):
         chat_id = -(1_000_000_000 + n) if n % 2 else 10_000_000 + n

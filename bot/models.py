@@ -8,10 +8,11 @@ logged, skipped record rather than a crash.
 
 from __future__ import annotations
 
+import operator
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 DeliveryMode = Literal["instant", "every", "at"]
@@ -284,6 +285,17 @@ class FeedItem:
     # ``bot.richtext``); "" when the feed gives none. Kept only for the newest log entries.
     summary: str = ""
     image: str | None = None  # the item's first image (absolute http(s) URL)
+
+    def __reduce__(self) -> tuple[type[FeedItem], tuple[Any, ...]]:
+        """Pickle as the constructor's arguments (parsed feeds come back from the parsers).
+
+        The dataclass default, a dict of field names per item restored one
+        ``object.__setattr__`` at a time, cost ~5x as much on both sides.
+        """
+        return FeedItem, _FEED_ITEM_VALUES(self)
+
+
+_FEED_ITEM_VALUES: Final = operator.attrgetter(*(f.name for f in fields(FeedItem)))
 
 
 @dataclass(frozen=True, slots=True)

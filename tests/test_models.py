@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
+from datetime import UTC, datetime
+
 import pytest
 
-from bot.models import chosen_title, display_title, host_of
+from bot.models import FeedItem, ParsedFeed, chosen_title, display_title, host_of
 
 
 @pytest.mark.parametrize(
@@ -30,3 +33,22 @@ def test_chosen_title_never_makes_a_name_up() -> None:
 
 def test_host_of_is_the_hostname() -> None:
     assert host_of("https://User@News.Example/a") == "news.example"
+
+
+def test_a_feed_item_pickles_compactly_and_comes_back_equal() -> None:
+    """Parsed items cross from the parser processes by pickle: constructor arguments only."""
+    item = FeedItem(
+        id="urn:x:1",
+        title="Title",
+        link="https://e.example/1",
+        published=datetime(2024, 1, 15, 12, 0, tzinfo=UTC),
+        source_title="Feed",
+        feed_url="https://e.example/feed",
+        summary="<b>text</b>",
+        image="https://e.example/1.jpg",
+    )
+    data = pickle.dumps(ParsedFeed("Feed", (item, item)), protocol=pickle.HIGHEST_PROTOCOL)
+    back = pickle.loads(data)  # noqa: S301 - our own bytes
+    assert back == ParsedFeed("Feed", (item, item))
+    assert type(back.items[0]) is FeedItem
+    assert b"source_title" not in data  # no field names per item

@@ -33,7 +33,7 @@ from bot.storage.commit import COMPACT_MIN_BYTES, Committer
 from bot.storage.files import SchemaVersionError, StorageError
 from bot.storage.journal import SNAPSHOT_NAME, ReplayStats
 from bot.storage.loading import load_state
-from bot.storage.state import FeedRecord, KnownIds, State, id_key
+from bot.storage.state import FeedRecord, State, id_key
 
 logger = logging.getLogger(__name__)
 
@@ -420,13 +420,12 @@ class StorageService:
         """
         record = self._state.feeds.get(url)
         head = 0 if record is None else record.head
-        known = KnownIds() if record is None else record.known
+        known = set() if record is None else record.known.as_set()  # one pass, not one per item
         fresh: list[FeedItem] = []
-        keys: set[int] = set()
         for item in items:
             key = id_key(item.id)
-            if key not in known and key not in keys:
-                keys.add(key)
+            if key not in known:
+                known.add(key)  # a duplicate id further down is not new either
                 fresh.append(item)
         if not fresh:
             if state.fetched_once and (record is None or not record.state.fetched_once):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import logging
+import struct
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -60,15 +61,15 @@ class KnownIds:
 
     A dict of 1000 int keys costs ~69 KB per feed (10,000 feeds: ~690 MB once their windows
     have filled); packed as 8-byte words it is 8 KB. Membership is a ``bytearray.find`` over
-    those 8 KB (a couple of microseconds, in C), checked for word alignment.
+    those 8 KB (a couple of microseconds, in C), checked for word alignment; many keys at
+    once (a fetch's items, a snapshot's window) are checked against one unpacked set instead.
     """
 
     __slots__ = ("_data",)
 
     def __init__(self, keys: Iterable[int] = ()) -> None:
         self._data = bytearray()
-        for key in keys:
-            self.add(key)
+        self.extend(keys)
 
     @staticmethod
     def _word(key: int) -> bytes:
@@ -98,11 +99,30 @@ class KnownIds:
     def __repr__(self) -> str:
         return f"KnownIds({list(self)!r})"
 
+    def as_set(self) -> set[int]:
+        """Every remembered key: one pass over the window, for checking many keys at once."""
+        data = self._data
+        return set(struct.unpack(f"<{len(data) // 8}Q", data))
+
     def add(self, key: int) -> None:
         """Remember ``key`` (once) as the newest, forgetting the oldest beyond KNOWN_MAX."""
-        if key in self:
-            return
-        self._data += self._word(key)
+        if key not in self:
+            self._data += self._word(key)
+            self._trim()
+
+    def extend(self, keys: Iterable[int]) -> None:
+        """:meth:`add` each of ``keys`` in order, with one pass over the window for them all."""
+        window, data = self.as_set(), self._data
+        for key in keys:
+            if key in window:
+                continue
+            window.add(key)
+            data += self._word(key)  # in place: data is self._data
+            if len(data) > 8 * KNOWN_MAX:  # the oldest goes now, as add() would drop it
+                window.discard(int.from_bytes(data[:8], "little"))
+                del data[:8]
+
+    def _trim(self) -> None:
         excess = len(self._data) - 8 * KNOWN_MAX
         if excess > 0:
             del self._data[:excess]
@@ -130,10 +150,6 @@ class FeedRecord:
         entries = self.log[start:]
         first = entries[0].seq if entries else self.head + 1
         return entries, max(0, first - cursor - 1)
-
-    def remember(self, key: int) -> None:
-        """Add an id key to the known window, evicting the oldest beyond KNOWN_MAX."""
-        self.known.add(key)
 
 
 @dataclass(slots=True)
@@ -253,14 +269,18 @@ class State:
             record = self.feeds[url] = FeedRecord(state)
         record.state = state
         log = record.log
-        added = 0
+        fresh: list[LogEntry] = []
         for entry in rows:
             if entry.seq <= record.head:
                 continue  # already applied (idempotent replay)
             log.append(entry)
             record.head = entry.seq
-            record.remember(id_key(entry.item.id))
-            added += 1
+            fresh.append(entry)
+        added = len(fresh)
+        if added == 1:
+            record.known.add(id_key(fresh[0].item.id))
+        elif added:
+            record.known.extend(id_key(entry.item.id) for entry in fresh)
         if len(log) > LOG_MAX:
             del log[: len(log) - LOG_MAX]
         # Entries that just fell out of the newest TEXT_KEEP drop their text: O(new items).

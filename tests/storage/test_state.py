@@ -5,12 +5,21 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import random
 from typing import Any
 
 import pytest
 
 from bot.models import Chat, Delivery, Filters, LogEntry
-from bot.storage.state import KNOWN_MAX, LOG_MAX, FeedRecord, RecordError, State, id_key
+from bot.storage.state import (
+    KNOWN_MAX,
+    LOG_MAX,
+    FeedRecord,
+    KnownIds,
+    RecordError,
+    State,
+    id_key,
+)
 from tests.helpers.storage_data import chat_record, feed_state, item
 
 U = "https://example.com/u.xml"
@@ -177,12 +186,29 @@ def test_log_is_trimmed_at_log_max_and_entries_after_reports_skipped() -> None:
 def test_known_window_keeps_the_newest_known_max_ids() -> None:
     record = FeedRecord(feed_state(U))
     for n in range(KNOWN_MAX + 5):
-        record.remember(id_key(f"id{n}"))
+        record.known.add(id_key(f"id{n}"))
     assert len(record.known) == KNOWN_MAX
     assert id_key("id0") not in record.known
     assert id_key("id4") not in record.known
     assert id_key("id5") in record.known
     assert id_key(f"id{KNOWN_MAX + 4}") in record.known
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_known_window_extend_is_add_one_by_one(seed: int) -> None:
+    """The batch path (one unpacked set) must leave exactly what single adds leave."""
+    rng = random.Random(seed)
+    pool = [id_key(f"id{n}") for n in range(KNOWN_MAX // 2)]
+    one_by_one, batched = KnownIds(), KnownIds()
+    for _ in range(12):
+        keys = [rng.choice(pool) if rng.random() < 0.5 else rng.getrandbits(60)
+                for _ in range(rng.randint(0, 300))]  # fmt: skip
+        for key in keys:
+            one_by_one.add(key)
+        batched.extend(keys)
+        assert list(batched) == list(one_by_one)
+        assert batched.as_set() == set(one_by_one)
+    assert len(batched) == KNOWN_MAX  # the window filled and was trimmed, oldest first
 
 
 def test_logged_items_are_remembered_as_known() -> None:
