@@ -343,12 +343,18 @@ def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
                     ),
                 ),
                 (
+                    # The issue's cycle is the measured one ("half answering 304"); the first
+                    # cycle is the like-for-like comparison with its "a 20-item feed costs
+                    # 5.3 ms": every feed answers 200 and is parsed.
                     "CPU per feed",
-                    f"first {first['cpu_ms_per_feed']:.2f} ms vs {OLD_CPU_PER_FEED_MS} ms "
-                    f"before ({first['cpu_ms_per_feed'] / OLD_CPU_PER_FEED_MS:.2f}×)  target ≤ "
+                    f"measured cycle {measured['cpu_ms_per_feed']:.2f} ms vs "
+                    f"{OLD_CPU_PER_FEED_MS} ms before "
+                    f"({measured['cpu_ms_per_feed'] / OLD_CPU_PER_FEED_MS:.2f}×)  target ≤ "
                     f"{TARGET_CPU_PER_FEED_MS:.2f} ms: "
-                    f"{verdict(first['cpu_ms_per_feed'] <= TARGET_CPU_PER_FEED_MS)}; measured "
-                    f"cycle {measured['cpu_ms_per_feed'] / OLD_CPU_PER_FEED_MS:.2f}×",
+                    f"{verdict(measured['cpu_ms_per_feed'] <= TARGET_CPU_PER_FEED_MS)}; "
+                    f"every feed 200 + parsed (first cycle) {first['cpu_ms_per_feed']:.2f} ms "
+                    f"({first['cpu_ms_per_feed'] / OLD_CPU_PER_FEED_MS:.2f}×): "
+                    f"{verdict(first['cpu_ms_per_feed'] <= TARGET_CPU_PER_FEED_MS)}",
                 ),
                 (
                     "RSS",

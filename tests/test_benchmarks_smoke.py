@@ -99,14 +99,17 @@ async def test_in_memory_request_answers_like_telegram() -> None:
 
 
 def test_bench_poll_logs_every_feed_then_the_changed_half_with_both_parsers(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     result = bench_poll.main(
         [
             "--feeds", "12", "--items", "5", "--parsers", "0,1", "--news-rate", "50",
-            "--no-pin", "--quiet", "--data-root", str(tmp_path), "--profile",
+            "--no-pin", "--data-root", str(tmp_path), "--profile",
         ]
     )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert printed.count("CPU split        first loop ") == 2  # one per parser configuration
+    assert printed.count("CPU per feed     measured cycle ") == 2
     configs = result["configs"]
     assert [c["processes"] for c in configs] == [0, 1]
     for config in configs:
@@ -117,6 +120,8 @@ def test_bench_poll_logs_every_feed_then_the_changed_half_with_both_parsers(
         assert config["measured"]["failed"] == 0
         assert config["measured"]["storage_writes"] > 0  # the new items are logged durably
         assert config["measured"]["cpu_s"] > 0
+        split = [config["first"][k] for k in ("loop_user_s", "threads_user_s", "system_s")]
+        assert all(part >= 0 for part in split) and sum(split) <= config["first"]["cpu_s"] + 0.1
         news = config["news"]
         assert news["offered"] > 0
         assert news["answered"] == news["offered"] == news["news_replies"]
