@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import pickle
 from datetime import UTC, datetime
 
 import pytest
 
-from bot.models import FeedItem, ParsedFeed, chosen_title, display_title, host_of
+from bot.models import (
+    Chat,
+    FeedItem,
+    FeedState,
+    Filters,
+    ParsedFeed,
+    Subscription,
+    chosen_title,
+    display_title,
+    host_of,
+)
 
 
 @pytest.mark.parametrize(
@@ -52,3 +64,20 @@ def test_a_feed_item_pickles_compactly_and_comes_back_equal() -> None:
     assert back == ParsedFeed("Feed", (item, item))
     assert type(back.items[0]) is FeedItem
     assert b"source_title" not in data  # no field names per item
+
+
+@pytest.mark.parametrize(
+    "original",
+    [
+        Chat(chat_id=-100, type="channel", title="C", managers=(1, 2), filters=Filters(("a",))),
+        Subscription(chat_id=5, url="https://e.example/f", cursor=7, title="Mine", muted=True),
+        FeedState(url="https://e.example/f", title="F", etag='"x"', failures=2),
+    ],
+    ids=lambda obj: type(obj).__name__,
+)
+def test_copies_are_shallow_copies_field_by_field(original: object) -> None:
+    """The constructor-based ``__copy__`` gives what the default shallow copy gives."""
+    copied = copy.copy(original)
+    assert copied == original and copied is not original and type(copied) is type(original)
+    for f in dataclasses.fields(original):  # type: ignore[arg-type]
+        assert getattr(copied, f.name) is getattr(original, f.name)
