@@ -1,68 +1,26 @@
-"""Feed HTML → Telegram HTML: exact outputs for hostile input, and properties over many inputs.
+"""Feed HTML → Telegram HTML (:mod:`bot.richtext`): exact outputs for hostile input, and properties.
 
-The oracle for "Telegram accepts it" is the fake Bot API's validator
-(:func:`tests.helpers.fake_bot_api.telegram_html_to_plain`), which parses independently of
-:mod:`bot.richtext`; the nesting rules it does not check (code/pre hold no tags, links hold no
-links…) are checked here by :func:`_check_nesting`, and lengths are compared with a UTF-16
-counter written out in this file rather than :func:`bot.telegram_html.utf16_len`.
+Every result is checked with :func:`tests.helpers.telegram_html_checks.valid_telegram_html`:
+the fake Bot API's validator (independent of :mod:`bot.richtext`) plus Telegram's nesting
+rules and an independent UTF-16 count. Lengths and cutting rules themselves are tested with
+:mod:`bot.telegram_html` in :mod:`tests.test_telegram_html`.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from html.parser import HTMLParser
 from unittest import mock
 
 import pytest
 
 from bot import richtext
 from bot.richtext import SUMMARY_LIMIT, absolute_http_url, convert, to_telegram_html
-from bot.telegram_html import ELLIPSIS, truncate_html, utf16_len, visible_len
-from tests.helpers.fake_bot_api import TelegramHTMLError, telegram_html_to_plain
+from bot.telegram_html import ELLIPSIS, truncate_html, visible_len
+from tests.helpers.fake_bot_api import TelegramHTMLError
+from tests.helpers.telegram_html_checks import utf16_units, valid_telegram_html
 
 BASE = "https://example.com/news/item-1"
-
-
-def _units(text: str) -> int:
-    """UTF-16 code units counted the long way: astral characters take two."""
-    return sum(2 if ord(char) > 0xFFFF else 1 for char in text)
-
-
-class _NestingChecker(HTMLParser):
-    """Telegram's nesting rules on top of the fake's parse-level validation."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.stack: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        assert not {"code", "pre"} & set(self.stack), f"<{tag}> inside code/pre: {self.stack}"
-        if tag in ("a", "code", "pre"):
-            assert not {"a", "code", "pre"} & set(self.stack), f"<{tag}> in {self.stack}"
-        if tag == "blockquote":
-            assert "blockquote" not in self.stack
-        if tag == "a":
-            href = dict(attrs)["href"] or ""
-            assert href.startswith(("http://", "https://")), href
-        self.stack.append(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        self.stack.pop()
-
-
-def _valid(telegram_html: str, limit: int = SUMMARY_LIMIT) -> str:
-    """Assert ``telegram_html`` is what Telegram accepts and within ``limit``; its plain text."""
-    plain = telegram_html_to_plain(telegram_html)
-    checker = _NestingChecker()
-    checker.feed(telegram_html)
-    checker.close()
-    for entity in ("&#", "&nbsp;", "&apos;", "&#x27;"):
-        assert entity not in telegram_html
-    assert _units(plain) <= limit
-    assert not plain.startswith("\n")
-    assert not plain.startswith(" ") or "<pre>" in telegram_html or not plain.strip()
-    return plain
 
 
 # --------------------------------------------------------------------------- exact outputs
@@ -98,7 +56,7 @@ def _valid(telegram_html: str, limit: int = SUMMARY_LIMIT) -> str:
 )  # fmt: skip
 def test_structure_is_rendered_as_lines_and_telegram_tags(source: str, expected: str) -> None:
     assert to_telegram_html(source, BASE) == expected
-    _valid(expected)
+    valid_telegram_html(expected)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +99,7 @@ def test_code_styles_and_embeds_are_dropped_with_their_content(source: str, expe
 def test_nesting_is_repaired_and_telegram_rules_hold(source: str, expected: str) -> None:
     result = to_telegram_html(source, BASE)
     assert result == expected
-    _valid(result)
+    valid_telegram_html(result)
 
 
 @pytest.mark.parametrize(
@@ -161,7 +119,7 @@ def test_entities_are_decoded_then_escaped_with_the_four_telegram_knows(
 ) -> None:
     result = to_telegram_html(source, BASE)
     assert result == expected
-    _valid(result)
+    valid_telegram_html(result)
 
 
 @pytest.mark.parametrize(
@@ -194,97 +152,17 @@ def test_relative_links_without_a_base_lose_the_link_but_keep_the_text() -> None
 def test_rtl_emoji_astral_and_joiners_pass_through_untouched() -> None:
     text = "שלום עולם مرحبا 👨‍👩‍👧 🇺🇦 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 e\u0301 a\u200bb"
     assert to_telegram_html(f"<p>{text}</p>", BASE) == text
-    assert visible_len(text) == _units(text)
+    assert visible_len(text) == utf16_units(text)
 
 
 # --------------------------------------------------------------------------- lengths
 
 
-@pytest.mark.parametrize(
-    "text", ["", "abc", "😀", "a😀b", "👨‍👩‍👧", "🇺🇦", "𝔘𝔫", "é", "e\u0301", "\uffff", "\U0010ffff"]
-)
-def test_utf16_len_counts_astral_characters_twice(text: str) -> None:
-    assert utf16_len(text) == _units(text)
-
-
-@pytest.mark.parametrize(
-    ("telegram_html", "expected"),
-    [
-        ("", 0),
-        ("<b>bold</b>", 4),
-        ('<a href="https://a.very.long/url">x</a>', 1),
-        ("&lt;&gt;&amp;&quot;", 4),
-        ("&#128512;", 2),
-        ("<b>😀</b>\n<i>🇺🇦</i>", 7),
-        ('<blockquote expandable>q</blockquote><pre><code class="language-py">c</code></pre>', 2),
-    ],
-)
-def test_visible_len_counts_text_after_entity_parsing(telegram_html: str, expected: int) -> None:
-    assert visible_len(telegram_html) == expected
-
-
-def test_a_long_body_is_cut_at_a_word_boundary_within_the_limit() -> None:
-    body = "<p>" + " ".join(f"word{n}" for n in range(3000)) + "</p>"  # ~20,000 characters
-    result = to_telegram_html(body, BASE, limit=50)
-    assert result == "word0 word1 word2 word3 word4 word5 word6 word7…"
-    assert _units(_valid(result, 50)) <= 50
-
-
 def test_the_default_limit_is_summary_limit() -> None:
     body = "x " * 10_000
     result = to_telegram_html(body, BASE)
-    assert _units(_valid(result)) == SUMMARY_LIMIT
+    assert utf16_units(valid_telegram_html(result)) == SUMMARY_LIMIT
     assert result.endswith("x" + ELLIPSIS)
-
-
-def test_a_cut_closes_open_tags_in_order_and_never_splits_an_entity() -> None:
-    body = '<b>bold <a href="https://a.b/?x=1&amp;y=2">link &amp; text here</a> more</b>'
-    result = to_telegram_html(body, BASE, limit=14)
-    assert result == '<b>bold <a href="https://a.b/?x=1&amp;y=2">link &amp;…</a></b>'
-    _valid(result, 14)
-
-
-def test_a_single_huge_word_is_cut_inside_the_word() -> None:
-    assert to_telegram_html("a" * 10_000, BASE, limit=10) == "a" * 9 + ELLIPSIS
-
-
-@pytest.mark.parametrize(
-    ("text", "limit", "expected"),
-    [
-        ("😀" * 10, 7, "😀😀😀…"),  # 3 × 2 units + 1: a pair is never split
-        ("ab👨‍👩‍👧cd", 7, "ab…"),  # the family emoji is kept whole or not at all
-        ("xy🇺🇦🇺🇦", 6, "xy…"),  # a flag is two regional indicators: never half a flag
-        ("xy🇺🇦🇺🇦", 7, "xy🇺🇦…"),
-        ("ae\u0301e\u0301e\u0301", 4, "ae\u0301…"),  # an accent stays with its letter
-        ("short", 5, "short"),
-        ("toolong", 0, ""),
-    ],
-)
-def test_cuts_respect_utf16_and_joined_characters(text: str, limit: int, expected: str) -> None:
-    result = to_telegram_html(text, None, limit=limit)
-    assert result == expected
-    assert _units(result) <= limit
-
-
-def test_truncate_html_returns_fitting_text_unchanged() -> None:
-    text = '<blockquote expandable>a &amp; b</blockquote> <a href="https://a.b/?q=&quot;">x</a>'
-    assert truncate_html(text, visible_len(text)) == text
-
-
-def test_truncate_html_cuts_converted_html_and_keeps_attributes() -> None:
-    text = '<b>hello <i>big</i> world</b> tail <a href="https://a.b/?q=1&amp;r=2">link text</a>'
-    assert truncate_html(text, 12) == "<b>hello <i>big…</i></b>"
-    assert truncate_html(text, 22, ellipsis=" [more]") == "<b>hello <i>big</i> world [more]</b>"
-    assert truncate_html(text, 27) == (
-        '<b>hello <i>big</i> world</b> tail <a href="https://a.b/?q=1&amp;r=2">link…</a>'
-    )
-
-
-def test_truncate_html_keeps_empty_tags_before_the_cut_point_balanced() -> None:
-    text = "<b></b>one two three <i>four</i>"
-    result = truncate_html(text, 8)
-    assert result == "<b></b>one two…"
-    telegram_html_to_plain(result)
 
 
 # --------------------------------------------------------------------------- images
@@ -422,15 +300,15 @@ def test_any_input_gives_valid_bounded_telegram_html(seed: int) -> None:
         limit = rng.choice([0, 1, 2, 3, 10, 50, 300, SUMMARY_LIMIT])
         result = convert(source, rng.choice([BASE, None]), limit=limit)
         try:
-            plain = _valid(result.html, limit)
+            plain = valid_telegram_html(result.html, limit)
         except (TelegramHTMLError, AssertionError) as error:
             raise AssertionError(f"{source!r} (limit {limit}) → {result.html!r}") from error
-        assert visible_len(result.html) == _units(plain)
+        assert visible_len(result.html) == utf16_units(plain)
         assert "\n\n\n" not in plain
         assert result.image is None or result.image.startswith(("http://", "https://"))
         cut = rng.randrange(0, 60)
         truncated = truncate_html(result.html, cut)
-        assert _units(_valid(truncated, cut)) <= cut
+        assert utf16_units(valid_telegram_html(truncated, cut)) <= cut
         if visible_len(result.html) <= cut:
             assert truncated == result.html
 
@@ -442,8 +320,8 @@ def test_real_world_body_converts_within_the_caption_budget() -> None:
         '<img src="/photos/vote.jpg" width="640" height="360"></p>'
     )
     result = convert(paragraph * 30, BASE)
-    plain = _valid(result.html)
-    assert _units(plain) <= SUMMARY_LIMIT < 1024
+    plain = valid_telegram_html(result.html)
+    assert utf16_units(plain) <= SUMMARY_LIMIT < 1024
     assert plain.startswith("The council voted 7–2 on Tuesday")
     assert result.html.startswith('The <a href="https://example.com/story">council</a> voted')
     assert result.image == "https://example.com/photos/vote.jpg"
