@@ -19,7 +19,7 @@ from bot.context import BotContext
 from bot.handlers.rights import bot_refusal, error_refusal, may_manage, user_refusal
 from bot.i18n import translator
 from bot.models import Chat
-from tests.helpers.fake_bot_api import FakeBotAPI
+from tests.helpers.fake_members import chat_member
 
 T = translator("en")
 NOT_ADMIN = "You are not an administrator of X."
@@ -39,7 +39,7 @@ BOT_MUTED = "I'm not allowed to send messages in X; lift my restrictions first."
 
 def member(status: str, chat_type: str, user_id: int = 7, **rights: bool) -> ChatMember:
     user = {"id": user_id, "is_bot": False, "first_name": "U"}
-    data = FakeBotAPI._member(user, status, chat_type, rights)
+    data = chat_member(user, status, chat_type, rights)
     parsed = ChatMember.de_json(data, None)
     assert parsed is not None
     return parsed

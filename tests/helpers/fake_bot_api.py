@@ -23,7 +23,6 @@ import contextlib
 import functools
 import json
 import logging
-import math
 import os
 import re
 import signal
@@ -31,7 +30,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from http import HTTPStatus
 from typing import Any, Literal
 
@@ -46,6 +45,8 @@ from tests.helpers.fake_forums import (
     FakeForums,
     ForumTopic,
 )
+from tests.helpers.fake_limits import FloodGate, FloodLimits
+from tests.helpers.fake_members import FakeMembers, chat_member, forbidden_description
 from tests.helpers.fake_photos import (
     PHOTO_BAD_URL,
     PHOTO_NOT_IMAGE,
@@ -119,46 +120,6 @@ _STRING_FIELDS = frozenset(
         "photo",
     ]
 )
-# Every permission flag PTB's ChatMemberRestricted requires.
-_RESTRICTED_PERMISSIONS = [
-    "can_change_info",
-    "can_invite_users",
-    "can_pin_messages",
-    "can_send_messages",
-    "can_send_polls",
-    "can_send_other_messages",
-    "can_add_web_page_previews",
-    "can_manage_topics",
-    "can_send_audios",
-    "can_send_documents",
-    "can_send_photos",
-    "can_send_videos",
-    "can_send_video_notes",
-    "can_send_voice_notes",
-    "can_edit_tag",
-    "can_react_to_messages",
-]
-_MEMBER_STATUSES = frozenset({"creator", "administrator", "member", "restricted", "left", "kicked"})
-# ChatMemberAdministrator's rights: the common ones, then those only channels or only groups
-# have (Telegram leaves the others out of the object).
-_COMMON_ADMIN_RIGHTS = (
-    "can_manage_chat",
-    "can_delete_messages",
-    "can_manage_video_chats",
-    "can_restrict_members",
-    "can_promote_members",
-    "can_change_info",
-    "can_invite_users",
-    "can_post_stories",
-    "can_edit_stories",
-    "can_delete_stories",
-)
-_CHANNEL_ADMIN_RIGHTS = ("can_post_messages", "can_edit_messages")
-_GROUP_ADMIN_RIGHTS = ("can_pin_messages",)
-_SUPERGROUP_ADMIN_RIGHTS = ("can_manage_topics",)
-_ADMIN_RIGHTS = frozenset(
-    _COMMON_ADMIN_RIGHTS + _CHANNEL_ADMIN_RIGHTS + _GROUP_ADMIN_RIGHTS + _SUPERGROUP_ADMIN_RIGHTS
-)
 # Statuses answered by Telegram's nginx front end (an HTML page) rather than the Bot API server.
 _FRONT_END_STATUSES = frozenset({502, 503, 504})
 _NGINX_PAGE = (
@@ -166,14 +127,6 @@ _NGINX_PAGE = (
     "<center><h1>{status} {phrase}</h1></center>\r\n<hr><center>nginx</center>\r\n"
     "</body>\r\n</html>\r\n"
 )
-# Methods that post a message: the ones Telegram's flood limits count.
-_MESSAGE_METHODS_OTHER = frozenset(
-    {"copymessage", "copymessages", "forwardmessage", "forwardmessages"}
-)
-# A request finding at least 1 - slack tokens passes: a sender that paces itself exactly to the
-# limit sees its requests arrive with a few milliseconds of jitter, and Telegram's limits are
-# not that sharp either. 0.1 token is 100 ms at 1/s per chat, 300 ms at 20/min per group.
-_FLOOD_SLACK_TOKENS = 0.1
 
 
 # --------------------------------------------------------------------------- recording types
@@ -203,60 +156,6 @@ class _Failure:
     parameters: dict[str, Any] | None
     remaining: int
     html: bool = False
-
-
-@dataclass(frozen=True)
-class FloodLimits:
-    """Telegram's flood limits as the fake enforces them (when enabled).
-
-    Each limit is a token bucket: ``*_burst`` tokens, refilled at the rate; a message takes a
-    token, and a message that finds none is answered 429 with ``retry_after`` = the whole
-    seconds until one is back (at least 1). So with the defaults: a 31st message within an
-    instant from one bot, a 21st into one group within a minute, or a 4th into one chat within
-    a second is refused, and sustained rates above 30/s, 20/min and 1/s are refused. Only
-    methods that post a message count (``send*`` but ``sendChatAction``, copy/forward).
-
-    Attributes:
-        per_bot_per_s: messages per second from the bot, all chats together.
-        per_bot_burst: messages the bot may send in one instant.
-        per_group_per_minute: messages per minute into one group/supergroup/channel (a
-            negative chat id, or ``@username``).
-        per_group_burst: messages one group may get in one instant.
-        per_chat_per_s: messages per second into any one chat (groups included).
-        per_chat_burst: messages one chat may get in one instant.
-    """
-
-    per_bot_per_s: float = 30.0
-    per_bot_burst: float = 30.0
-    per_group_per_minute: float = 20.0
-    per_group_burst: float = 20.0
-    per_chat_per_s: float = 1.0
-    per_chat_burst: float = 3.0
-
-    def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ValueError(f"{field.name} must be a positive number")
-
-
-class _Bucket:
-    """Token bucket on the fake's clock (see :class:`FloodLimits`)."""
-
-    __slots__ = ("capacity", "rate", "stamp", "tokens")
-
-    def __init__(self, rate: float, capacity: float, now: float) -> None:
-        self.rate = rate
-        self.capacity = capacity
-        self.tokens = capacity
-        self.stamp = now
-
-    def shortfall_s(self, now: float) -> float:
-        """Refill to ``now``; seconds until a token is back (0: one is available now)."""
-        self.tokens = min(self.capacity, self.tokens + max(now - self.stamp, 0.0) * self.rate)
-        self.stamp = max(now, self.stamp)
-        missing = 1 - _FLOOD_SLACK_TOKENS - self.tokens
-        return 0.0 if missing <= 0 else missing / self.rate
 
 
 @functools.cache
@@ -312,12 +211,6 @@ def _front_end_error(status: int) -> web.Response:
     return web.Response(text=page, status=status, content_type="text/html")
 
 
-def _is_message_method(lowered: str) -> bool:
-    return (
-        lowered.startswith("send") and lowered != "sendchataction"
-    ) or lowered in _MESSAGE_METHODS_OTHER
-
-
 def _not_found() -> web.Response:
     return _error_body(404, "Not Found", None)
 
@@ -332,7 +225,9 @@ class FakeBotAPI(LocalServer):
     public attributes (``blocked_chats``, ``migrated_chats``, ``unknown_chats``) and methods
     (:meth:`set_admin`, :meth:`fail_next`, :meth:`set_delay`, :meth:`hang`,
     :meth:`set_limits`). With ``enforce_limits=True`` it answers 429 like Telegram when the
-    bot goes over the flood limits (:class:`FloodLimits`); ``limit_hits`` counts those 429s.
+    bot goes over the flood limits (:mod:`tests.helpers.fake_limits`, ``self.flood``);
+    ``limit_hits`` counts those 429s. Chat members, and what getChat/getChatMember answer,
+    live in :mod:`tests.helpers.fake_members` (``self.members``).
 
     Forum supergroups (:mod:`tests.helpers.fake_forums`, ``self.topics``): :meth:`make_forum`,
     :meth:`create_topic`, :meth:`close_topic`, :meth:`reopen_topic`, :meth:`delete_topic`;
@@ -375,8 +270,6 @@ class FakeBotAPI(LocalServer):
         self.unknown_chats: set[int] = set()
         self.left_chats: list[int] = []
         self.chats: dict[int, dict[str, Any]] = {}
-        self._members: dict[tuple[int, int], str] = {}
-        self._rights: dict[tuple[int, int], dict[str, bool]] = {}
         self._commands: dict[str, list[Any]] = {}
         self._updates: list[dict[str, Any]] = []
         self._next_update_id = 1
@@ -384,12 +277,11 @@ class FakeBotAPI(LocalServer):
         self._allowed_updates: frozenset[str] | None = None
         self._failures: dict[str, deque[_Failure]] = {}
         self._delays: dict[str, float] = {}
-        # Flood limits: the fake's clock (injectable so tests need not race real time).
-        self._clock = clock
-        self.enforce_limits = enforce_limits
-        self.limits = limits or FloodLimits()
-        self.limit_hits_by_scope: dict[str, int] = {"bot": 0, "group": 0, "chat": 0}
-        self._flood_buckets: dict[tuple[str, int | str], _Bucket] = {}
+        # Flood limits on the fake's clock, injectable so tests need not race real time
+        # (tests/helpers/fake_limits.py).
+        self.flood = FloodGate(clock, enforce_limits, limits)
+        # Chat members: statuses, rights, what getChat/getChatMember see (fake_members.py).
+        self.members = FakeMembers(self)
         # Set while requests may proceed; cleared by hang(True).
         self._released = asyncio.Event()
         self._released.set()
@@ -421,8 +313,8 @@ class FakeBotAPI(LocalServer):
             "sendmessage": self._send_message,
             "sendphoto": self.photos.send_photo,
             "getchat": self._get_chat,
-            "getchatmember": self._get_chat_member,
-            "getchatadministrators": self._get_chat_administrators,
+            "getchatmember": self.members.get_chat_member,
+            "getchatadministrators": self.members.get_chat_administrators,
             "leavechat": self._leave_chat,
             "answercallbackquery": self.buttons.answer_callback_query,
             "editmessagetext": self.buttons.edit_message_text,
@@ -464,14 +356,7 @@ class FakeBotAPI(LocalServer):
         permission is denied unless given, e.g. ``can_send_messages=True``). Use
         ``fake.bot_id`` as ``user_id`` to set the bot's own status.
         """
-        if status not in _MEMBER_STATUSES:
-            raise ValueError(f"unknown chat member status {status!r}")
-        known = _ADMIN_RIGHTS if status == "administrator" else set(_RESTRICTED_PERMISSIONS)
-        unknown = set(rights) - known if status in ("administrator", "restricted") else set(rights)
-        if unknown:
-            raise ValueError(f"flags {sorted(unknown)} do not apply to status {status!r}")
-        self._members[(chat_id, user_id)] = status
-        self._rights[(chat_id, user_id)] = dict(rights)
+        self.members.set_status(chat_id, user_id, status, **rights)
 
     def set_chat(
         self,
@@ -618,15 +503,35 @@ class FakeBotAPI(LocalServer):
         Raises:
             TypeError: for an unknown limit name. ValueError: for a non-positive value.
         """
-        self.limits = replace(self.limits, **overrides)
-        self.enforce_limits = enforce
-        self._flood_buckets.clear()
-        return self.limits
+        return self.flood.configure(enforce, **overrides)
 
     @property
     def limit_hits(self) -> int:
         """How many 429s the flood limits produced (injected ones not counted)."""
-        return sum(self.limit_hits_by_scope.values())
+        return sum(self.flood.hits_by_scope.values())
+
+    @property
+    def limit_hits_by_scope(self) -> dict[str, int]:
+        """The flood limits' 429s per limit: ``{"bot": n, "group": n, "chat": n}``."""
+        return self.flood.hits_by_scope
+
+    @property
+    def enforce_limits(self) -> bool:
+        """Whether the flood limits are enforced (see :meth:`set_limits`)."""
+        return self.flood.enforce
+
+    @enforce_limits.setter
+    def enforce_limits(self, enforce: bool) -> None:
+        self.flood.enforce = enforce
+
+    @property
+    def limits(self) -> FloodLimits:
+        """The flood limits in force (see :class:`FloodLimits`)."""
+        return self.flood.limits
+
+    @limits.setter
+    def limits(self, limits: FloodLimits) -> None:
+        self.flood.limits = limits
 
     # ------------------------------------------------------------------ updates
 
@@ -744,14 +649,13 @@ class FakeBotAPI(LocalServer):
         Also records the bot's new status so getChatMember for the bot agrees.
         """
         chat = self._chat_for_update(chat_id, chat_type, chat_title, None, user_id)
-        self._members[(chat_id, self.bot_id)] = new_status
-        self._rights.pop((chat_id, self.bot_id), None)
+        self.members.bot_status_changed(chat_id, new_status)
         update = {
             "chat": chat,
             "from": self._user(user_id, None),
             "date": int(time.time()),
-            "old_chat_member": self._member(self.bot_user, old_status, chat_type),
-            "new_chat_member": self._member(self.bot_user, new_status, chat_type),
+            "old_chat_member": chat_member(self.bot_user, old_status, chat_type),
+            "new_chat_member": chat_member(self.bot_user, new_status, chat_type),
         }
         return self.add_update({"my_chat_member": update})
 
@@ -914,70 +818,6 @@ class FakeBotAPI(LocalServer):
         command = text.split(maxsplit=1)[0]
         return [{"type": "bot_command", "offset": 0, "length": utf16_len(command)}]
 
-    @staticmethod
-    def _member(
-        user: dict[str, Any],
-        status: str,
-        chat_type: str | None = None,
-        rights: dict[str, bool] | None = None,
-    ) -> dict[str, Any]:
-        """A ChatMember object shaped as Telegram sends it for ``status``.
-
-        ``chat_type`` picks the administrator rights that exist in that kind of chat
-        (``can_post_messages`` in channels, ``can_pin_messages`` in groups...); None gives
-        them all. ``rights`` override the defaults (see :meth:`set_admin`).
-        """
-        member: dict[str, Any] = {"status": status, "user": dict(user)}
-        rights = rights or {}
-        if status == "creator":
-            member["is_anonymous"] = False
-        elif status == "administrator":
-            names = list(_COMMON_ADMIN_RIGHTS)
-            if chat_type in (None, "channel"):
-                names += _CHANNEL_ADMIN_RIGHTS
-            if chat_type in (None, "group", "supergroup"):
-                names += _GROUP_ADMIN_RIGHTS
-            if chat_type in (None, "supergroup"):
-                names += _SUPERGROUP_ADMIN_RIGHTS
-            defaults = dict.fromkeys(names, True)
-            defaults |= {"can_promote_members": False} | dict.fromkeys(
-                ("can_post_stories", "can_edit_stories", "can_delete_stories"), False
-            )
-            member |= {"can_be_edited": False, "is_anonymous": False}
-            member |= {name: bool(rights.get(name, defaults[name])) for name in names}
-        elif status == "kicked":
-            member["until_date"] = 0
-        elif status == "restricted":
-            member |= {
-                "is_member": True,
-                "until_date": 0,
-                **{name: bool(rights.get(name, False)) for name in _RESTRICTED_PERMISSIONS},
-            }
-        elif status not in _MEMBER_STATUSES:
-            raise ValueError(f"unknown chat member status {status!r}")
-        return member
-
-    def _is_known(self, chat_id: int) -> bool:
-        """Whether Telegram would know this chat to the bot (seen, registered or configured)."""
-        return chat_id in self.chats or any(chat == chat_id for chat, _ in self._members)
-
-    def _other_chat(self, params: dict[str, Any]) -> dict[str, Any]:
-        """The chat getChat/getChatMember ask about, refused as Telegram refuses it.
-
-        Unknown chats and private chats the bot is not in are "chat not found"; a chat the
-        bot was kicked from answers 403. Public chats (with a username) are found either way.
-        """
-        chat_id = self._resolve_chat_id(params)
-        if not self._is_known(chat_id):
-            raise ApiError(400, "Bad Request: chat not found")
-        chat = self._chat(chat_id)
-        bot_status = self._members.get((chat_id, self.bot_id))
-        if bot_status == "kicked" and chat["type"] != "private":
-            raise ApiError(403, self._forbidden_description(chat["type"]))
-        if bot_status == "left" and not chat.get("username"):
-            raise ApiError(400, "Bad Request: chat not found")
-        return chat
-
     def _resolve_chat_id(self, params: dict[str, Any]) -> int:
         """Turn the ``chat_id`` parameter into a known chat id, like Telegram does."""
         raw = params.get("chat_id")
@@ -1070,52 +910,13 @@ class FakeBotAPI(LocalServer):
             if failure.html:
                 return _front_end_error(failure.status)
             return _error_body(failure.status, failure.description, failure.parameters)
-        if self.enforce_limits and _is_message_method(lowered):
-            flooded = self._flood_check(call.params)
-            if flooded is not None:
-                return flooded
         handler = self._handlers.get(lowered, self._true)
         try:
+            self.flood.check(lowered, call.params)
             result = await handler(call.params)
         except ApiError as err:
             return _error_body(err.status, err.description, err.parameters)
         return web.json_response({"ok": True, "result": result})
-
-    def _flood_check(self, params: dict[str, Any]) -> web.Response | None:
-        """Take one token from the bot's, the group's and the chat's bucket, or answer 429.
-
-        All three must have a token; only then are they taken, so a refused message costs
-        nothing (as a retry after ``retry_after`` should succeed).
-        """
-        raw = params.get("chat_id")
-        target: int | str = raw.lower() if isinstance(raw, str) else as_int(raw, 0)
-        now = self._clock()
-        limits = self.limits
-        scopes: list[tuple[str, int | str, float, float]] = [
-            ("bot", 0, limits.per_bot_per_s, limits.per_bot_burst),
-            ("chat", target, limits.per_chat_per_s, limits.per_chat_burst),
-        ]
-        if isinstance(target, str) or target < 0:
-            rate = limits.per_group_per_minute / 60
-            scopes.insert(1, ("group", target, rate, limits.per_group_burst))
-        buckets = []
-        for scope, key, rate, burst in scopes:
-            bucket = self._flood_buckets.get((scope, key))
-            if bucket is None:
-                bucket = self._flood_buckets[(scope, key)] = _Bucket(rate, burst, now)
-            wait = bucket.shortfall_s(now)
-            if wait > 0:
-                self.limit_hits_by_scope[scope] += 1
-                retry_after = max(1, math.ceil(wait))
-                return _error_body(
-                    429,
-                    f"Too Many Requests: retry after {retry_after}",
-                    {"retry_after": retry_after},
-                )
-            buckets.append(bucket)
-        for bucket in buckets:
-            bucket.tokens -= 1
-        return None
 
     def _take_failure(self, lowered: str) -> _Failure | None:
         queue = self._failures.get(lowered)
@@ -1266,7 +1067,7 @@ class FakeBotAPI(LocalServer):
             )
         chat = self._chat(chat_id)
         if chat_id in self.blocked_chats:
-            raise ApiError(403, self._forbidden_description(chat["type"]))
+            raise ApiError(403, forbidden_description(chat["type"]))
         return chat
 
     def _record(
@@ -1314,18 +1115,8 @@ class FakeBotAPI(LocalServer):
         check_reply_markup(params.get("reply_markup"))
         return self._record("sendMessage", chat, params, text, plain)
 
-    @staticmethod
-    def _forbidden_description(chat_type: str) -> str:
-        if chat_type == "group":
-            return "Forbidden: bot was kicked from the group chat"
-        if chat_type == "supergroup":
-            return "Forbidden: bot was kicked from the supergroup chat"
-        if chat_type == "channel":
-            return "Forbidden: bot is not a member of the channel chat"
-        return "Forbidden: bot was blocked by the user"
-
     async def _get_chat(self, params: dict[str, Any]) -> dict[str, Any]:
-        chat = self._other_chat(params)
+        chat = self.members.other_chat(params)
         return chat | {
             "accent_color_id": 0,
             "max_reaction_count": 11,
@@ -1337,38 +1128,6 @@ class FakeBotAPI(LocalServer):
                 "gifts_from_channels": False,
             },
         }
-
-    def _user_for_member(self, user_id: int) -> dict[str, Any]:
-        return dict(self.bot_user) if user_id == self.bot_id else self._user(user_id, None)
-
-    async def _get_chat_member(self, params: dict[str, Any]) -> dict[str, Any]:
-        chat = self._other_chat(params)
-        chat_id = int(chat["id"])
-        user_id = as_int(params.get("user_id"), 0)
-        if user_id <= 0:
-            raise ApiError(400, "Bad Request: invalid user_id specified")
-        bot_status = self._members.get((chat_id, self.bot_id), "member")
-        if (
-            chat["type"] == "channel"
-            and user_id != self.bot_id
-            and bot_status not in ("creator", "administrator")
-        ):
-            # Only a channel's administrators may see who else is in it.
-            raise ApiError(400, "Bad Request: member list is inaccessible")
-        status = self._members.get((chat_id, user_id), "member")
-        rights = self._rights.get((chat_id, user_id))
-        return self._member(self._user_for_member(user_id), status, chat["type"], rights)
-
-    async def _get_chat_administrators(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        chat_id = self._resolve_chat_id(params)
-        chat_type = self._chat(chat_id)["type"]
-        return [
-            self._member(
-                self._user_for_member(user_id), status, chat_type, self._rights.get((chat, user_id))
-            )
-            for (chat, user_id), status in self._members.items()
-            if chat == chat_id and status in ("creator", "administrator")
-        ]
 
     async def _leave_chat(self, params: dict[str, Any]) -> bool:
         self.left_chats.append(self._resolve_chat_id(params))
