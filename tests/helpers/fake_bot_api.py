@@ -11,32 +11,29 @@ Run standalone (for container and load tests driven from another process)::
     python -m tests.helpers.fake_bot_api --port 0 --token 123:ABC
 
 prints ``READY http://127.0.0.1:<port>`` and serves a small JSON control API under
-``/_control/`` (see :meth:`FakeBotAPI._control`). ``--enforce-limits`` turns on Telegram's
+``/_control/`` (see :mod:`tests.helpers.fake_control`). ``--enforce-limits`` turns on Telegram's
 flood limits (see :class:`FloodLimits`).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import functools
 import json
 import logging
-import os
 import re
-import signal
 import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Literal
 
 from aiohttp import web
 
 from tests.helpers.fake_buttons import FakeButtons, check_reply_markup
+from tests.helpers.fake_control import CONTROL_PREFIX, FakeControl, main
 from tests.helpers.fake_files import FILE_URL_PREFIX, FakeFiles
 from tests.helpers.fake_forums import (
     SUPERGROUP_ID_LIMIT,
@@ -64,6 +61,14 @@ from tests.helpers.fake_text import (
     utf16_len,
 )
 from tests.helpers.fake_webhook import GET_UPDATES_CONFLICT, FakeWebhook
+from tests.helpers.fake_wire import (
+    FRONT_END_STATUSES,
+    bot_api_methods,
+    error_body,
+    front_end_error,
+    not_found,
+    read_params,
+)
 from tests.helpers.local_server import LocalServer
 
 logger = logging.getLogger(__name__)
@@ -95,38 +100,6 @@ _TOKEN_RE = re.compile(r"\d+:[A-Za-z0-9_-]+")
 _PATH_RE = re.compile(r"/bot([^/]+)/([^/]+)")
 # Update kinds Telegram leaves out unless asked for explicitly in allowed_updates.
 _OPT_IN_UPDATE_KINDS = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
-# Form fields that are plain strings even when they look like JSON (e.g. text "123").
-_STRING_FIELDS = frozenset(
-    [
-        "text",
-        "caption",
-        "parse_mode",
-        "callback_query_id",
-        "title",
-        "description",
-        "short_description",
-        "name",
-        "url",
-        "language_code",
-        "query",
-        "username",
-        "custom_title",
-        "first_name",
-        "last_name",
-        "business_connection_id",
-        "inline_message_id",
-        "message_effect_id",
-        "emoji",
-        "photo",
-    ]
-)
-# Statuses answered by Telegram's nginx front end (an HTML page) rather than the Bot API server.
-_FRONT_END_STATUSES = frozenset({502, 503, 504})
-_NGINX_PAGE = (
-    "<html>\r\n<head><title>{status} {phrase}</title></head>\r\n<body>\r\n"
-    "<center><h1>{status} {phrase}</h1></center>\r\n<hr><center>nginx</center>\r\n"
-    "</body>\r\n</html>\r\n"
-)
 
 
 # --------------------------------------------------------------------------- recording types
@@ -158,61 +131,9 @@ class _Failure:
     html: bool = False
 
 
-@functools.cache
-def _bot_api_methods() -> dict[str, str]:
-    """Map lower-cased Bot API method names to their canonical spelling.
-
-    Derived from python-telegram-bot's camelCase aliases so the list tracks the installed PTB
-    without a hand-kept copy.
-    """
-    import telegram  # noqa: PLC0415 - only needed once a request arrives
-
-    names = {
-        name
-        for name in dir(telegram.Bot)
-        if name[:1].islower() and name != name.lower() and "_" not in name
-    }
-    names.add("close")
-    return {name.lower(): name for name in names}
-
-
-def _decode_field(name: str, value: str) -> Any:
-    """Decode one form field the way PTB encoded it (non-strings are JSON-dumped)."""
-    if name in _STRING_FIELDS:
-        return value
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
-
-
-def _dumps_control(value: Any) -> str:
-    """JSON for the control API; uploaded file bytes are summarised, not dumped."""
-
-    def summarise(obj: Any) -> Any:
-        if isinstance(obj, bytes | bytearray):
-            return f"<{len(obj)} bytes>"
-        raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-    return json.dumps(value, default=summarise)
-
-
-def _error_body(status: int, description: str, parameters: dict[str, Any] | None) -> web.Response:
-    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
-    if parameters:
-        body["parameters"] = parameters
-    return web.json_response(body, status=status)
-
-
-def _front_end_error(status: int) -> web.Response:
-    """What Telegram's nginx answers when the Bot API server behind it is unreachable."""
-    phrase = HTTPStatus(status).phrase
-    page = _NGINX_PAGE.format(status=status, phrase=phrase)
-    return web.Response(text=page, status=status, content_type="text/html")
-
-
-def _not_found() -> web.Response:
-    return _error_body(404, "Not Found", None)
+def valid_token(token: str) -> bool:
+    """Whether ``token`` looks like a bot token (``<digits>:<secret>``)."""
+    return _TOKEN_RE.fullmatch(token) is not None
 
 
 # --------------------------------------------------------------------------- the server
@@ -249,7 +170,7 @@ class FakeBotAPI(LocalServer):
         limits: FloodLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
-        if not _TOKEN_RE.fullmatch(token):
+        if not valid_token(token):
             raise ValueError("malformed bot token (expected '<digits>:<secret>')")
         self.token = token
         self.bot_id = int(token.split(":", 1)[0])
@@ -297,6 +218,8 @@ class FakeBotAPI(LocalServer):
         self.topics = FakeForums(self)
         # sendPhoto and the photo URLs Telegram can't use (tests/helpers/fake_photos.py).
         self.photos = FakePhotos(self)
+        # The /_control/ API for drivers in another process (tests/helpers/fake_control.py).
+        self.control = FakeControl(self)
         # Messages users sent that a later message may reply to, by (chat_id, message_id).
         self.user_messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
@@ -466,7 +389,7 @@ class FakeBotAPI(LocalServer):
         """
         if times < 1:
             raise ValueError("times must be at least 1")
-        html = status in _FRONT_END_STATUSES if body is None else body == "html"
+        html = status in FRONT_END_STATUSES if body is None else body == "html"
         if html and status < 500:
             raise ValueError("only 5xx answers come as an HTML page")
         if status == 429:
@@ -836,49 +759,20 @@ class FakeBotAPI(LocalServer):
 
     # ------------------------------------------------------------------ HTTP plumbing
 
-    async def _read_params(self, request: web.Request) -> dict[str, Any]:
-        params: dict[str, Any] = {k: _decode_field(k, v) for k, v in request.query.items()}
-        if not request.body_exists:
-            return params
-        if request.content_type == "application/json":
-            try:
-                body = await request.json()
-            except ValueError as exc:
-                raise ApiError(400, "Bad Request: can't parse JSON object") from exc
-            if not isinstance(body, dict):
-                raise ApiError(400, "Bad Request: parameters must be a JSON object")
-            params.update(body)
-            return params
-        form = await request.post()
-        for key, value in form.items():
-            if isinstance(value, web.FileField):
-                data = value.file.read()
-                params[key] = {
-                    "filename": value.filename,
-                    "content_type": value.content_type,
-                    "size": len(data),
-                    "data": data,  # sendDocument keeps it (tests/helpers/fake_files.py)
-                }
-            elif isinstance(value, str):
-                params[key] = _decode_field(key, value)
-            else:  # bytes from a part without charset
-                params[key] = _decode_field(key, bytes(value).decode("utf-8", "replace"))
-        return params
-
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        if request.path.startswith("/_control/"):
-            return await self._control(request)
+        if request.path.startswith(CONTROL_PREFIX):
+            return await self.control.handle(request)
         if request.path.startswith(FILE_URL_PREFIX) and request.method == "GET":
             return self.files.serve(request.path)
         match = _PATH_RE.fullmatch(request.path)
         if match is None or match.group(1) != self.token:
-            return _not_found()
+            return not_found()
         name = match.group(2)
         lowered = name.lower()
-        canonical = _bot_api_methods().get(lowered)
+        canonical = bot_api_methods().get(lowered)
         early_error: ApiError | None = None
         try:
-            params = await self._read_params(request)
+            params = await read_params(request)
         except ApiError as err:
             params, early_error = {}, err
         call = ApiCall(method=canonical or name, params=params, time=time.monotonic())
@@ -902,20 +796,20 @@ class FakeBotAPI(LocalServer):
         if delay:
             await self._sleep(delay)
         if not known:
-            return _not_found()
+            return not_found()
         if early_error is not None:
-            return _error_body(early_error.status, early_error.description, None)
+            return error_body(early_error.status, early_error.description, None)
         failure = self._take_failure(lowered)
         if failure is not None:
             if failure.html:
-                return _front_end_error(failure.status)
-            return _error_body(failure.status, failure.description, failure.parameters)
+                return front_end_error(failure.status)
+            return error_body(failure.status, failure.description, failure.parameters)
         handler = self._handlers.get(lowered, self._true)
         try:
             self.flood.check(lowered, call.params)
             result = await handler(call.params)
         except ApiError as err:
-            return _error_body(err.status, err.description, err.parameters)
+            return error_body(err.status, err.description, err.parameters)
         return web.json_response({"ok": True, "result": result})
 
     def _take_failure(self, lowered: str) -> _Failure | None:
@@ -927,70 +821,6 @@ class FakeBotAPI(LocalServer):
         if failure.remaining <= 0:
             queue.popleft()
         return failure
-
-    async def _control(self, request: web.Request) -> web.Response:
-        """JSON control API for out-of-process drivers.
-
-        ``POST /_control/updates`` (an update or a list) → ``{"update_ids": [...]}``;
-        ``POST /_control/command`` (send_command's arguments) → ``{"update_id": n}``;
-        ``GET /_control/sent[?chat_id=]``; ``GET /_control/calls[?method=]``;
-        ``POST /_control/hang`` ``{"hang": bool}``; ``POST /_control/fail`` (fail_next's
-        arguments); ``POST /_control/delay`` ``{"method": m, "seconds": s}``;
-        ``POST /_control/limits`` (set_limits' arguments) and ``GET /_control/limits`` →
-        ``{"enforce": bool, "limits": {...}, "hits": {"bot": n, "group": n, "chat": n}}``.
-        """
-        action = request.path.removeprefix("/_control/")
-        body: Any = None
-        if request.method == "POST":
-            try:
-                body = await request.json()
-            except ValueError:
-                return web.json_response({"ok": False, "error": "invalid JSON"}, status=400)
-        try:
-            result = self._control_action(action, request.method, body, request.query)
-        except (KeyError, TypeError, ValueError) as exc:
-            return web.json_response({"ok": False, "error": str(exc)}, status=400)
-        if result is None:
-            return web.json_response({"ok": False, "error": "unknown control"}, status=404)
-        return web.json_response({"ok": True, "result": result}, dumps=_dumps_control)
-
-    def _control_action(
-        self, action: str, method: str, body: Any, query: Any
-    ) -> dict[str, Any] | list[Any] | bool | None:
-        if (action, method) == ("updates", "POST"):
-            updates = body if isinstance(body, list) else [body]
-            if not all(isinstance(u, dict) for u in updates):
-                raise TypeError("updates must be JSON objects")
-            return {"update_ids": [self.add_update(u) for u in updates]}
-        if (action, method) == ("command", "POST"):
-            return {"update_id": self.send_command(**body)}
-        if (action, method) == ("sent", "GET"):
-            chat_id = int(query["chat_id"]) if "chat_id" in query else None
-            return self.sent_messages(chat_id)
-        if (action, method) == ("calls", "GET"):
-            calls = self.calls_to(query["method"]) if "method" in query else self.calls
-            return [
-                {"method": c.method, "params": c.params, "time": c.time, "status": c.status}
-                for c in calls
-            ]
-        if (action, method) == ("hang", "POST"):
-            self.hang(bool(body["hang"]))
-            return True
-        if (action, method) == ("fail", "POST"):
-            self.fail_next(**body)
-            return True
-        if (action, method) == ("delay", "POST"):
-            self.set_delay(str(body["method"]), float(body["seconds"]))
-            return True
-        if action == "limits" and method in ("GET", "POST"):
-            if method == "POST":
-                self.set_limits(**(body or {}))
-            return {
-                "enforce": self.enforce_limits,
-                "limits": asdict(self.limits),
-                "hits": dict(self.limit_hits_by_scope),
-            }
-        return None
 
     # ------------------------------------------------------------------ Bot API methods
 
@@ -1132,45 +962,6 @@ class FakeBotAPI(LocalServer):
     async def _leave_chat(self, params: dict[str, Any]) -> bool:
         self.left_chats.append(self._resolve_chat_id(params))
         return True
-
-
-# --------------------------------------------------------------------------- standalone
-
-
-async def _serve_forever(token: str, host: str, port: int, enforce_limits: bool) -> None:
-    fake = FakeBotAPI(token, host=host, port=port, enforce_limits=enforce_limits)
-    await fake.start()
-    print(f"READY {fake.base_url}", flush=True)
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, done.set)
-    try:
-        await done.wait()
-    finally:
-        await fake.stop()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the fake standalone until SIGTERM/SIGINT; print ``READY <base_url>`` when bound."""
-    parser = argparse.ArgumentParser(description="Fake Telegram Bot API for tests")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument(
-        "--token",
-        default=os.environ.get("FAKE_BOT_TOKEN", DEFAULT_TOKEN),
-        help="bot token to accept (default: $FAKE_BOT_TOKEN or the test token)",
-    )
-    parser.add_argument(
-        "--enforce-limits",
-        action="store_true",
-        help="answer 429 like Telegram above 30 msg/s, 20/min per group, 1/s per chat",
-    )
-    args = parser.parse_args(argv)
-    if not _TOKEN_RE.fullmatch(args.token):
-        parser.error("malformed --token")
-    asyncio.run(_serve_forever(args.token, args.host, args.port, args.enforce_limits))
-    return 0
 
 
 if __name__ == "__main__":
