@@ -1,4 +1,5 @@
-"""The fake Bot API answers getChat and getChatMember about other chats as Telegram does.
+"""The fake Bot API answers getChat and getChatMember about other chats as Telegram does,
+and refuses to write first to a user who never started the bot.
 
 Driven by PTB's own ``Bot``, so the shapes must parse into the right ChatMember classes.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from telegram import Bot, ChatMemberAdministrator, ChatMemberLeft, ChatMemberRestricted
 from telegram.error import BadRequest, Forbidden
@@ -14,6 +16,8 @@ from telegram.error import BadRequest, Forbidden
 from tests.helpers.fake_bot_api import FakeBotAPI
 
 CHANNEL, GROUP = -1001000000001, -1001000000002
+USER = 501  # has not started the bot unless a test makes them
+CANT_INITIATE = "Forbidden: bot can't initiate conversation with a user"
 
 
 @pytest.fixture
@@ -91,3 +95,65 @@ def test_rights_must_fit_the_status(fake_api: FakeBotAPI) -> None:
         fake_api.set_admin(GROUP, 7, "member", can_post_messages=True)
     with pytest.raises(ValueError, match="can_fly"):
         fake_api.set_admin(GROUP, 7, "administrator", can_fly=True)
+
+
+# ------------------------------------------------------------------ writing first
+
+
+async def test_a_user_who_never_started_the_bot_cannot_be_written_to(
+    fake_api: FakeBotAPI, bot: Bot
+) -> None:
+    async with httpx.AsyncClient(timeout=5) as client:
+        raw = await client.post(
+            f"{fake_api.base_url}/bot{fake_api.token}/sendMessage",
+            data={"chat_id": str(USER), "text": "hi"},
+        )
+    assert raw.status_code == 403
+    assert raw.json() == {"ok": False, "error_code": 403, "description": CANT_INITIATE}
+    with pytest.raises(Forbidden, match="can't initiate conversation with a user"):
+        await bot.send_message(USER, "hi")
+    with pytest.raises(Forbidden, match="can't initiate conversation with a user"):
+        await bot.send_photo(USER, "https://img.example/cat.jpg", caption="x")
+    with pytest.raises(Forbidden, match="can't initiate conversation with a user"):
+        await bot.send_document(USER, document=b"<opml/>", filename="feeds.opml")
+    with pytest.raises(Forbidden, match="can't initiate conversation with a user"):
+        await bot.copy_message(USER, from_chat_id=GROUP, message_id=1)
+    assert fake_api.sent_messages() == []
+    assert fake_api.files.sent_documents == []
+    fake_api.blocked_chats.add(USER + 1)  # one who blocked it gets that answer instead
+    with pytest.raises(Forbidden, match="bot was blocked by the user"):
+        await bot.send_message(USER + 1, "hi")
+    assert (await bot.send_message(GROUP, "groups need no start")).chat.id == GROUP
+    assert await bot.send_chat_action(USER, "typing")  # an action posts no message
+
+
+async def test_only_the_users_own_private_message_starts_the_bot(
+    fake_api: FakeBotAPI, bot: Bot
+) -> None:
+    fake_api.send_command("/news", chat_id=GROUP, user_id=USER, chat_type="supergroup")
+    with pytest.raises(Forbidden, match="can't initiate conversation"):
+        await bot.send_message(USER, "seen in a group is not enough")
+    fake_api.send_command("/start", chat_id=USER, user_id=USER)
+    assert (await bot.send_message(USER, "welcome")).chat.id == USER
+    other = USER + 1  # a raw update (as the control API queues it) counts the same
+    chat = {"id": other, "type": "private", "first_name": "O"}
+    sender = {"id": other, "is_bot": False, "first_name": "O"}
+    fake_api.add_update({"message": {"message_id": 1, "date": 0, "chat": chat, "from": sender}})
+    assert (await bot.send_message(other, "hi")).chat.id == other
+    assert [m["chat_id"] for m in fake_api.sent_messages()] == [USER, other]
+
+
+async def test_start_private_chat_or_pressing_start_lets_the_bot_write(
+    fake_api: FakeBotAPI, bot: Bot
+) -> None:
+    fake_api.start_private_chat(USER)
+    assert (await bot.send_message(USER, "hi")).text == "hi"
+    pressed = USER + 1  # Start pressed (or the bot unblocked): a my_chat_member update
+    fake_api.my_chat_member(pressed, "private", "kicked", "member", user_id=pressed)
+    assert (await bot.send_message(pressed, "hi")).text == "hi"
+    left = USER + 2
+    fake_api.my_chat_member(left, "private", "member", "kicked", user_id=left)
+    with pytest.raises(Forbidden):
+        await bot.send_message(left, "hi")
+    with pytest.raises(ValueError, match="positive"):
+        fake_api.start_private_chat(GROUP)

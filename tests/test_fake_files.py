@@ -15,6 +15,9 @@ from tests.helpers.fake_files import MAX_DOWNLOAD_BYTES
 
 @pytest.fixture
 async def bot(fake_api: FakeBotAPI) -> AsyncIterator[Bot]:
+    """PTB on the fake; users 1-99 started the bot (tests here check other rules)."""
+    for user_id in range(1, 100):
+        fake_api.start_private_chat(user_id)
     async with Bot(
         fake_api.token,
         base_url=f"{fake_api.base_url}/bot",

@@ -22,6 +22,9 @@ PLAIN_SUPERGROUP = -1001234500002
 
 @pytest.fixture
 async def bot(fake_api: FakeBotAPI) -> AsyncIterator[Bot]:
+    """PTB on the fake; users 1-99 started the bot (tests here check other rules)."""
+    for user_id in range(1, 100):
+        fake_api.start_private_chat(user_id)
     async with Bot(fake_api.token, base_url=f"{fake_api.base_url}/bot") as ptb_bot:
         yield ptb_bot
 

@@ -41,6 +41,9 @@ from tests.helpers.feed_server import FeedServer
 
 @pytest.fixture
 async def bot(fake_api: FakeBotAPI) -> AsyncIterator[Bot]:
+    """PTB on the fake; users 1-99 started the bot (tests here check other rules)."""
+    for user_id in range(1, 100):
+        fake_api.start_private_chat(user_id)
     async with Bot(fake_api.token, base_url=f"{fake_api.base_url}/bot") as ptb_bot:
         yield ptb_bot
 
@@ -135,6 +138,7 @@ def test_valid_html_converts_to_visible_text(markup: str, plain: str) -> None:
 async def test_html_error_description_is_telegrams_wording(
     fake_api: FakeBotAPI, http: httpx.AsyncClient
 ) -> None:
+    fake_api.start_private_chat(1)
     response = await http.post(
         _api(fake_api, "sendMessage"),
         data={"chat_id": "1", "text": "<b>x</i>", "parse_mode": "HTML"},
@@ -715,6 +719,8 @@ async def frozen() -> _FrozenClock:
 @pytest.fixture
 async def limited(frozen: _FrozenClock) -> AsyncIterator[FakeBotAPI]:
     async with FakeBotAPI(enforce_limits=True, clock=frozen) as fake:
+        for user_id in range(1, 100):  # users who started the bot: it may write to them
+            fake.start_private_chat(user_id)
         yield fake
 
 
@@ -860,6 +866,8 @@ async def test_standalone_flood_limits_and_control_endpoints() -> None:
         line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode().strip()
         base = line.removeprefix("READY ")
         async with httpx.AsyncClient(timeout=5) as client:
+            started = await client.post(f"{base}/_control/started", json={"user_ids": [6]})
+            assert started.json() == {"ok": True, "result": True}
             state = (await client.get(f"{base}/_control/limits")).json()["result"]
             assert state["enforce"] is True and state["limits"]["per_chat_burst"] == 3
             changed = await client.post(f"{base}/_control/limits", json={"per_chat_burst": 1})

@@ -29,6 +29,9 @@ ASTRAL = "😀"  # one code point, two UTF-16 code units
 
 @pytest.fixture
 async def bot(fake_api: FakeBotAPI) -> AsyncIterator[Bot]:
+    """PTB on the fake; users 1-99 started the bot (tests here check other rules)."""
+    for user_id in range(1, 100):
+        fake_api.start_private_chat(user_id)
     async with Bot(fake_api.token, base_url=f"{fake_api.base_url}/bot") as ptb_bot:
         yield ptb_bot
 
@@ -100,6 +103,7 @@ async def test_a_broken_photo_url_gets_telegrams_answer(
 
 
 async def test_photo_must_be_an_http_url_or_present(fake_api: FakeBotAPI) -> None:
+    fake_api.start_private_chat(1)
     for photo in ("javascript:alert(1)", "ftp://img.example/a.jpg", "not a url"):
         response = await _raw(fake_api, "sendPhoto", {"chat_id": "1", "photo": photo})
         assert response.status_code == 400
@@ -142,6 +146,7 @@ async def test_link_preview_options_are_accepted_and_recorded(
 async def test_malformed_link_preview_options_are_refused(
     fake_api: FakeBotAPI, value: str, description: str
 ) -> None:
+    fake_api.start_private_chat(1)
     data = {"chat_id": "1", "text": "hi", "link_preview_options": value}
     response = await _raw(fake_api, "sendMessage", data)
     assert response.status_code == 400

@@ -42,7 +42,7 @@ from tests.helpers.fake_forums import (
     FakeForums,
     ForumTopic,
 )
-from tests.helpers.fake_limits import FloodGate, FloodLimits
+from tests.helpers.fake_limits import FloodGate, FloodLimits, is_message_method
 from tests.helpers.fake_members import FakeMembers, chat_member, forbidden_description
 from tests.helpers.fake_photos import (
     PHOTO_BAD_URL,
@@ -281,6 +281,15 @@ class FakeBotAPI(LocalServer):
         """
         self.members.set_status(chat_id, user_id, status, **rights)
 
+    def start_private_chat(self, user_id: int) -> None:
+        """``user_id`` started the bot: from now on it may message them privately.
+
+        Telegram refuses a message to a user who never did (403 "bot can't initiate
+        conversation with a user"); a message of theirs in their private chat
+        (:meth:`send_command`) counts as starting it too.
+        """
+        self.members.start_private_chat(user_id)
+
     def set_chat(
         self,
         chat_id: int,
@@ -464,6 +473,7 @@ class FakeBotAPI(LocalServer):
         self._next_update_id += 1
         queued = {**update, "update_id": update_id}
         self._updates.append(queued)
+        self.members.note_update(queued)
         self._pulse()
         return update_id
 
@@ -804,7 +814,9 @@ class FakeBotAPI(LocalServer):
             if failure.html:
                 return front_end_error(failure.status)
             return error_body(failure.status, failure.description, failure.parameters)
-        handler = self._handlers.get(lowered, self._true)
+        handler = self._handlers.get(lowered) or (
+            self._other_send if is_message_method(lowered) else self._true
+        )
         try:
             self.flood.check(lowered, call.params)
             result = await handler(call.params)
@@ -825,6 +837,11 @@ class FakeBotAPI(LocalServer):
     # ------------------------------------------------------------------ Bot API methods
 
     async def _true(self, params: dict[str, Any]) -> bool:
+        return True
+
+    async def _other_send(self, params: dict[str, Any]) -> bool:
+        """A message method not modelled here (copyMessage...): refused as any send is."""
+        self._target_chat(params)
         return True
 
     async def _get_me(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -887,7 +904,7 @@ class FakeBotAPI(LocalServer):
         return True
 
     def _target_chat(self, params: dict[str, Any]) -> dict[str, Any]:
-        """The chat a message goes to, or the error Telegram gives for it (moved, blocked)."""
+        """The chat a message goes to, or Telegram's refusal (moved, blocked, not started)."""
         chat_id = self._resolve_chat_id(params)
         if chat_id in self.migrated_chats:
             raise ApiError(
@@ -898,6 +915,7 @@ class FakeBotAPI(LocalServer):
         chat = self._chat(chat_id)
         if chat_id in self.blocked_chats:
             raise ApiError(403, forbidden_description(chat["type"]))
+        self.members.check_may_write(chat)
         return chat
 
     def _record(

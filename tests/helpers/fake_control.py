@@ -52,6 +52,7 @@ class FakeControl:
         ``POST /_control/updates`` (an update or a list) → ``{"update_ids": [...]}``;
         ``POST /_control/command`` (send_command's arguments) → ``{"update_id": n}``;
         ``GET /_control/sent[?chat_id=]``; ``GET /_control/calls[?method=]``;
+        ``POST /_control/started`` ``{"user_ids": [...]}`` (start_private_chat for each);
         ``POST /_control/hang`` ``{"hang": bool}``; ``POST /_control/fail`` (fail_next's
         arguments); ``POST /_control/delay`` ``{"method": m, "seconds": s}``;
         ``POST /_control/limits`` (set_limits' arguments) and ``GET /_control/limits`` →
@@ -92,6 +93,10 @@ class FakeControl:
                 {"method": c.method, "params": c.params, "time": c.time, "status": c.status}
                 for c in calls
             ]
+        if (action, method) == ("started", "POST"):
+            for user_id in body["user_ids"]:
+                api.start_private_chat(int(user_id))
+            return True
         if (action, method) == ("hang", "POST"):
             api.hang(bool(body["hang"]))
             return True

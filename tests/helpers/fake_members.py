@@ -11,7 +11,12 @@ What Telegram does, and so what this fake does:
 * asking about another chat (``getChat``, ``getChatMember``) finds only chats the bot knows
   (:meth:`FakeMembers.is_known`): an unknown one, or a private chat the bot left, is "chat
   not found", one the bot was kicked from answers 403 (:func:`forbidden_description`).
-  Public chats (with a username) are found either way.
+  Public chats (with a username) are found either way;
+* a bot may not write first: a message to a private chat whose user never started the bot
+  (never wrote to it there, never pressed Start) is refused 403 :data:`CANT_INITIATE`. A
+  user counts as having started it once an update shows them doing so (a message of theirs
+  in their private chat, or ``my_chat_member`` making the bot a member there) or a test
+  says so (:meth:`FakeMembers.start_private_chat`).
 
 Tests set statuses with :meth:`FakeBotAPI.set_admin`; ``my_chat_member`` updates record the
 bot's own. Everything runs on the fake's event loop; no locks.
@@ -26,6 +31,8 @@ from tests.helpers.fake_text import ApiError, as_int
 if TYPE_CHECKING:
     from tests.helpers.fake_bot_api import FakeBotAPI
 
+# What Telegram answers a message to a user who never started the bot.
+CANT_INITIATE = "Forbidden: bot can't initiate conversation with a user"
 # Every permission flag PTB's ChatMemberRestricted requires.
 _RESTRICTED_PERMISSIONS = [
     "can_change_info",
@@ -129,6 +136,8 @@ class FakeMembers:
         self._api = api
         self._statuses: dict[tuple[int, int], str] = {}
         self._rights: dict[tuple[int, int], dict[str, bool]] = {}
+        # Users who started the bot: the bot may write to their private chat.
+        self.started: set[int] = set()
 
     def set_status(self, chat_id: int, user_id: int, status: str, **rights: bool) -> None:
         """Set what getChatMember answers for ``user_id`` in ``chat_id`` (default "member").
@@ -149,6 +158,40 @@ class FakeMembers:
         """The bot's status in ``chat_id`` changed (a ``my_chat_member`` update); no rights."""
         self._statuses[(chat_id, self._api.bot_id)] = status
         self._rights.pop((chat_id, self._api.bot_id), None)
+
+    def start_private_chat(self, user_id: int) -> None:
+        """``user_id`` started the bot (without an update the bot gets): it may write to them."""
+        if user_id <= 0:
+            raise ValueError("private chats are users: use a positive id")
+        self.started.add(user_id)
+
+    def note_update(self, update: dict[str, Any]) -> None:
+        """Remember a user starting the bot, as an update queued for it shows.
+
+        A user's own message in their private chat means they started it (Telegram only
+        delivers those after Start), and so does ``my_chat_member`` making the bot a member
+        of a private chat (Start pressed, or the bot unblocked).
+        """
+        message = update.get("message") or update.get("edited_message")
+        if isinstance(message, dict):
+            chat, sender = message.get("chat") or {}, message.get("from") or {}
+            if chat.get("type") == "private" and sender.get("id") == chat.get("id"):
+                self.started.add(int(chat["id"]))
+        change = update.get("my_chat_member")
+        if isinstance(change, dict):
+            chat = change.get("chat") or {}
+            status = (change.get("new_chat_member") or {}).get("status")
+            if chat.get("type") == "private" and status == "member":
+                self.started.add(int(chat["id"]))
+
+    def check_may_write(self, chat: dict[str, Any]) -> None:
+        """Refuse a message to a private chat whose user never started the bot.
+
+        Raises:
+            ApiError: 403 :data:`CANT_INITIATE`.
+        """
+        if chat["type"] == "private" and int(chat["id"]) not in self.started:
+            raise ApiError(403, CANT_INITIATE)
 
     def is_known(self, chat_id: int) -> bool:
         """Whether Telegram would know this chat to the bot (seen, registered or configured)."""
