@@ -110,8 +110,8 @@ def filter_mix(n: int) -> tuple[Filters, Filters, bool]:
 
 async def _create_chats(
     storage: Any, url: str, chats: int, *, filtered: bool, fmt: str = "summary"
-) -> None:
-    """Instant private chats posting in ``fmt`` and following ``url``, in batches."""
+) -> list[int]:
+    """Instant private chats posting in ``fmt`` and following ``url``, in batches; their ids."""
     ids = [CHAT_BASE + n for n in range(chats)]
 
     def choose(chat: Any) -> None:
@@ -124,6 +124,7 @@ async def _create_chats(
         await asyncio.gather(*(storage.subscribe(c, url, limit=100) for c in batch))
         if filtered:
             await asyncio.gather(*(_set_filters(storage, url, c) for c in batch))
+    return ids
 
 
 def _article_html() -> str:
@@ -227,7 +228,11 @@ async def run_mode(
                 services = services_of(app)
                 storage = get_storage_service()
                 setup_started = time.perf_counter()
-                await _create_chats(storage, url, args.chats, filtered=mode == "filtered", fmt=fmt)
+                chat_ids = await _create_chats(
+                    storage, url, args.chats, filtered=mode == "filtered", fmt=fmt
+                )
+                # Their users started the bot (Telegram refuses a bot writing to anyone first).
+                await fake.post("started", {"user_ids": chat_ids})
                 # Probe groups are known chats (they have used the bot before), so /news is
                 # answered from memory as for any returning user.
                 pool = IDLE_PROBES + probe_pool(args, limited)

@@ -97,6 +97,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     """One fan-out with interactive sends mixed in; return the figures."""
     proc, base_url = await _start_fake()
     try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+            # The users written to started the bot (Telegram refuses a bot writing first).
+            users = [_FAN_OUT_CHAT_BASE + n for n in range(args.chats)]
+            users += [_REPLY_CHAT_BASE + n for n in range(2 * args.replies)]
+            (await http.post("/_control/started", json={"user_ids": users})).raise_for_status()
         limiter = TelegramRateLimiter(overall_rate=args.rate)
         bot: ExtBot[SendClass | None] = ExtBot(
             TOKEN,

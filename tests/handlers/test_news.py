@@ -201,13 +201,14 @@ async def test_rate_limit_one_polite_reply_then_silence_with_logs_and_counter(
     async with running_bot(
         bot_settings(default_feeds=two_feeds, news_rate_count=2, news_rate_window_s=60)
     ):
-        for _ in range(5):
-            fake_api.send_command("/news", chat_id=15, user_id=77)
+        for _ in range(5):  # user 77 in group -15 (a private chat's id is its user's)
+            fake_api.send_command("/news", chat_id=-15, user_id=77, chat_type="group")
             await fake_api.wait_for_call("getUpdates", len(fake_api.calls_to("getUpdates")) + 1)
-        await fake_api.wait_for_messages(3, chat_id=15)
-        fake_api.send_command("/news", chat_id=16, user_id=78)  # someone else is unaffected
-        await fake_api.wait_for_messages(1, chat_id=16)
-        replies = fake_api.sent_messages(15)
+        await fake_api.wait_for_messages(3, chat_id=-15)
+        # Someone else is unaffected.
+        fake_api.send_command("/news", chat_id=-16, user_id=78, chat_type="group")
+        await fake_api.wait_for_messages(1, chat_id=-16)
+        replies = fake_api.sent_messages(-15)
         await get_storage_service().flush()
         counters = get_storage_service().counters()
     assert len(replies) == 3  # two answers and one notice; the other two were dropped
@@ -220,13 +221,13 @@ async def test_rate_limit_one_polite_reply_then_silence_with_logs_and_counter(
     assert len(limited) == 3
     for record in limited:
         assert record["user_id"] == 77
-        assert record["chat_id"] == 15
+        assert record["chat_id"] == -15
         assert record["limit"] == 2
         assert record["window_s"] == 60
         assert 0 < record["retry_after_s"] <= 60
     assert [r["action"] for r in limited] == ["notified", "dropped", "dropped"]
     assert counters["global"]["news_rate_limited"] == 3
-    assert counters["chats"]["15"]["news_rate_limited"] == 3
+    assert counters["chats"]["-15"]["news_rate_limited"] == 3
     assert counters["global"]["news_requests"] == 3
 
 

@@ -470,6 +470,8 @@ _FAST_RETRY = RetryPolicy(
 @pytest.fixture
 async def limited_api() -> AsyncIterator[FakeBotAPI]:
     async with FakeBotAPI(enforce_limits=True) as fake:
+        for user_id in [*range(1, 100), *range(2000, 2100)]:  # the users these tests write to
+            fake.start_private_chat(user_id)  # started the bot (it may not write first)
         yield fake
 
 
