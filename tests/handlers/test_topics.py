@@ -7,6 +7,7 @@ with one note; a deleted topic's feeds move to General. "Exactly once" is checke
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,11 @@ INSTANT = "New items will be posted here as soon as they appear."
 CLOSED_NOTE = (
     "🔒 The topic for Tech Wire is closed, so its new items wait until it is reopened (or "
     "send /add with the feed's URL in another topic or here in General to post it there)."
+)
+CLOSED_GENERAL_NOTE = (
+    "🔒 The General topic of Readers is closed, so new items of Town Crier wait until it "
+    "is reopened (or send /add with the feed's URL inside a topic there to post it in "
+    "that topic)."
 )
 DELETED_NOTE = (
     "🗂 The topic for Tech Wire was deleted, so its items are posted here in General now. "
@@ -238,13 +244,57 @@ async def test_a_closed_general_tells_the_managers_privately_and_holds_its_items
         services_of(app).dispatcher.request(FORUM)
         await settle(app)
     assert added == f"✅ Now following Town Crier.\n{INSTANT}"
-    assert told == [
-        "🔒 The General topic of Readers is closed, so new items of Town Crier wait until it "
-        "is reopened (or send /add with the feed's URL inside a topic there to post it in "
-        "that topic)."
-    ]
+    assert told == [CLOSED_GENERAL_NOTE]
     assert len(fake_api.sent_messages(blocked_admin)) == to_blocked  # 403: skipped
     assert in_general_while_closed == []
+    assert posts(fake_api, None) == [post(held[0], "Town Crier")]
+
+
+async def test_a_manager_who_never_started_the_bot_is_skipped_and_nothing_stored_changes(
+    fake_api: FakeBotAPI,
+    bot_settings: SettingsFactory,
+    feed_server: FeedServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Telegram refuses to write first to a user who never started the bot (403).
+
+    ``stranger`` manages the forum, and follows a feed in a private chat, on record only:
+    the data came from another bot the operator ran before, and they never started this one.
+    """
+    forum(fake_api)
+    stranger = ADMIN + 2
+    fake_api.set_admin(FORUM, stranger)
+    old = [story(0, "g")]
+    url = serve_feed(feed_server, "/gen.xml", old, "Town Crier")
+    own_url = serve_feed(feed_server, "/own.xml", [story(0, "o")], "Own Feed")
+    caplog.set_level(logging.INFO)
+    async with running_bot(bot_settings(**QUIET), rate_limit_outgoing=False) as app:
+        storage = get_storage_service()
+        await storage.ensure_chat(stranger, "private", "Stranger")
+        await storage.subscribe(stranger, own_url, limit=10)
+        await say(fake_api, f"/add {FORUM} {url}", ADMIN)  # from a private chat
+        await storage.update_chat(FORUM, lambda c: setattr(c, "managers", (*c.managers, stranger)))
+        before = len(fake_api.sent_messages(ADMIN))
+        fake_api.close_topic(FORUM, None)
+        held = [story(1, "g")]
+        serve_feed(feed_server, "/gen.xml", old + held, "Town Crier")
+        await poll_now(app, feed_server, "/gen.xml", url)
+        told = [m["plain"] for m in fake_api.sent_messages(ADMIN)[before:]]
+        fake_api.reopen_topic(FORUM, None)
+        services_of(app).dispatcher.request(FORUM)
+        await settle(app)
+        forum_chat, stranger_chat = storage.chat(FORUM), storage.chat(stranger)
+        stranger_feeds = storage.feed_urls(stranger)
+    assert told == [CLOSED_GENERAL_NOTE]
+    to_stranger = [c for c in fake_api.calls_to("sendMessage") if c.params["chat_id"] == stranger]
+    assert [c.status for c in to_stranger] == [403]  # tried once, refused, not retried
+    assert forum_chat is not None and forum_chat.active
+    assert forum_chat.managers == (ADMIN, stranger)
+    assert stranger_chat is not None and stranger_chat.active  # the 403 deactivated nothing
+    assert list(stranger_feeds) == [own_url]
+    [note] = [r for r in caplog.records if getattr(r, "event", "") == "topic_closed_private_note"]
+    assert (note.told, note.unreachable, note.failed) == ([ADMIN], [stranger], [])
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert posts(fake_api, None) == [post(held[0], "Town Crier")]
 
 
