@@ -293,7 +293,8 @@ async def test_a_manager_who_never_started_the_bot_is_skipped_and_nothing_stored
     assert stranger_chat is not None and stranger_chat.active  # the 403 deactivated nothing
     assert list(stranger_feeds) == [own_url]
     [note] = [r for r in caplog.records if getattr(r, "event", "") == "topic_closed_private_note"]
-    assert (note.told, note.unreachable, note.failed) == ([ADMIN], [stranger], [])
+    reached = {key: getattr(note, key) for key in ("told", "unreachable", "failed")}
+    assert reached == {"told": [ADMIN], "unreachable": [stranger], "failed": []}
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert posts(fake_api, None) == [post(held[0], "Town Crier")]
 
