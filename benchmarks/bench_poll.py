@@ -99,7 +99,8 @@ class CycleMeter:
         """(system CPU of the bot process, user CPU of its loop thread, of its other threads)."""
         user, system = cpu_split_s(f"/proc/{os.getpid()}/stat")
         loop_user, _loop_system = cpu_split_s(f"/proc/{os.getpid()}/task/{os.getpid()}/stat")
-        return system, loop_user, user - loop_user
+        # The kernel rounds each figure to clock ticks on its own: never below zero.
+        return system, loop_user, max(0.0, user - loop_user)
 
     def start(self) -> None:
         """Take the starting readings."""
