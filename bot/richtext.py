@@ -171,7 +171,8 @@ def absolute_http_url(url: str | None, base_url: str | None) -> str | None:
     """
     if not url:
         return None
-    if _PLAIN_HTTP_URL_RE.fullmatch(url):
+    plain_base = not base_url or _PLAIN_HTTP_URL_RE.fullmatch(base_url)
+    if plain_base and _PLAIN_HTTP_URL_RE.fullmatch(url):
         return url  # what the steps below would give back (tests/test_richtext.py checks)
     try:
         joined = urljoin(base_url, url.strip()) if base_url else url.strip()

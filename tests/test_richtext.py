@@ -226,6 +226,11 @@ _URL_PIECES = {
 }  # fmt: skip
 
 
+# Bases too: unparseable ones make the slow path give None (urljoin raises ValueError).
+_BASES = [None, "", BASE, "http://other.example/dir/", "ftp://f.example/", "http://[",
+          "http://[::1/x", "http://h]/", "http://ex\u2100ample/"]  # fmt: skip
+
+
 def test_the_plain_url_shortcut_gives_what_joining_gives() -> None:
     """Differential: the shortcut for plain http(s) URLs against the full join-and-split."""
     rng = random.Random(7)
@@ -235,7 +240,7 @@ def test_the_plain_url_shortcut_gives_what_joining_gives() -> None:
         edge = rng.choice(_URL_PIECES["edge"]) if rng.random() < 0.1 else ""
         url = edge + "".join(rng.choice(_URL_PIECES[part]) for part in
                              ("scheme", "host", "path", "query", "fragment"))  # fmt: skip
-        base = rng.choice([None, BASE, "http://other.example/dir/", "ftp://f.example/"])
+        base = rng.choice(_BASES)
         fast = absolute_http_url(url, base)
         with slow:
             expected = absolute_http_url(url, base)

@@ -2,7 +2,8 @@
 
 Why: feedparser is pure Python and spends ~5-19 ms of CPU (holding the GIL) on a 20-item
 feed; the bot polls 10,000 feeds per cycle. Expat through ElementTree reads the same
-document ~10x faster. But :func:`bot.services.feed_parser.parse_feed` must give the same
+document over 10x faster (``benchmarks/bench_parse.py``). But
+:func:`bot.services.feed_parser.parse_feed` must give the same
 :class:`~bot.models.ParsedFeed` whichever reader ran, so this module is a *partial*
 re-implementation: for the few values the bot uses (feed title; each entry's title, its
 type, link, id and dates; its body — RSS ``description``/``content:encoded``, Atom

@@ -21,11 +21,11 @@ encoding that decodes it wins over the header, because servers that stamp a defa
 every UTF-8 feed into mojibake.
 
 Readers. Plain RSS 2.0 and Atom 1.0 documents are read by :mod:`bot.services.fast_feed`
-(expat through defusedxml with DTDs, entities and external references forbidden; ~7x less
-CPU than feedparser), which mirrors feedparser's rules for the values used here and hands
-anything it is not sure about to feedparser; ``tests/services/test_fast_feed.py`` checks
-both readers agree. Everything after the reading (titles, links, ids, dates, order) is one
-code path.
+(ElementTree's C expat parser, used only once the prolog is known to hold no DOCTYPE; over
+10x less CPU than feedparser, see ``benchmarks/bench_parse.py``), which mirrors feedparser's
+rules for the values used here and hands anything it is not sure about to feedparser;
+``tests/services/test_fast_feed.py`` checks both readers agree. Everything after the reading
+(titles, links, ids, dates, order) is one code path.
 
 XML safety, in three layers:
 
@@ -319,7 +319,7 @@ def _parse(
         raise NotAFeedError
 
     # Plain RSS 2.0 / Atom 1.0 first: fast_feed mirrors feedparser's rules for the values used
-    # here, ~10x faster, and gives None for anything it is not sure to read identically.
+    # here, over 10x faster, and gives None for anything it is not sure to read identically.
     parsed = fast_feed.extract(utf8)
     if parsed is None:
         parsed = _feedparser_parse(utf8)
