@@ -98,11 +98,10 @@ class CycleMeter:
 
     @staticmethod
     def _split() -> tuple[float, float, float]:
-        """(system CPU of the bot process, user CPU of its loop thread, of its other threads)."""
+        """(system CPU of the bot process, its user CPU, the user CPU of its loop thread)."""
         user, system = cpu_split_s(f"/proc/{os.getpid()}/stat")
         loop_user, _loop_system = cpu_split_s(f"/proc/{os.getpid()}/task/{os.getpid()}/stat")
-        # The kernel rounds each figure to clock ticks on its own: never below zero.
-        return system, loop_user, max(0.0, user - loop_user)
+        return system, user, loop_user
 
     def start(self) -> None:
         """Take the starting readings."""
@@ -112,14 +111,18 @@ class CycleMeter:
 
     def stop(self) -> dict[str, float]:
         """Wall and CPU seconds since :meth:`start`, with the bot process's CPU split."""
-        split = [end - start for end, start in zip(self._split(), self._split_start, strict=True)]
+        system, user, loop_user = (
+            end - start for end, start in zip(self._split(), self._split_start, strict=True)
+        )
         return {
             "wall_s": time.perf_counter() - self._wall,
             "cpu_s": self._total_cpu() - self._cpu,
             "workers": float(len(self._pids) - 1),
-            "system_s": split[0],
-            "loop_user_s": split[1],
-            "threads_user_s": split[2],
+            "system_s": system,
+            "loop_user_s": loop_user,
+            # The kernel scales a process's and a thread's user time to clock ticks on
+            # their own, so over a short cycle the difference can come out a tick negative.
+            "threads_user_s": max(0.0, user - loop_user),
         }
 
     def rss(self) -> dict[str, float]:
