@@ -82,8 +82,8 @@ SETUP_BATCH = 2000
 class CycleMeter:
     """CPU seconds (bot + parser workers) and wall time around one poll cycle."""
 
-    def __init__(self, executor: object) -> None:
-        self._executor = executor
+    def __init__(self, feeds: Any) -> None:
+        self._feeds = feeds  # a FeedService: its parser pool is read each time (it may change)
         self._pids = [os.getpid()]
         self._cpu = 0.0
         self._wall = 0.0
@@ -91,7 +91,7 @@ class CycleMeter:
 
     def _total_cpu(self) -> float:
         # Workers of a ProcessPoolExecutor start on demand: take them as they appear.
-        for pid in executor_pids(self._executor):
+        for pid in executor_pids(self._feeds.parse_executor):
             if pid not in self._pids:
                 self._pids.append(pid)
         return sum(process_cpu_s(pid) for pid in self._pids)
@@ -212,7 +212,7 @@ async def run_config(
         storage = get_storage_service()
         feeds = services.feeds
         await _setup_chats(storage, urls)
-        meter = CycleMeter(services.parse_executor)
+        meter = CycleMeter(feeds)
 
         for url in urls:
             feeds.poll_soon(url)

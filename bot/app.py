@@ -187,14 +187,13 @@ async def _post_init(app: AnyApp) -> None:
         max_bytes=settings.feed_max_bytes,
         total_timeout=settings.feed_timeout_s,
     )
-    services.parse_executor = _parse_executor(settings.parser_processes)
     feeds_service = FeedService(
         fetcher,
         storage,
         services.metrics,
         poll_interval_s=settings.feed_poll_interval_s,
         poll_concurrency=settings.feed_poll_concurrency,
-        parse_executor=services.parse_executor,
+        parse_executor=_parse_executor(settings.parser_processes),
         parse_executor_factory=(
             functools.partial(process_pool, settings.parser_processes)
             if settings.parser_processes
@@ -275,7 +274,8 @@ async def _post_shutdown(app: AnyApp) -> None:
         await services.health_server.stop()
     if services.http is not None:
         await services.http.close()
-    if services.parse_executor is not None:
-        services.parse_executor.shutdown(wait=True, cancel_futures=True)
+    executor = services.feeds_service.parse_executor if services.feeds_service else None
+    if executor is not None:
+        executor.shutdown(wait=True, cancel_futures=True)
     await get_storage_service().close()
     logger.info("newsbot stopped", extra={"event": "stopped"})

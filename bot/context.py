@@ -9,7 +9,6 @@ metrics, feeds, dispatcher and digest scheduler. Storage is the process-wide sin
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +45,6 @@ class Services:
     # /add and /import's per-user budget (ADD_RATE_LIMIT); set when the app is built.
     add_rate_limiter: NewsRateLimiter | None = None
     http: aiohttp.ClientSession | None = None  # feed fetching (the Bot API has its own)
-    parse_executor: Executor | None = None
     feeds_service: FeedService | None = None
     dispatcher_service: Dispatcher | None = None
     digests_service: DigestScheduler | None = None

@@ -193,7 +193,8 @@ async def _run_import(
 async def _parse_off_loop(context: Context, data: bytes) -> list[OpmlFeed]:
     """Parse in a parser worker process (or a thread): 1 MiB of OPML is ~0.2 s of CPU."""
     loop = asyncio.get_running_loop()
-    executor = context.services.parse_executor
+    feeds = context.services.feeds_service
+    executor = feeds.parse_executor if feeds is not None else None  # the live pool
     if executor is not None:
         try:
             return await loop.run_in_executor(executor, parse_opml, data)

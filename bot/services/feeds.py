@@ -316,6 +316,14 @@ class FeedService:
         )
         return await self._off_loop(job)
 
+    @property
+    def parse_executor(self) -> Executor | None:
+        """The parser pool in use now (a new one after a worker died); None: threads.
+
+        Other CPU-bound work (``/import``'s OPML) runs here too, and shutdown stops it.
+        """
+        return self._executor
+
     async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         """Run CPU-bound ``fn`` in the parser pool (threads when there is none).
 

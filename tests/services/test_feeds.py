@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import ParamSpec, TypeVar
 
 import pytest
 
 from bot.models import FeedState, LogEntry
-from bot.services.feed_errors import HTTPStatusError, NotAFeedError
+from bot.services.feed_errors import HTTPStatusError, NotAFeedError, ParseError
 from bot.services.feeds import (
     MANUAL_RETRY_FLOOR_S,
     MAX_FAILURES,
@@ -36,6 +38,8 @@ from tests.helpers.scripted import (
 URL = "https://feeds.example/rss"
 OTHER = "https://other.example/rss"
 POLL = 600
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Hook:
@@ -519,6 +523,57 @@ async def test_parsing_in_a_worker_process(
     with pytest.raises(NotAFeedError) as err:  # the worker's exception crossed back intact
         await service.refresh(garbage)
     assert err.value.reason == NotAFeedError.reason
+
+
+class DyingExecutor(ThreadPoolExecutor):
+    """A parser pool whose worker process has died: every job fails as a broken pool's does."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.stopped = False
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        """Fail the job the way ``ProcessPoolExecutor`` does after a worker died."""
+        future: Future[R] = Future()
+        future.set_exception(BrokenProcessPool("A child process terminated abruptly"))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Record the shutdown, then shut down."""
+        self.stopped = True
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+async def test_a_dead_parser_worker_fails_only_its_feed_and_the_pool_is_replaced(
+    fetcher: ScriptedFetcher,
+    storage: StorageService,
+    clock: FakeClock,
+    executor: CountingExecutor,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dead = DyingExecutor()
+    service = FeedService(
+        fetcher,  # type: ignore[arg-type]  # duck-typed stand-in for Fetcher
+        storage,
+        Metrics(process_metrics=False),
+        poll_interval_s=POLL,
+        parse_executor=dead,
+        parse_executor_factory=lambda: executor,
+        clock=clock,
+    )
+    fetcher.serve(URL, ok(URL, range(2)))
+    fetcher.serve(OTHER, ok(OTHER, range(3)))
+    with pytest.raises(ParseError) as err:
+        await service.refresh(URL)
+    assert isinstance(err.value.__cause__, BrokenProcessPool)
+    assert err.value.reason == ParseError.reason  # "the feed could not be read"
+    state = service.state_of(URL)
+    assert state is not None and state.failures == 1  # this feed backs off
+    assert dead.stopped and service.parse_executor is executor  # a new pool took over
+    view = await service.refresh(OTHER)  # the next feed parses in the new pool
+    assert [i.id for i in view.items] == ["s2", "s1", "s0"]
+    assert executor.jobs == 1
+    assert "a parser process died" in caplog.text
 
 
 # ---------------------------------------------------------------------------- /add
