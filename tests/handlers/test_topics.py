@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
-from bot.context import services_of
+from bot.context import AnyApp, services_of
 from bot.handlers.basic import help_text
 from bot.i18n import translator
 from bot.storage import get_storage_service
@@ -78,6 +78,27 @@ def posts(fake: FakeBotAPI, thread_id: int | None) -> list[str]:
 def post(item: dict[str, Any], feed: str) -> str:
     """An instant post of one item as members read it."""
     return f"{item['title']}\n{feed}"
+
+
+async def new_item_while_general_is_closed(
+    app: AnyApp, fake_api: FakeBotAPI, feed_server: FeedServer, old: list[dict[str, Any]], url: str
+) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """Close General, publish and poll one new item, then reopen General and let it through.
+
+    Returns the held item, what ``ADMIN`` was told meanwhile, and General's posts while closed.
+    """
+    before = len(fake_api.sent_messages(ADMIN))
+    fake_api.close_topic(FORUM, None)
+    held = [story(1, "g")]
+    serve_feed(feed_server, "/gen.xml", old + held, "Town Crier")
+    await poll_now(app, feed_server, "/gen.xml", url)
+    told = [m["plain"] for m in fake_api.sent_messages(ADMIN)[before:]]
+    while_closed = posts(fake_api, None)
+    # General reopens; the dispatcher's retry (here: at once) delivers what waited.
+    fake_api.reopen_topic(FORUM, None)
+    services_of(app).dispatcher.request(FORUM)
+    await settle(app)
+    return held, told, while_closed
 
 
 async def test_add_in_a_topic_posts_there_and_add_in_general_posts_to_general(
@@ -232,17 +253,9 @@ async def test_a_closed_general_tells_the_managers_privately_and_holds_its_items
         await say(fake_api, f"/list {FORUM}", blocked_admin)
         fake_api.blocked_chats.add(blocked_admin)
         to_blocked = len(fake_api.sent_messages(blocked_admin))
-        before = len(fake_api.sent_messages(ADMIN))
-        fake_api.close_topic(FORUM, None)
-        held = [story(1, "g")]
-        serve_feed(feed_server, "/gen.xml", old + held, "Town Crier")
-        await poll_now(app, feed_server, "/gen.xml", url)
-        told = [m["plain"] for m in fake_api.sent_messages(ADMIN)[before:]]
-        in_general_while_closed = posts(fake_api, None)
-        # General reopens; the dispatcher's retry (here: at once) delivers what waited.
-        fake_api.reopen_topic(FORUM, None)
-        services_of(app).dispatcher.request(FORUM)
-        await settle(app)
+        held, told, in_general_while_closed = await new_item_while_general_is_closed(
+            app, fake_api, feed_server, old, url
+        )
     assert added == f"✅ Now following Town Crier.\n{INSTANT}"
     assert told == [CLOSED_GENERAL_NOTE]
     assert len(fake_api.sent_messages(blocked_admin)) == to_blocked  # 403: skipped
@@ -274,15 +287,9 @@ async def test_a_manager_who_never_started_the_bot_is_skipped_and_nothing_stored
         await storage.subscribe(stranger, own_url, limit=10)
         await say(fake_api, f"/add {FORUM} {url}", ADMIN)  # from a private chat
         await storage.update_chat(FORUM, lambda c: setattr(c, "managers", (*c.managers, stranger)))
-        before = len(fake_api.sent_messages(ADMIN))
-        fake_api.close_topic(FORUM, None)
-        held = [story(1, "g")]
-        serve_feed(feed_server, "/gen.xml", old + held, "Town Crier")
-        await poll_now(app, feed_server, "/gen.xml", url)
-        told = [m["plain"] for m in fake_api.sent_messages(ADMIN)[before:]]
-        fake_api.reopen_topic(FORUM, None)
-        services_of(app).dispatcher.request(FORUM)
-        await settle(app)
+        held, told, _in_general = await new_item_while_general_is_closed(
+            app, fake_api, feed_server, old, url
+        )
         forum_chat, stranger_chat = storage.chat(FORUM), storage.chat(stranger)
         stranger_feeds = storage.feed_urls(stranger)
     assert told == [CLOSED_GENERAL_NOTE]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import ParamSpec, TypeVar
 
@@ -78,8 +78,9 @@ def make_service(
     fetcher: ScriptedFetcher,
     storage: StorageService,
     clock: FakeClock,
-    executor: CountingExecutor | ProcessPoolExecutor | None = None,
+    executor: Executor | None = None,
     hook: Hook | None = None,
+    executor_factory: Callable[[], Executor] | None = None,
 ) -> FeedService:
     service = FeedService(
         fetcher,  # type: ignore[arg-type]  # duck-typed stand-in for Fetcher
@@ -87,6 +88,7 @@ def make_service(
         Metrics(process_metrics=False),
         poll_interval_s=POLL,
         parse_executor=executor,
+        parse_executor_factory=executor_factory,
         clock=clock,
     )
     service.on_new_items = hook
@@ -552,15 +554,7 @@ async def test_a_dead_parser_worker_fails_only_its_feed_and_the_pool_is_replaced
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     dead = DyingExecutor()
-    service = FeedService(
-        fetcher,  # type: ignore[arg-type]  # duck-typed stand-in for Fetcher
-        storage,
-        Metrics(process_metrics=False),
-        poll_interval_s=POLL,
-        parse_executor=dead,
-        parse_executor_factory=lambda: executor,
-        clock=clock,
-    )
+    service = make_service(fetcher, storage, clock, dead, executor_factory=lambda: executor)
     fetcher.serve(URL, ok(URL, range(2)))
     fetcher.serve(OTHER, ok(OTHER, range(3)))
     with pytest.raises(ParseError) as err:
